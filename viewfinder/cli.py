@@ -1,0 +1,152 @@
+"""Command line face: parse arguments, call the engine, print results. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .config import load_config
+from .errors import ViewfinderError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Search your images by what they show.")
+texts_app = typer.Typer(no_args_is_help=True, help="Sentences or labels for image -> text search.")
+app.add_typer(texts_app, name="texts")
+
+_state = {"debug": False}
+DbOpt = typer.Option(None, "--db", help="Index folder (default: $VIEWFINDER_DB or the XDG data dir).")
+ModelOpt = typer.Option(None, "--model", help="Model spec: mini, open_clip:ARCH/TAG, open_clip:ARCH@CKPT, hf:ID or hf:DIR.")
+
+
+def _engine(db: Optional[Path], model: Optional[str] = None, **settings: object):
+    from .engine import Engine
+
+    return Engine(load_config(db=db, model=model, **settings))
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    for noisy in ("httpx", "transformers", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@app.command()
+def index(
+    folder: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
+    db: Optional[Path] = DbOpt,
+    model: Optional[str] = ModelOpt,
+    workers: Optional[int] = typer.Option(None, help="Decode worker processes."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per model batch."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
+    index_kind: Optional[str] = typer.Option(None, "--index-kind", help="auto, flat, hnsw or ivfpq."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Index (or bring up to date) the images under FOLDER."""
+    with _engine(db, model, workers=workers, batch_size=batch_size, max_pixels=max_pixels, index_kind=index_kind) as engine:
+        report = engine.index(folder, progress=not quiet, on_error=lambda msg: typer.echo(f"skipped {msg}", err=True))
+        typer.echo(
+            f"{report.scanned} files: {report.embedded} embedded, {report.unchanged} unchanged, {report.moved} moved, "
+            f"{report.deleted} removed, {len(report.failed)} failed ({report.images_per_second:.1f} images/s); "
+            f"index {engine.config.db} now holds {engine.store.catalog.count_images()} images"
+        )
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
+def search(
+    query: Optional[List[str]] = typer.Argument(None, help="Text, an image path or URL; parts may be weighted (2:cat) or negative (-blurry)."),
+    db: Optional[Path] = DbOpt,
+    model: Optional[str] = typer.Option(None, "--model", help="Must match the index's model when given."),
+    k: int = typer.Option(10, "-k", "--top", help="How many results."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many results (paging)."),
+    image: Optional[str] = typer.Option(None, "--image", help="Image to combine with the text (hybrid search)."),
+    text_weight: Optional[float] = typer.Option(None, "--text-weight", help="Share of the text in a hybrid query, 0..1."),
+    texts: bool = typer.Option(False, "--texts", help="Rank stored texts instead of images (image -> text)."),
+    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+) -> None:
+    """Find images (or, with --texts, stored texts) for QUERY."""
+    if text_weight is not None and image is None:
+        raise ViewfinderError("--text-weight needs --image: it splits the query between the text and that image")
+    with _engine(db, model) as engine:
+        result = engine.search(query or [], k=k, image=image, text_weight=text_weight, offset=offset,
+                               target="texts" if texts else "images")
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in result.hits], indent=2))
+        return
+    _print_hits(result)
+
+
+def _print_hits(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not result.hits:
+        console.print(result.message or "no results")
+        return
+    table = Table(show_header=True, header_style="bold")
+    for col in ("rank", "score", "confidence", "text" if result.hits[0].kind == "text" else "path"):
+        table.add_column(col, justify="right" if col != "path" and col != "text" else "left")
+    for h in result.hits:
+        table.add_row(str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", h.text if h.kind == "text" else h.path)
+    console.print(table)
+    if result.abstained:
+        console.print(f"[yellow]{result.message}[/yellow]")
+
+
+@texts_app.command("add")
+def texts_add(
+    file: Path = typer.Argument(..., help="A text file: one sentence or label per line."),
+    db: Optional[Path] = DbOpt,
+    source: Optional[str] = typer.Option(None, help="Where the texts come from (default: the file name)."),
+) -> None:
+    """Store the lines of FILE for image -> text search."""
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ViewfinderError(f"{file}: cannot read it as UTF-8 text ({exc}); give a plain text file") from exc
+    with _engine(db) as engine:
+        added = engine.add_texts(lines, source=source or file.name)
+        typer.echo(f"{added} new texts stored; the index holds {engine.store.catalog.count_texts()} texts")
+
+
+@app.command()
+def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """What the index holds."""
+    with _engine(db) as engine:
+        facts = engine.stats()
+        failures = engine.store.catalog.errors(limit=20)
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    for key, value in facts.items():
+        typer.echo(f"{key:>10}: {value}")
+    for path, error in failures:
+        typer.echo(f"    failed: {error}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ViewfinderError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: what was indexed so far is kept; run the same command to resume", err=True)
+        sys.exit(130)
+    except Exception as exc:  # anything unexpected: one line unless --debug
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The one settings object. Values come from defaults, then a TOML file, then the environment,
+then explicit arguments (CLI flags), each overriding the one before."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+DEFAULT_MODEL = "mini"
+
+
+def default_data_dir() -> Path:
+    """XDG data dir, as users of Linux desktop tools expect."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "viewfinder"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "viewfinder"
+
+
+@dataclass(frozen=True)
+class Config:
+    db: Path = field(default_factory=lambda: default_data_dir() / "index")
+    model: str | None = None  # None: the model stored in the catalogue, else DEFAULT_MODEL
+    device: str = "auto"
+    batch_size: int = 32
+    workers: int = max(1, min(4, (os.cpu_count() or 1)))
+    max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
+    index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
+    exact_limit: int = 200_000  # below this many vectors "auto" searches exactly
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    checkpoint_seconds: float = 30.0  # how often the vector index file is rewritten while indexing
+    token: str | None = None  # bearer token for the API's write endpoints
+    allowed_roots: tuple[str, ...] = ()  # folders the API may index
+
+    def with_overrides(self, **values: object) -> "Config":
+        """Copy with the given non-None values set; unknown names are an error."""
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        clean = {k: v for k, v in values.items() if v is not None}
+        if "db" in clean:
+            clean["db"] = Path(str(clean["db"])).expanduser()
+        if "cache_dir" in clean:
+            clean["cache_dir"] = Path(str(clean["cache_dir"])).expanduser()
+        if "allowed_roots" in clean:
+            clean["allowed_roots"] = tuple(str(r) for r in clean["allowed_roots"])  # type: ignore[union-attr]
+        return replace(self, **clean)  # type: ignore[arg-type]
+
+
+_ENV = {
+    "VIEWFINDER_DB": "db",
+    "VIEWFINDER_MODEL": "model",
+    "VIEWFINDER_DEVICE": "device",
+    "VIEWFINDER_TOKEN": "token",
+    "VIEWFINDER_CACHE": "cache_dir",
+}
+
+
+def load_config(toml_path: Path | None = None, **overrides: object) -> Config:
+    """Defaults < TOML file (`VIEWFINDER_CONFIG` or the given path) < environment < overrides."""
+    cfg = Config()
+    path = toml_path or (Path(os.environ["VIEWFINDER_CONFIG"]) if os.environ.get("VIEWFINDER_CONFIG") else None)
+    if path is not None:
+        with open(path, "rb") as fh:
+            cfg = cfg.with_overrides(**tomllib.load(fh))
+    cfg = cfg.with_overrides(**{name: os.environ[var] for var, name in _ENV.items() if os.environ.get(var)})
+    return cfg.with_overrides(**overrides)

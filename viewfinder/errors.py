@@ -1,0 +1,38 @@
+"""Project exceptions. Each message names the file or field and says what to do; faces print it
+as one line (CLI) or a JSON error (API)."""
+
+from __future__ import annotations
+
+
+class ViewfinderError(Exception):
+    """Base class: anything the user can act on."""
+
+    http_status = 400
+
+
+class BadImageError(ViewfinderError):
+    """An input that is not a usable image (empty, truncated, too large, not an image)."""
+
+    http_status = 422
+
+
+class ImageTooLargeError(BadImageError):
+    http_status = 413
+
+
+class ModelMismatchError(ViewfinderError):
+    """The catalogue was built with another model: mixing embeddings would give garbage."""
+
+    http_status = 409
+
+
+class ModelSpecError(ViewfinderError):
+    """A model spec that cannot be parsed or loaded."""
+
+
+class QueryError(ViewfinderError):
+    """A query with no usable parts, a bad weight, or a missing image."""
+
+
+class NotFoundError(ViewfinderError):
+    http_status = 404

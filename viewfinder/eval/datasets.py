@@ -1,0 +1,203 @@
+"""Loaders for the real image-text data we can have offline (Debian packages), with fixed splits.
+
+Every record is an `ImageTextPair`; `load_image` turns it into an RGB PIL image. Splits are a
+pure function of the record id (a keyed hash), so they never move when data is added and the
+test split is never trained on."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
+OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+# openclipart categories the base model never sees: the domain for the fine-tuning demonstration.
+HELD_OUT_CATEGORIES = ("transportation",)
+SPLITS = ("train", "val", "test")
+DATASETS = ("tuxpaint", "openclipart", "emoji", "fashion-mnist")
+
+
+@dataclass(frozen=True)
+class ImageTextPair:
+    id: str  # stable: dataset + relative path (or index)
+    caption: str
+    group: str  # coarse category (folder), the label for classification sets
+    source: str  # file | svg | emoji | fashion
+    locator: str  # path, emoji character or fashion index
+
+    @property
+    def split(self) -> str:
+        return split_of(self.id)
+
+
+def split_of(record_id: str, val: float = 0.1, test: float = 0.1) -> str:
+    """80/10/10 by a keyed hash of the id."""
+    h = int.from_bytes(hashlib.sha256(b"viewfinder-split-v1:" + record_id.encode()).digest()[:8], "big") / 2**64
+    return "test" if h < test else "val" if h < test + val else "train"
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """Composite any mode with transparency on white; everything else straight to RGB."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(pair: ImageTextPair, size: int | None = None) -> Image.Image:
+    if pair.source == "file":
+        with Image.open(pair.locator) as im:
+            im.draft("RGB", (size * 2, size * 2)) if size else None
+            return on_white(im)
+    if pair.source == "svg":
+        import cairosvg
+
+        # Illustrator exports declare XML entities; these are trusted files from a Debian package.
+        png = cairosvg.svg2png(url=pair.locator, output_width=size or 448, unsafe=True)
+        return on_white(Image.open(io.BytesIO(png)))
+    if pair.source == "emoji":
+        return render_emoji(pair.locator)
+    if pair.source == "fashion":
+        return Image.fromarray(_fashion_images()[int(pair.locator)]).convert("RGB")
+    raise ValueError(f"unknown source {pair.source!r} for {pair.id}")
+
+
+# -- tuxpaint ------------------------------------------------------------------------------------
+def tuxpaint(root: Path = TUXPAINT_ROOT) -> list[ImageTextPair]:
+    """Stamps with the English first line of the .txt beside each as the caption."""
+    pairs = []
+    for txt in sorted(root.rglob("*.txt")):
+        caption = txt.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip() if txt.stat().st_size else ""
+        if not caption:
+            continue
+        for ext, source in ((".png", "file"), (".svg", "svg")):
+            img = txt.with_suffix(ext)
+            if img.exists():
+                rel = img.relative_to(root)
+                pairs.append(ImageTextPair(f"tuxpaint/{rel}", caption, rel.parts[0], source, str(img)))
+                break
+    return pairs
+
+
+# -- openclipart ---------------------------------------------------------------------------------
+def _author_suffixes(stems: list[list[str]]) -> set[tuple[str, ...]]:
+    """Trailing 2-3 word runs shared by many differently named files are author names
+    ("dan_gerhards", "architetto_franc"), not content."""
+    prefixes: dict[tuple[str, ...], set[tuple[str, ...]]] = defaultdict(set)
+    for words in stems:
+        for k in (2, 3):
+            if len(words) > k:
+                prefixes[tuple(words[-k:])].add(tuple(words[:-k]))
+    return {suffix for suffix, pre in prefixes.items() if len(pre) >= 4}
+
+
+def clean_clipart_name(words: list[str], authors: set[tuple[str, ...]]) -> str:
+    for k in (3, 2):
+        if len(words) > k and tuple(words[-k:]) in authors:
+            words = words[:-k]
+            break
+    return " ".join(words)
+
+
+def openclipart(root: Path = OPENCLIPART_ROOT, include_held_out: bool = False) -> list[ImageTextPair]:
+    files = sorted(root.rglob("*.png"))
+    stems = [re.sub(r"_\d+$", "", f.stem).lower().split("_") for f in files]
+    stems = [[w for w in s if w] for s in stems]
+    authors = _author_suffixes(stems)
+    pairs = []
+    for f, words in zip(files, stems):
+        rel = f.relative_to(root)
+        category = rel.parts[0]
+        if category in ("computer", "special"):  # mostly icons and gradients (DATA.md)
+            continue
+        if category in HELD_OUT_CATEGORIES and not include_held_out:
+            continue
+        name = clean_clipart_name(words, authors)
+        where = " ".join(p.replace("_", " ") for p in rel.parts[:-1])
+        pairs.append(ImageTextPair(f"openclipart/{rel}", f"{name} ({where})", category, "file", str(f)))
+    return pairs
+
+
+def openclipart_held_out(root: Path = OPENCLIPART_ROOT) -> list[ImageTextPair]:
+    return [p for p in openclipart(root, include_held_out=True) if p.group in HELD_OUT_CATEGORIES]
+
+
+# -- emoji ---------------------------------------------------------------------------------------
+def emoji(font: Path = EMOJI_FONT) -> list[ImageTextPair]:
+    """Single-codepoint colour emoji the font really has, named by Unicode ("DOG FACE" -> "dog face")."""
+    from fontTools.ttLib import TTFont
+
+    cmap = TTFont(str(font), lazy=True)["cmap"].getBestCmap()
+    pairs = []
+    for cp in sorted(cmap):
+        ch = chr(cp)
+        name = unicodedata.name(ch, "")
+        if cp < 0x2000 or not name or unicodedata.category(ch) != "So":
+            continue
+        pairs.append(ImageTextPair(f"emoji/{cp:X}", name.lower(), "emoji", "emoji", ch))
+    return pairs
+
+
+def render_emoji(ch: str, font: Path = EMOJI_FONT) -> Image.Image:
+    from PIL import ImageDraw, ImageFont
+
+    ttf = ImageFont.truetype(str(font), 109)
+    canvas = Image.new("RGBA", (160, 160), (255, 255, 255, 0))
+    ImageDraw.Draw(canvas).text((8, 8), ch, font=ttf, embedded_color=True)
+    return on_white(canvas.crop(canvas.getbbox() or (0, 0, 160, 160)))
+
+
+# -- fashion-mnist -------------------------------------------------------------------------------
+_FASHION_CACHE: dict[str, np.ndarray] = {}
+
+
+def _fashion_images() -> np.ndarray:
+    if "images" not in _FASHION_CACHE:
+        parts = []
+        for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+            raw = gzip.open(FASHION_ROOT / name).read()
+            parts.append(np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28))
+        _FASHION_CACHE["images"] = 255 - np.concatenate(parts)  # dark product on white, like the clip art
+    return _FASHION_CACHE["images"]
+
+
+def _fashion_labels() -> np.ndarray:
+    parts = [np.frombuffer(gzip.open(FASHION_ROOT / n).read(), np.uint8, offset=8)
+             for n in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz")]
+    return np.concatenate(parts)
+
+
+def fashion_mnist(per_class: int | None = 100) -> list[ImageTextPair]:
+    """A balanced, deterministic subset (the first `per_class` of each class by index)."""
+    labels = _fashion_labels()
+    seen: Counter[int] = Counter()
+    pairs = []
+    for i, lab in enumerate(labels):
+        if per_class is not None and seen[int(lab)] >= per_class:
+            continue
+        seen[int(lab)] += 1
+        name = FASHION_CLASSES[int(lab)]
+        pairs.append(ImageTextPair(f"fashion/{i}", f"a photo of a {name}", name, "fashion", str(i)))
+    return pairs
+
+
+def load_dataset(name: str, split: str | None = None) -> list[ImageTextPair]:
+    loaders = {"tuxpaint": tuxpaint, "openclipart": openclipart, "emoji": emoji, "fashion-mnist": fashion_mnist,
+               "openclipart-held-out": openclipart_held_out}
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(loaders)}")
+    pairs = loaders[name]()
+    return [p for p in pairs if split is None or p.split == split]

@@ -1,0 +1,104 @@
+"""Read one image file into an RGB PIL image, or say precisely why it cannot be used."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import BadImageError, ImageTooLargeError
+
+EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+_HEIF_READY = False
+
+
+def enable_heif() -> bool:
+    """Register the HEIC/AVIF opener when pillow-heif is installed (once per process)."""
+    global _HEIF_READY
+    if not _HEIF_READY:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _HEIF_READY = True
+        except ImportError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image
+    sha256: str
+    width: int  # of the file, before any draft downscaling
+    height: int
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None = None) -> DecodedImage:
+    """Decode and normalise: EXIF orientation applied, first frame only, any mode to RGB
+    (transparency composited on white, 16-bit and float scaled to 8 bits)."""
+    if not data:
+        raise BadImageError(f"{name}: empty file (0 bytes); delete it or replace it with a real image")
+    digest = hashlib.sha256(data).hexdigest()
+    if Path(name).suffix.lower() in (".heic", ".heif", ".avif"):
+        enable_heif()
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check below decides; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            width, height = im.size
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,}; "
+                    "raise max_pixels (--max-pixels) to index it"
+                )
+            if draft_size and im.format == "JPEG":
+                im.draft("RGB", (draft_size, draft_size))  # decode at reduced scale: far less work
+            im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            rgb = to_rgb(im)
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: decompression bomb refused ({exc}); raise max_pixels to index it") from exc
+    except UnidentifiedImageError as exc:
+        raise BadImageError(f"{name}: not an image Pillow can read; remove it or convert it to JPEG/PNG") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadImageError(f"{name}: truncated or corrupt image ({exc}); re-export or re-download it") from exc
+    return DecodedImage(rgb, digest, width, height)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
+
+
+def read_image(path: Path, max_pixels: int, draft_size: int | None = None) -> DecodedImage:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadImageError(f"{path}: unreadable ({exc.strerror or exc}); check its permissions") from exc
+    return decode_bytes(data, str(path), max_pixels, draft_size)
+

@@ -1,0 +1,189 @@
+"""Index a folder: scan, diff against the catalogue, decode in worker processes while the model
+embeds the previous batch, and commit each batch. Stages: plan -> decode (workers) -> embed ->
+write. Each batch is one catalogue transaction, so a kill loses at most the batch in flight."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import BadImageError, ViewfinderError
+from ..store import NewImage, Store
+from .decode import read_image, sha256_file
+from .walk import FileStat, scan
+
+log = logging.getLogger(__name__)
+# JPEGs are decoded at the smallest DCT scale that still gives this many pixels a side: twice the
+# usual 224 model input, so the resize that follows keeps its quality.
+DRAFT_SIZE = 448
+
+
+@dataclass
+class IndexPlan:
+    """What an index run must do, decided before any decoding."""
+
+    to_embed: list[FileStat] = field(default_factory=list)
+    replace_ids: dict[str, int] = field(default_factory=dict)  # path -> old row id (changed files)
+    moves: list[tuple[int, FileStat]] = field(default_factory=list)  # same content, new path or mtime
+    to_delete: list[int] = field(default_factory=list)
+    unchanged: int = 0
+
+
+@dataclass
+class IndexReport:
+    scanned: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    deleted: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds else 0.0
+
+
+def plan_index(files: Sequence[FileStat], known: dict) -> IndexPlan:
+    """Diff the files on disk against the catalogue rows under the same root.
+
+    Unchanged (same size and mtime) files are skipped. A new path whose content hash equals a row
+    whose file vanished is a move; a changed mtime with the same hash is a touch: both keep their
+    vector. Hashes are computed here only for those candidates (matched by size), so the common
+    case reads each file once, in the decode workers."""
+    plan = IndexPlan()
+    on_disk = {f.path for f in files}
+    vanished = {path: rec for path, rec in known.items() if path not in on_disk}
+    by_size: dict[int, list] = {}
+    for rec in vanished.values():
+        if rec.sha256 and rec.error is None:
+            by_size.setdefault(rec.size, []).append(rec)
+    for f in files:
+        rec = known.get(f.path)
+        if rec is not None and rec.size == f.size and rec.mtime == f.mtime:
+            plan.unchanged += 1
+            continue
+        if rec is not None and rec.size == f.size and rec.sha256 and rec.error is None and _same_hash(f, rec.sha256):
+            plan.moves.append((rec.id, f))  # touched, same bytes
+            continue
+        if rec is None and f.size in by_size:
+            match = next((r for r in by_size[f.size] if _same_hash(f, r.sha256)), None)
+            if match is not None:
+                by_size[f.size].remove(match)
+                del vanished[match.path]
+                plan.moves.append((match.id, f))
+                continue
+        if rec is not None:
+            plan.replace_ids[f.path] = rec.id
+        plan.to_embed.append(f)
+    plan.to_delete = [rec.id for rec in vanished.values()]
+    return plan
+
+
+def _same_hash(f: FileStat, sha: str) -> bool:
+    try:
+        return sha256_file(Path(f.path)) == sha
+    except OSError:
+        return False
+
+
+class _DecodeFiles:
+    """Runs in DataLoader workers: file -> (model input tensor, metadata) or the failure reason."""
+
+    def __init__(self, files: Sequence[FileStat], transform: Callable, max_pixels: int, draft_size: int) -> None:
+        self.files, self.transform = files, transform
+        self.max_pixels, self.draft_size = max_pixels, draft_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        f = self.files[i]
+        try:
+            dec = read_image(Path(f.path), self.max_pixels, self.draft_size)
+            tensor = self.transform(dec.image)
+        except BadImageError as exc:
+            return f, None, NewImage(f.path, f.size, f.mtime, error=str(exc))
+        except Exception as exc:  # a transform or codec bug must not stop the run either
+            return f, None, NewImage(f.path, f.size, f.mtime, error=f"{f.path}: cannot be processed ({type(exc).__name__}: {exc})")
+        return f, tensor, NewImage(f.path, f.size, f.mtime, dec.sha256, dec.width, dec.height)
+
+
+def _collate(items):
+    import torch
+
+    tensors = [t for _, t, _ in items if t is not None]
+    stacked = torch.stack(tensors) if tensors else None
+    if stacked is not None and torch.cuda.is_available():
+        stacked = stacked.pin_memory()  # lets the host->device copy run asynchronously
+    return stacked, [rec for _, _, rec in items]
+
+
+def index_folder(
+    folder: Path,
+    store: Store,
+    encoder,
+    batch_size: int = 32,
+    workers: int = 2,
+    max_pixels: int = 89_478_485,
+    checkpoint_seconds: float = 30.0,
+    progress: bool = True,
+    on_error: Callable[[str], None] | None = None,
+) -> IndexReport:
+    """Bring the catalogue in line with `folder`. Safe to interrupt at any point."""
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise ViewfinderError(f"{folder}: not a folder; give the folder that holds your images")
+    files = scan(folder)
+    known = store.catalog.images_under(str(folder))
+    plan = plan_index(files, known)
+    report = IndexReport(scanned=len(files), unchanged=plan.unchanged)
+    catalog = store.catalog
+
+    index = store.vectors("images")
+    for image_id, f in plan.moves:
+        catalog.move_image(image_id, f.path, f.size, f.mtime)
+    report.moved = len(plan.moves)
+    if plan.to_delete:
+        catalog.delete_images(plan.to_delete)
+        index.remove(plan.to_delete)
+        store.note_change("images", index)
+        report.deleted = len(plan.to_delete)
+
+    if plan.to_embed:
+        dataset = _DecodeFiles(plan.to_embed, encoder.image_transform(), max_pixels, DRAFT_SIZE)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+            prefetch_factor=4 if workers else None, persistent_workers=False,
+        )
+        bar = tqdm(total=len(plan.to_embed), unit="img", desc="indexing", disable=not progress, smoothing=0.1)
+        for pixels, records in loader:
+            vectors = encoder.encode_image_tensors(pixels) if pixels is not None else None
+            replaced = [plan.replace_ids[r.path] for r in records if r.path in plan.replace_ids]
+            ids = catalog.write_batch(records, vectors, replace_ids=replaced)
+            index.remove(replaced)
+            ok = [i for i, r in zip(ids, records) if r.error is None]
+            if ok:
+                index.add(np.asarray(ok, dtype=np.int64), vectors)
+            store.note_change("images", index)
+            for r in records:
+                if r.error is not None:
+                    report.failed.append((r.path, r.error))
+                    (on_error or log.warning)(r.error)
+            report.embedded += len(ok)
+            bar.update(len(records))
+            store.checkpoint("images", every_seconds=checkpoint_seconds)
+        bar.close()
+    store.checkpoint("images")
+    report.seconds = time.perf_counter() - started
+    return report

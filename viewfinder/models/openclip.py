@@ -1,0 +1,52 @@
+"""open_clip models: any architecture with a pretrained tag (downloaded by open_clip on a connected
+machine), a local checkpoint file, or a local directory in open_clip's hub layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Encoder
+
+
+class OpenClipEncoder(Encoder):
+    """`name` is an architecture (`ViT-B-32`) or `local-dir:/path`; `pretrained` a tag, a file or None."""
+
+    def __init__(self, spec: str, name: str, pretrained: str | None, device: str = "auto") -> None:
+        super().__init__(spec, device)
+        self._name = name
+        self._pretrained = pretrained
+        self._preprocess = None
+
+    def _load(self, device: str) -> None:
+        import open_clip
+
+        self.model, _, self._preprocess = open_clip.create_model_and_transforms(
+            self._name, pretrained=self._pretrained, device=device
+        )
+        self._tokenizer = open_clip.get_tokenizer(self._name)
+
+    def image_transform(self):
+        self.ensure_loaded()
+        return self._preprocess
+
+    def _image_features(self, pixels):
+        return self.model.encode_image(pixels)
+
+    def _text_features(self, texts: list[str]):
+        return self.model.encode_text(self._tokenizer(texts).to(self.device))
+
+    def modules(self) -> list:
+        return [self.model]
+
+
+def parse_open_clip(rest: str) -> tuple[str, str | None]:
+    """`ViT-B-32/laion2b_s34b_b79k`, `ViT-B-32@/ckpt.pt`, `/path/to/dir` or `ViT-B-32` (random)."""
+    if "@" in rest:
+        arch, path = rest.split("@", 1)
+        return arch, path
+    if rest.startswith(("/", ".", "~")) or Path(rest).is_dir():
+        return "local-dir:" + str(Path(rest).expanduser()), None
+    if "/" in rest:
+        arch, tag = rest.split("/", 1)
+        return arch, tag
+    return rest, None

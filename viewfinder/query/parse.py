@@ -1,0 +1,112 @@
+"""Turn what a user typed (or uploaded) into query parts, deciding each part's modality here
+and nowhere else."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import QueryError
+
+_WEIGHT = re.compile(r"^([+-]?\d+(?:\.\d+)?):(.+)$", re.S)
+
+
+@dataclass(frozen=True)
+class QueryPart:
+    kind: str  # "text" | "image"
+    value: str | bytes  # the text, a path / URL / data URI, or raw image bytes
+    weight: float = 1.0
+    label: str = ""  # how the part is named in explanations
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("text", "image"):
+            raise QueryError(f"query part kind {self.kind!r}: use 'text' or 'image'")
+
+
+def detect_kind(value: str | bytes) -> str:
+    """Raw bytes, an existing file, an http(s) URL or a data URI is an image; the rest is text."""
+    if isinstance(value, (bytes, bytearray)):
+        return "image"
+    v = value.strip()
+    if v.startswith(("http://", "https://", "data:image/")):
+        return "image"
+    try:
+        return "image" if Path(v).expanduser().is_file() else "text"
+    except OSError:  # a name too long for the file system is text
+        return "text"
+
+
+def parse_part(raw: str | bytes, weight: float | None = None) -> QueryPart:
+    """`2:red car` (weight 2), `-blurry` (weight -1), `+sunset`, or plain text / image."""
+    if isinstance(raw, (bytes, bytearray)):
+        return QueryPart("image", bytes(raw), 1.0 if weight is None else weight, "uploaded image")
+    text = raw.strip()
+    if not text:
+        raise QueryError("empty query part: give some text or an image")
+    w = 1.0
+    m = _WEIGHT.match(text)
+    if m and not Path(text).expanduser().exists():
+        w, text = float(m.group(1)), m.group(2).strip()
+    elif text[0] in "+-" and len(text) > 1 and not Path(text).exists():
+        w, text = (-1.0 if text[0] == "-" else 1.0), text[1:].strip()
+    if weight is not None:
+        w = weight
+    kind = detect_kind(text)
+    label = Path(text).name if kind == "image" and not text.startswith("data:") else text[:80]
+    return QueryPart(kind, text, w, label)
+
+
+def parse_query(parts: list[str | bytes] | str, image: str | bytes | None = None, text_weight: float | None = None) -> list[QueryPart]:
+    """All parts of a query. With `image` (hybrid search), text parts share `text_weight` of the
+    total and the image the rest, so the slider means the same whatever the number of parts."""
+    items = [parts] if isinstance(parts, (str, bytes)) else list(parts)
+    out = [parse_part(p) for p in items if not (isinstance(p, str) and not p.strip())]
+    if image is not None:
+        out.append(parse_part(image) if isinstance(image, str) else QueryPart("image", bytes(image), 1.0, "uploaded image"))
+        if out[-1].kind != "image":
+            raise QueryError(f"--image {image!r}: no such image file; give a path, URL or data URI of an image")
+    if text_weight is not None:
+        if not 0.0 <= text_weight <= 1.0:
+            raise QueryError(f"text_weight {text_weight}: must be between 0 and 1")
+        texts = [p for p in out if p.kind == "text" and p.weight > 0]
+        images = [p for p in out if p.kind == "image" and p.weight > 0]
+        scaled = []
+        for p in out:
+            group = texts if p.kind == "text" else images
+            share = text_weight if p.kind == "text" else 1.0 - text_weight
+            scaled.append(QueryPart(p.kind, p.value, p.weight * share / max(len(group), 1) if p.weight > 0 else p.weight, p.label))
+        out = scaled
+    if not out:
+        raise QueryError("the query is empty: give text, an image path, or both")
+    if all(p.weight <= 0 for p in out):
+        raise QueryError("the query has only negative parts: add something to look for")
+    return out
+
+
+def load_image_part(part: QueryPart, max_pixels: int, fetch_urls: bool = True):
+    """The PIL image of an image part (file, URL, data URI or bytes)."""
+    from ..ingest.decode import decode_bytes, read_image
+
+    value = part.value
+    if isinstance(value, bytes):
+        return decode_bytes(value, "uploaded image", max_pixels).image
+    if value.startswith("data:"):
+        try:
+            payload = base64.b64decode(value.split(",", 1)[1], validate=False)
+        except (IndexError, ValueError) as exc:
+            raise QueryError("data URI: not base64 image data") from exc
+        return decode_bytes(payload, "data URI", max_pixels).image
+    if value.startswith(("http://", "https://")):
+        if not fetch_urls:
+            raise QueryError(f"{value}: fetching URLs is disabled here; upload the image instead")
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(value, timeout=20) as resp:
+                payload = resp.read(64 << 20)
+        except OSError as exc:
+            raise QueryError(f"{value}: could not download the image ({exc}); save it and pass the file") from exc
+        return decode_bytes(payload, value, max_pixels).image
+    return read_image(Path(value).expanduser(), max_pixels).image

@@ -1,0 +1,37 @@
+"""What a search returns: hits with their score, its parts, confidence and explanation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class SearchHit:
+    rank: int
+    id: int
+    score: float  # cosine similarity between the combined query and the item
+    confidence: float  # in [0, 1], see query/confidence.py
+    abstain: bool  # True on every hit when even the best one is not a plausible match
+    contributions: dict[str, float]  # query part label -> its share of the score (they sum to score)
+    explanation: str
+    kind: str  # "image" | "text"
+    path: str | None = None
+    text: str | None = None
+    caption: str | None = None
+    source: str | None = None  # for text hits: where the text came from
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    hits: list[SearchHit]
+    abstained: bool
+    collection_size: int
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"hits": [h.to_dict() for h in self.hits], "abstained": self.abstained,
+                "collection_size": self.collection_size, "message": self.message}

@@ -1,0 +1,317 @@
+"""The SQLite catalogue: images, their vectors, stored texts, and which model built them.
+
+It is the source of truth. The FAISS files beside it are derived from it (see vectors.py): every
+batch of new vectors is committed here first, in one transaction that also bumps a version
+number, so a kill at any moment leaves a catalogue that opens, and a stale index is rebuilt."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ModelMismatchError, NotFoundError
+
+SCHEMA_VERSION = 2
+
+# Each entry upgrades the schema from version i to i + 1; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        sha256 TEXT,
+        width INTEGER,
+        height INTEGER,
+        indexed_at REAL NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX images_sha256 ON images(sha256);
+    CREATE INDEX images_size ON images(size);
+    CREATE TABLE image_vectors (image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE, v BLOB NOT NULL);
+    CREATE TABLE texts (
+        id INTEGER PRIMARY KEY,
+        text TEXT NOT NULL,
+        source TEXT NOT NULL,
+        v BLOB,
+        UNIQUE (text, source)
+    );
+    """,
+    """
+    ALTER TABLE images ADD COLUMN caption TEXT;
+    ALTER TABLE images ADD COLUMN caption_source TEXT;
+    ALTER TABLE images ADD COLUMN ocr_text TEXT;
+    """,
+]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: str
+    size: int
+    mtime: float
+    sha256: str | None
+    width: int | None
+    height: int | None
+    indexed_at: float
+    error: str | None
+    caption: str | None = None
+    caption_source: str | None = None
+    ocr_text: str | None = None
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """One decoded file, ready to be written with its vector (or with the reason it failed)."""
+
+    path: str
+    size: int
+    mtime: float
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    id: int
+    text: str
+    source: str
+
+
+_IMAGE_COLUMNS = "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text"
+
+
+class ImageCatalog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread off: the API shares one catalogue between request threads; writes are
+        # serialised by SQLite itself and each method is one statement or one transaction.
+        self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- schema ---------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ModelMismatchError(f"{self.path}: catalogue schema {version} is newer than this viewfinder ({SCHEMA_VERSION}); upgrade viewfinder")
+        for target in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in filter(str.strip, MIGRATIONS[target].split(";")):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={target + 1}")
+
+    def transaction(self):
+        return _Transaction(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- meta -----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+    def version(self, collection: str) -> int:
+        return int(self.get_meta(f"{collection}_version") or 0)
+
+    def _bump(self, collection: str) -> None:
+        self.set_meta(f"{collection}_version", str(self.version(collection) + 1))
+
+    def bind_model(self, spec: str, dim: int, fingerprint: str) -> None:
+        """Record the model on first use; refuse a different one afterwards."""
+        stored = self.get_meta("model_spec")
+        if stored is None:
+            with self.transaction():
+                self.set_meta("model_spec", spec)
+                self.set_meta("model_dim", str(dim))
+                self.set_meta("model_fingerprint", fingerprint)
+            return
+        if stored != spec or self.get_meta("model_fingerprint") != fingerprint:
+            raise ModelMismatchError(
+                f"{self.path.parent}: this index was built with model {stored!r} "
+                f"(weights {self.get_meta('model_fingerprint')}), not {spec!r} (weights {fingerprint}); "
+                "use the same --model, or a new --db for the other model"
+            )
+
+    # -- images ---------------------------------------------------------------------------------
+    def count_images(self, with_vectors: bool = True) -> int:
+        sql = "SELECT COUNT(*) FROM image_vectors" if with_vectors else "SELECT COUNT(*) FROM images"
+        return int(self.conn.execute(sql).fetchone()[0])
+
+    def count_errors(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM images WHERE error IS NOT NULL").fetchone()[0])
+
+    def images_under(self, root: str) -> dict[str, ImageRecord]:
+        prefix = root.rstrip("/") + "/"
+        rows = self.conn.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+        ).fetchall()
+        return {r[1]: ImageRecord(*r) for r in rows}
+
+    def get_images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        out: dict[int, ImageRecord] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
+                out[r[0]] = ImageRecord(*r)
+        return out
+
+    def get_image(self, image_id: int) -> ImageRecord:
+        rec = self.get_images([image_id]).get(image_id)
+        if rec is None:
+            raise NotFoundError(f"image id {image_id} is not in the catalogue")
+        return rec
+
+    def errors(self, limit: int = 100) -> list[tuple[str, str]]:
+        return self.conn.execute("SELECT path, error FROM images WHERE error IS NOT NULL ORDER BY path LIMIT ?", (limit,)).fetchall()
+
+    def write_batch(self, images: Sequence[NewImage], vectors: np.ndarray | None, replace_ids: Iterable[int] = ()) -> list[int]:
+        """Insert decoded images (vector rows in order for those without error) in one transaction.
+        Rows in `replace_ids` (older versions of the same paths) go in the same transaction."""
+        now = time.time()
+        ids: list[int] = []
+        vec_iter = iter(vectors if vectors is not None else [])
+        with self.transaction():
+            self._delete(list(replace_ids))
+            for im in images:
+                cur = self.conn.execute(
+                    "INSERT INTO images(path, size, mtime, sha256, width, height, indexed_at, error) VALUES(?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, sha256=excluded.sha256, "
+                    "width=excluded.width, height=excluded.height, indexed_at=excluded.indexed_at, error=excluded.error "
+                    "RETURNING id",
+                    (im.path, im.size, im.mtime, im.sha256, im.width, im.height, now, im.error),
+                )
+                image_id = int(cur.fetchone()[0])
+                ids.append(image_id)
+                if im.error is None:
+                    vec = np.asarray(next(vec_iter), dtype=np.float32)
+                    self.conn.execute("INSERT OR REPLACE INTO image_vectors(image_id, v) VALUES(?, ?)", (image_id, vec.tobytes()))
+                else:
+                    self.conn.execute("DELETE FROM image_vectors WHERE image_id=?", (image_id,))
+            self._bump("images")
+        return ids
+
+    def move_image(self, image_id: int, new_path: str, size: int, mtime: float) -> None:
+        """A renamed or touched file with the same content keeps its id and vector."""
+        with self.transaction():
+            self.conn.execute("UPDATE images SET path=?, size=?, mtime=? WHERE id=?", (new_path, size, mtime, image_id))
+
+    def delete_images(self, ids: Sequence[int]) -> None:
+        if ids:
+            with self.transaction():
+                self._delete(ids)
+
+    def _delete(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(f"DELETE FROM image_vectors WHERE image_id IN ({marks})", chunk)
+            self.conn.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
+        self._bump("images")
+
+    def image_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for image_id, blob in self.conn.execute(f"SELECT image_id, v FROM image_vectors WHERE image_id IN ({marks})", chunk):
+                out[int(image_id)] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        return out
+
+    def iter_vectors(self, collection: str, dim: int, chunk: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (ids, vectors) of a collection in id order, a chunk at a time (for index rebuilds)."""
+        table, key = ("image_vectors", "image_id") if collection == "images" else ("texts", "id")
+        last = -1
+        while True:
+            rows = self.conn.execute(
+                f"SELECT {key}, v FROM {table} WHERE {key} > ? AND v IS NOT NULL ORDER BY {key} LIMIT ?", (last, chunk)
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            last = int(ids[-1])
+            yield ids, vecs
+
+    def sample_vectors(self, collection: str, dim: int, n: int) -> np.ndarray:
+        """Up to n stored vectors drawn at random (stable for a given catalogue state)."""
+        table = "image_vectors" if collection == "images" else "texts WHERE v IS NOT NULL"
+        rows = self.conn.execute(f"SELECT v FROM {table} ORDER BY (rowid * 2654435761) % 4294967296 LIMIT ?", (n,)).fetchall()
+        if not rows:
+            return np.zeros((0, dim), np.float32)
+        return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+
+    # -- texts ----------------------------------------------------------------------------------
+    def add_texts(self, texts: Sequence[str], vectors: np.ndarray, source: str) -> int:
+        """Store texts with their vectors; a text already stored from the same source is kept once."""
+        added = 0
+        with self.transaction():
+            for text, vec in zip(texts, vectors):
+                cur = self.conn.execute(
+                    "INSERT INTO texts(text, source, v) VALUES(?,?,?) ON CONFLICT(text, source) DO NOTHING",
+                    (text, source, np.asarray(vec, np.float32).tobytes()),
+                )
+                added += cur.rowcount
+            if added:
+                self._bump("texts")
+        return added
+
+    def count_texts(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM texts").fetchone()[0])
+
+    def get_texts(self, ids: Sequence[int]) -> dict[int, TextRecord]:
+        out: dict[int, TextRecord] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(f"SELECT id, text, source FROM texts WHERE id IN ({marks})", chunk):
+                out[r[0]] = TextRecord(*r)
+        return out
+
+    def text_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for tid, blob in self.conn.execute(f"SELECT id, v FROM texts WHERE id IN ({marks})", chunk):
+                out[int(tid)] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        return out
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE .. COMMIT, rolled back on error; nests by joining the outer one."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.owner = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.owner = True
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.owner:
+            return
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,93 @@
+"""A database folder: `catalog.sqlite` plus one FAISS file per collection (images, texts),
+each index kept in step with the catalogue version."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from .catalog import ImageCatalog
+from .vectors import VectorIndex, choose_kind
+
+log = logging.getLogger(__name__)
+COLLECTIONS = ("images", "texts")
+
+
+class Store:
+    def __init__(self, folder: Path, index_kind: str = "auto", exact_limit: int = 200_000) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.catalog = ImageCatalog(folder / "catalog.sqlite")
+        self.index_kind, self.exact_limit = index_kind, exact_limit
+        self._indexes: dict[str, tuple[int, VectorIndex]] = {}
+        self._lock = threading.Lock()
+        self._last_save = time.monotonic()
+        self._sample_key: tuple | None = None
+        self._sample = None
+
+    @property
+    def dim(self) -> int | None:
+        value = self.catalog.get_meta("model_dim")
+        return int(value) if value else None
+
+    def index_path(self, collection: str) -> Path:
+        return self.folder / f"{collection}.faiss"
+
+    def vectors(self, collection: str) -> VectorIndex:
+        """The index for `collection`, loaded or rebuilt when the catalogue moved on."""
+        version = self.catalog.version(collection)
+        with self._lock:
+            held = self._indexes.get(collection)
+            if held is not None and held[0] == version:
+                return held[1]
+            dim = self.dim or 0
+            index = VectorIndex.load(self.index_path(collection), version, dim) if dim else None
+            if index is None:
+                index = self.rebuild(collection)
+            self._indexes[collection] = (version, index)
+            return index
+
+    def rebuild(self, collection: str) -> VectorIndex:
+        dim = self.dim or 1
+        n = self.catalog.count_images() if collection == "images" else self.catalog.count_texts()
+        choice = choose_kind(n, self.index_kind if collection == "images" else "flat", self.exact_limit)
+        log.info("building %s index (%s) from the catalogue: %s", collection, choice.kind, choice.reason)
+        index = VectorIndex.build(self.catalog.iter_vectors(collection, dim), dim, choice.kind)
+        if n:
+            index.save(self.index_path(collection), self.catalog.version(collection))
+        return index
+
+    def note_change(self, collection: str, index: VectorIndex) -> None:
+        """After the caller applied a committed catalogue change to `index` in memory."""
+        with self._lock:
+            self._indexes[collection] = (self.catalog.version(collection), index)
+
+    def checkpoint(self, collection: str, every_seconds: float = 0.0) -> None:
+        """Write the in-memory index to disk (at most every `every_seconds`)."""
+        if time.monotonic() - self._last_save < every_seconds:
+            return
+        with self._lock:
+            held = self._indexes.get(collection)
+        if held is None:
+            return
+        version, index = held
+        if index.dirty_removal or (collection == "images" and index.kind != choose_kind(len(index), self.index_kind, self.exact_limit).kind):
+            index = self.rebuild(collection)
+            with self._lock:
+                self._indexes[collection] = (version, index)
+        else:
+            index.save(self.index_path(collection), version)
+        self._last_save = time.monotonic()
+
+    def sample(self, collection: str, n: int = 1024):
+        """A fixed random sample of stored vectors (for score statistics), cached per version."""
+        key = (collection, self.catalog.version(collection), n)
+        if self._sample_key != key:
+            self._sample = self.catalog.sample_vectors(collection, self.dim or 1, n)
+            self._sample_key = key
+        return self._sample
+
+    def close(self) -> None:
+        self.catalog.close()
