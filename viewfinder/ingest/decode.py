@@ -75,7 +75,7 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None
     except BadImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: decompression bomb refused ({exc}); raise max_pixels to index it") from exc
+        raise ImageTooLargeError(f"{name}: over the limit of Pillow's decompression-bomb check ({exc}); raise max_pixels to index it") from exc
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{name}: not an image Pillow can read; remove it or convert it to JPEG/PNG") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -1,0 +1,69 @@
+"""Shared fixtures: real sample photos from installed packages and tiny randomly initialised
+models saved to disk in the layouts users have (open_clip hub folder, transformers folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+TINY_OPEN_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> Path:
+    """The demo sample: real photos from scikit-image, opencv-doc and mate-backgrounds."""
+    from make_sample import make_sample
+
+    out = tmp_path_factory.mktemp("photos")
+    assert make_sample(out) >= 12
+    return out
+
+
+def copy_photos(src: Path, dst: Path, names: list[str] | None = None) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.rglob("*")):
+        if f.is_file() and (names is None or f.name in names):
+            shutil.copy2(f, dst / f.name)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip_dir(tmp_path_factory) -> Path:
+    """A randomly initialised tiny open_clip model in open_clip's hub layout."""
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny_open_clip")
+    (folder / "open_clip_config.json").write_text(json.dumps({
+        "model_cfg": TINY_OPEN_CLIP,
+        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
+    }))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_OPEN_CLIP)
+    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tiny_open_clip_dir) -> str:
+    return f"open_clip:{tiny_open_clip_dir}"
+
+
+@pytest.fixture()
+def env_cache(tmp_path_factory, monkeypatch):
+    """Keep the converted mini backbone in one cache for the whole run."""
+    cache = os.environ.get("VIEWFINDER_CACHE") or str(tmp_path_factory.getbasetemp() / "vf-cache")
+    monkeypatch.setenv("VIEWFINDER_CACHE", cache)
+    return Path(cache)

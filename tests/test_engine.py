@@ -1,0 +1,101 @@
+"""The engine as a library, with a tiny random open_clip model (fast) on real photos."""
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from viewfinder import Engine
+from viewfinder.errors import ModelMismatchError
+
+from conftest import copy_photos
+
+SOME = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "horse.png", "coins.png"]
+
+
+@pytest.fixture()
+def folder(tmp_path, photos):
+    return copy_photos(photos, tmp_path / "pics", SOME)
+
+
+def _open(tmp_path, spec, **kw):
+    return Engine.open(tmp_path / "db", model=spec, workers=0, batch_size=4, **kw)
+
+
+def test_index_then_search_all_query_kinds(tmp_path, folder, tiny_spec):
+    with _open(tmp_path, tiny_spec) as eng:
+        rep = eng.index(folder, progress=False)
+        assert (rep.scanned, rep.embedded, rep.failed) == (6, 6, [])
+        res = eng.search(str(folder / "chelsea.png"), k=3)
+        assert res.hits[0].path == str(folder / "chelsea.png")
+        assert res.hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert [h.rank for h in res.hits] == [1, 2, 3]
+        text = eng.search(["2:a cat", "-a rocket"], k=6)
+        assert len(text.hits) == 6
+        for h in text.hits:
+            assert sum(h.contributions.values()) == pytest.approx(h.score, abs=1e-4)
+            assert 0.0 <= h.confidence <= 1.0
+        hybrid = eng.search("a cat", image=str(folder / "rocket.jpg"), text_weight=0.3, k=2)
+        assert set(hybrid.hits[0].contributions) == {"a cat", "rocket.jpg"}
+        page2 = eng.search("a cat", k=2, offset=2)
+        assert [h.rank for h in page2.hits] == [3, 4]
+        assert [h.id for h in page2.hits] == [h.id for h in eng.search("a cat", k=4).hits[2:]]
+
+
+def test_incremental_reindex_add_change_delete_rename(tmp_path, folder, photos, tiny_spec):
+    with _open(tmp_path, tiny_spec) as eng:
+        eng.index(folder, progress=False)
+        ids_before = {h.path: h.id for h in eng.search("x", k=10).hits}
+        again = eng.index(folder, progress=False)
+        assert (again.embedded, again.unchanged) == (0, 6)
+
+        shutil.copy2(next(photos.rglob("fruits.jpg")), folder / "fruits.jpg")  # added
+        (folder / "coins.png").unlink()  # deleted
+        os.rename(folder / "horse.png", folder / "pony.png")  # renamed: same bytes
+        shutil.copy2(next(photos.rglob("moon.png")), folder / "coffee.png")  # changed content
+        new_mtime = time.time() + 5
+        os.utime(folder / "rocket.jpg", (new_mtime, new_mtime))  # touched only
+        rep = eng.index(folder, progress=False)
+        assert (rep.embedded, rep.moved, rep.deleted, rep.unchanged) == (2, 2, 1, 2)
+        after = {h.path: h.id for h in eng.search("x", k=10).hits}
+        assert len(after) == 6 and str(folder / "coins.png") not in after
+        assert after[str(folder / "pony.png")] == ids_before[str(folder / "horse.png")]
+        assert after[str(folder / "rocket.jpg")] == ids_before[str(folder / "rocket.jpg")]
+        moon = eng.search(str(folder / "coffee.png"), k=1).hits[0]
+        assert moon.path == str(folder / "coffee.png") and moon.score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_bad_files_are_recorded_and_do_not_stop_the_run(tmp_path, folder, tiny_spec):
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image")
+    good = (folder / "chelsea.png").read_bytes()
+    (folder / "half.png").write_bytes(good[: len(good) // 3])
+    seen = []
+    with _open(tmp_path, tiny_spec, max_pixels=50_000_000) as eng:
+        rep = eng.index(folder, progress=False, on_error=seen.append)
+        assert rep.embedded == 6 and len(rep.failed) == 3 and len(seen) == 3
+        reasons = " | ".join(seen)
+        assert "empty file" in reasons and "not an image" in reasons and "truncated or corrupt" in reasons
+        assert all("\n" not in line for line in seen)
+        assert eng.stats()["failed"] == 3
+        assert eng.index(folder, progress=False).failed == []  # unchanged bad files are not retried
+
+
+def test_other_model_on_same_index_is_an_error(tmp_path, folder, tiny_spec):
+    with _open(tmp_path, tiny_spec) as eng:
+        eng.index(folder, progress=False)
+    with pytest.raises(ModelMismatchError, match="built with model"):
+        _open(tmp_path, "mini")
+    with Engine.open(tmp_path / "db", workers=0) as eng:  # no --model: the stored one is used
+        assert eng.model_spec == tiny_spec
+
+
+def test_image_to_text(tmp_path, folder, tiny_spec):
+    with _open(tmp_path, tiny_spec) as eng:
+        assert eng.add_texts(["a cat", "a rocket", "a cat", "  "]) == 2
+        res = eng.image_to_text(str(folder / "chelsea.png"), k=2)
+        assert {h.text for h in res.hits} == {"a cat", "a rocket"}
+        want = eng.encode_texts(["a cat", "a rocket"]) @ eng.encode_images([__import__("PIL.Image").Image.open(folder / "chelsea.png")])[0]
+        assert res.hits[0].score == pytest.approx(float(np.max(want)), abs=1e-5)

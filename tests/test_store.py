@@ -1,0 +1,83 @@
+import sqlite3
+
+import numpy as np
+import pytest
+
+from viewfinder.errors import ModelMismatchError
+from viewfinder.store import NewImage, Store, VectorIndex, choose_kind
+from viewfinder.store.catalog import MIGRATIONS, ImageCatalog
+
+
+def _unit(n, d, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_batch_write_bumps_version_and_keeps_vectors(tmp_path):
+    cat = ImageCatalog(tmp_path / "c.sqlite")
+    v0 = cat.version("images")
+    vecs = _unit(2, 8)
+    ids = cat.write_batch([NewImage("/a.jpg", 1, 1.0, "h1"), NewImage("/b.jpg", 0, 1.0, error="/b.jpg: empty"), NewImage("/c.jpg", 2, 1.0, "h2")], vecs)
+    assert cat.version("images") == v0 + 1
+    assert cat.count_images() == 2 and cat.count_images(with_vectors=False) == 3
+    got = cat.image_vectors(ids, 8)
+    np.testing.assert_array_equal(got[ids[0]], vecs[0])
+    np.testing.assert_array_equal(got[ids[2]], vecs[1])
+    assert cat.errors() == [("/b.jpg", "/b.jpg: empty")]
+
+
+def test_model_binding_refuses_other_weights(tmp_path):
+    cat = ImageCatalog(tmp_path / "c.sqlite")
+    cat.bind_model("mini", 256, "abc")
+    cat.bind_model("mini", 256, "abc")
+    with pytest.raises(ModelMismatchError, match="built with model 'mini'"):
+        cat.bind_model("mini", 256, "other-weights")
+
+
+def test_migration_from_first_schema(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version=1")
+    conn.execute("INSERT INTO images(path, size, mtime, indexed_at) VALUES('/x.jpg', 1, 1, 1)")
+    conn.commit()
+    conn.close()
+    cat = ImageCatalog(path)
+    rec = cat.images_under("/")["/x.jpg"]
+    assert rec.caption is None and rec.ocr_text is None
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_index_search_matches_exact(kind):
+    data = _unit(2000, 32)
+    ids = np.arange(10, 2010)
+    index = VectorIndex(32, kind)
+    index.add(ids, data)
+    queries = _unit(20, 32, seed=1)
+    scores, got = index.search(queries, 10)
+    exact = np.argsort(-(queries @ data.T), axis=1)[:, :10] + 10
+    recall = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact)])
+    assert recall >= (1.0 if kind == "flat" else 0.9)
+    np.testing.assert_allclose(scores[:, 0], np.max(queries @ data.T, axis=1), atol=1e-5)
+
+
+def test_stale_index_is_rebuilt_from_catalogue(tmp_path):
+    store = Store(tmp_path / "db")
+    store.catalog.bind_model("m", 8, "w")
+    vecs = _unit(3, 8)
+    ids = store.catalog.write_batch([NewImage(f"/{i}.jpg", 1, 1.0, f"h{i}") for i in range(3)], vecs)
+    index = store.vectors("images")
+    assert len(index) == 3
+    # another process (or a run killed before its checkpoint) adds rows: the file is now stale
+    store.catalog.write_batch([NewImage("/3.jpg", 1, 1.0, "h3")], _unit(1, 8, seed=3))
+    fresh = Store(tmp_path / "db")
+    assert len(fresh.vectors("images")) == 4
+    _, got = fresh.vectors("images").search(vecs[:1], 1)
+    assert got[0][0] == ids[0]
+
+
+def test_auto_kind_by_size():
+    assert choose_kind(1000).kind == "flat"
+    assert choose_kind(10_000_000).kind == "hnsw"
+    assert choose_kind(5, "ivfpq").kind == "ivfpq"
