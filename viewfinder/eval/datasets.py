@@ -121,6 +121,8 @@ def openclipart(root: Path = OPENCLIPART_ROOT, include_held_out: bool = False) -
     for f, words in zip(files, stems):
         rel = f.relative_to(root)
         category = rel.parts[0]
+        if _too_large(f):
+            continue
         if category in ("computer", "special"):  # mostly icons and gradients (DATA.md)
             continue
         if category in HELD_OUT_CATEGORIES and not include_held_out:
@@ -129,6 +131,19 @@ def openclipart(root: Path = OPENCLIPART_ROOT, include_held_out: bool = False) -
         where = " ".join(p.replace("_", " ") for p in rel.parts[:-1])
         pairs.append(ImageTextPair(f"openclipart/{rel}", f"{name} ({where})", category, "file", str(f)))
     return pairs
+
+
+def _too_large(path: Path, max_pixels: int = 89_478_485) -> bool:
+    """A few files are decompression bombs (e.g. 623 M pixels): real bad input, left out."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                return im.size[0] * im.size[1] > max_pixels
+        except (OSError, Image.DecompressionBombError):
+            return True
 
 
 def openclipart_held_out(root: Path = OPENCLIPART_ROOT) -> list[ImageTextPair]:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: Debian packages with real images and tools (when apt is there and we
+# may use it), a virtual environment in .venv, and viewfinder with every extra the tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS="opencv-doc mate-backgrounds tuxpaint-stamps-default openclipart-png dataset-fashion-mnist fonts-noto-color-emoji tesseract-ocr tesseract-ocr-eng chromium chromium-driver"
+missing=""
+for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ] && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "installing Debian packages:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[server,captions,train,eval,dist,test]"
+  touch "$stamp"
+fi
