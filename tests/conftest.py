@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 TINY_OPEN_CLIP = {
     "embed_dim": 32,
@@ -24,7 +21,7 @@ TINY_OPEN_CLIP = {
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> Path:
     """The demo sample: real photos from scikit-image, opencv-doc and mate-backgrounds."""
-    from make_sample import make_sample
+    from viewfinder.eval.sample import make_sample
 
     out = tmp_path_factory.mktemp("photos")
     assert make_sample(out) >= 12

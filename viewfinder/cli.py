@@ -130,6 +130,62 @@ def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--jso
         typer.echo(f"    failed: {error}")
 
 
+@app.command("eval")
+def evaluate(
+    dataset: str = typer.Argument(..., help="tuxpaint, openclipart, emoji, fashion-mnist or openclipart-held-out."),
+    model: str = typer.Option("mini", "--model", help="Model spec to evaluate."),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write metrics.json and plots to this folder."),
+    feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="npz of cached frozen-tower features (mini)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Retrieval metrics (both directions) of MODEL on a dataset split."""
+    from .eval.report import evaluate as run_eval
+    from .models import load_encoder
+
+    cfg = load_config()
+    result = run_eval(dataset, load_encoder(model, cfg.device, cfg.cache_dir), split, report, feature_cache)
+    if as_json:
+        typer.echo(json.dumps(result.metrics, indent=2))
+        return
+    typer.echo(f"{dataset} / {split} / {model}: {result.metrics['pairs']} pairs")
+    for direction in ("text_to_image", "image_to_text"):
+        m = result.metrics[direction]
+        typer.echo(f"  {direction:>14}: " + "  ".join(f"{k} {v:.3f}" for k, v in m.items() if k != "queries"))
+    for key in ("zero_shot_accuracy", "cross_modal_consistency@10"):
+        if key in result.metrics:
+            typer.echo(f"  {key}: {result.metrics[key]:.3f}")
+    if report:
+        typer.echo(f"  report: {report}")
+
+
+@app.command()
+def train(
+    data: str = typer.Argument(..., help="A dataset name, a folder of images with .txt captions, or a CSV (path,caption)."),
+    model: str = typer.Option("mini", "--model", help="Model spec to start from."),
+    out: Path = typer.Option(..., "--out", help="Folder for the checkpoint and the trained weights."),
+    epochs: int = typer.Option(40, "--epochs"),
+    batch_size: int = typer.Option(256, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Contrastive fine-tuning on your image-caption pairs (train split; val split for early stopping)."""
+    from .models import load_encoder
+    from .train.contrastive import TrainConfig
+    from .train.contrastive import train as run_train
+    from .train.data import load_pairs
+
+    cfg = load_config()
+    pairs = load_pairs(data)
+    train_pairs = [p for p in pairs if p.split == "train"]
+    val_pairs = [p for p in pairs if p.split == "val"] or train_pairs[: max(2, len(train_pairs) // 10)]
+    result = run_train(load_encoder(model, cfg.device, cfg.cache_dir), train_pairs, val_pairs, out,
+                       TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress=not quiet)
+    typer.echo(f"best validation R@5 {result.best_val_recall:.3f} at epoch {result.best_epoch} ({result.seconds:.0f} s); "
+               f"use it with --model '{result.spec}'")
+
+
 def main() -> None:
     try:
         app()

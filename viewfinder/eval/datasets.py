@@ -209,10 +209,40 @@ def fashion_mnist(per_class: int | None = 100) -> list[ImageTextPair]:
     return pairs
 
 
+# -- real photos, with queries we wrote ------------------------------------------------------------
+PHOTO_QUERIES = {
+    "skimage/astronaut.png": "an astronaut", "skimage/coffee.png": "a cup of coffee", "skimage/chelsea.png": "a cat",
+    "skimage/rocket.jpg": "a rocket", "skimage/motorcycle_left.png": "a motorcycle", "skimage/horse.png": "a horse",
+    "skimage/coins.png": "old coins", "skimage/moon.png": "the surface of the moon",
+    "skimage/hubble_deep_field.jpg": "galaxies in deep space", "opencv/fruits.jpg": "a pile of fruit",
+    "opencv/butterfly.jpg": "a butterfly", "opencv/baboon.jpg": "a monkey", "opencv/apple.jpg": "an apple",
+    "opencv/orange.jpg": "an orange", "opencv/messi5.jpg": "a football player", "opencv/building.jpg": "a building",
+    "opencv/squirrel_cls.jpg": "a squirrel", "opencv/starry_night.jpg": "a painting of a starry night",
+    "opencv/HappyFish.jpg": "a fish", "opencv/smarties.png": "colourful sweets", "opencv/sudoku.png": "a sudoku puzzle",
+    "nature/LadyBird.jpg": "a ladybird", "nature/YellowFlower.jpg": "a yellow flower",
+    "nature/Dune.jpg": "sand dunes in the desert", "nature/RainDrops.jpg": "raindrops", "nature/Storm.jpg": "a storm",
+}
+
+
+def photos() -> list[ImageTextPair]:
+    """Real photos (scikit-image, opencv-doc, mate-backgrounds) with one query each; all in
+    the test split: nothing here is ever trained on."""
+    import tempfile
+
+    from .sample import make_sample
+
+    folder = Path(tempfile.gettempdir()) / "viewfinder-eval-photos"
+    make_sample(folder)
+    return [ImageTextPair(f"photos/{rel}", q, rel.split("/")[0], "file", str(folder / rel))
+            for rel, q in PHOTO_QUERIES.items() if (folder / rel).exists()]
+
+
 def load_dataset(name: str, split: str | None = None) -> list[ImageTextPair]:
     loaders = {"tuxpaint": tuxpaint, "openclipart": openclipart, "emoji": emoji, "fashion-mnist": fashion_mnist,
-               "openclipart-held-out": openclipart_held_out}
+               "openclipart-held-out": openclipart_held_out, "photos": photos}
     if name not in loaders:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(loaders)}")
     pairs = loaders[name]()
+    if name == "photos":  # an evaluation-only set
+        return pairs if split in (None, "test") else []
     return [p for p in pairs if split is None or p.split == split]

@@ -73,6 +73,17 @@ class Encoder(ABC):
     def trainable_modules(self) -> list:
         return self.modules()
 
+    @abstractmethod
+    def save(self, out) -> str:
+        """Write the weights under folder `out`; return the model spec that loads them back."""
+
+    def logit_scale(self):
+        """The learnable temperature (log scale) the model was trained with, if it has one."""
+        for module in self.trainable_modules():
+            if hasattr(module, "logit_scale"):
+                return module.logit_scale
+        return None
+
     # -- shared behaviour ---------------------------------------------------------------------
     def preprocess(self, image: Image.Image):
         return self.image_transform()(image)

@@ -3,6 +3,7 @@
 Specs:
   mini                                  the project's offline model (shipped heads)
   mini@/path/heads.safetensors          mini with fine-tuned heads
+  mini:random                           mini's towers with random heads (the baseline)
   open_clip:ViT-B-32/laion2b_s34b_b79k  architecture + pretrained tag (open_clip downloads it)
   open_clip:ViT-B-32@/path/ckpt.pt      architecture + local checkpoint
   open_clip:/path/to/dir                open_clip hub layout on disk (open_clip_config.json + weights)
@@ -23,6 +24,10 @@ SPEC_HELP = "use 'mini', 'mini@HEADS.safetensors', 'open_clip:ARCH/TAG', 'open_c
 def load_encoder(spec: str, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
     """Build the encoder for `spec` without loading any weights yet."""
     spec = spec.strip()
+    if spec == "mini:random":  # the untrained baseline: same towers, randomly initialised heads
+        from .mini import MiniEncoder
+
+        return MiniEncoder(spec, random_heads=True, device=device, cache_dir=cache_dir)
     if spec == "mini" or spec.startswith("mini@"):
         from .mini import MiniEncoder
 

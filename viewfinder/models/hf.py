@@ -36,6 +36,12 @@ class HFClipEncoder(Encoder):
     def modules(self) -> list:
         return [self.model]
 
+    def save(self, out) -> str:
+        """Write the (fine-tuned) model and its processor; returns the spec that loads them."""
+        self.model.save_pretrained(out)
+        self._processor.save_pretrained(out)
+        return f"hf:{out}"
+
 
 def _as_tensor(out):
     # transformers 5 may return a model output object where 4.x returned the pooled tensor.

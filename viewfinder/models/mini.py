@@ -181,9 +181,11 @@ def save_heads(heads, path: Path, **metadata: str) -> None:
 
 
 class MiniEncoder(Encoder):
-    def __init__(self, spec: str, heads_path: Path | None = None, device: str = "auto", cache_dir: Path | None = None) -> None:
+    def __init__(self, spec: str, heads_path: Path | None = None, device: str = "auto", cache_dir: Path | None = None,
+                 random_heads: bool = False) -> None:
         super().__init__(spec, device)
         self._heads_path = heads_path or shipped_heads_path()
+        self._random_heads = random_heads
         self._cache_dir = cache_dir or default_cache_dir()
         self.trained = False
 
@@ -197,7 +199,13 @@ class MiniEncoder(Encoder):
         path = text_model_path()
         self.text_model = AutoModel.from_pretrained(str(path)).to(device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.heads, self.trained = load_heads(self._heads_path)
+        if self._random_heads:
+            import torch
+
+            torch.manual_seed(0)
+            self.heads, self.trained = build_heads(), False
+        else:
+            self.heads, self.trained = load_heads(self._heads_path)
         self.heads.to(device)
 
     def image_transform(self):
@@ -235,3 +243,9 @@ class MiniEncoder(Encoder):
 
     def trainable_modules(self) -> list:
         return [self.heads]
+
+    def save(self, out: Path) -> str:
+        """Only the heads are ours; the towers come from their packages."""
+        path = Path(out) / "mini_heads.safetensors"
+        save_heads(self.heads, path)
+        return f"mini@{path}"

@@ -38,6 +38,9 @@ class OpenClipEncoder(Encoder):
     def modules(self) -> list:
         return [self.model]
 
+    def save(self, out: Path) -> str:
+        return save_open_clip(self, out)
+
 
 def parse_open_clip(rest: str) -> tuple[str, str | None]:
     """`ViT-B-32/laion2b_s34b_b79k`, `ViT-B-32@/ckpt.pt`, `/path/to/dir` or `ViT-B-32` (random)."""
@@ -50,3 +53,23 @@ def parse_open_clip(rest: str) -> tuple[str, str | None]:
         arch, tag = rest.split("/", 1)
         return arch, tag
     return rest, None
+
+
+def save_open_clip(encoder: OpenClipEncoder, out: Path) -> str:
+    """Write the (fine-tuned) model in open_clip's hub layout; returns the spec that loads it."""
+    import json
+
+    import open_clip
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    if encoder._name.startswith("local-dir:"):
+        config = json.loads((Path(encoder._name[len("local-dir:"):]) / "open_clip_config.json").read_text())
+    else:
+        config = {"model_cfg": open_clip.get_model_config(encoder._name)}
+        pp = getattr(encoder.model.visual, "preprocess_cfg", None)
+        if pp:
+            config["preprocess_cfg"] = dict(pp)
+    (out / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    torch.save(encoder.model.state_dict(), out / "open_clip_pytorch_model.bin")
+    return f"open_clip:{out}"

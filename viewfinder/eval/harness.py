@@ -1,0 +1,138 @@
+"""Evaluate an encoder on image-text pairs: retrieval both ways, zero-shot classification,
+confidence reliability, cross-modal consistency, and the worst queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..query.confidence import ScoreTailConfidence
+from .datasets import FASHION_CLASSES, ImageTextPair, load_image
+from .metrics import accuracy, first_relevant_rank, retrieval_report
+
+
+@dataclass
+class PairEmbeddings:
+    pairs: list[ImageTextPair]
+    images: np.ndarray  # (n, d) unit vectors
+    texts: np.ndarray  # (n, d) unit vectors of each pair's caption
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    model: str
+    split: str
+    metrics: dict = field(default_factory=dict)
+    worst: list[dict] = field(default_factory=list)
+    reliability: list[dict] = field(default_factory=list)
+
+
+def embed_pairs(encoder, pairs: Sequence[ImageTextPair], feature_cache: Path | None = None, batch_size: int = 64) -> PairEmbeddings:
+    """Final embeddings; encoders with frozen towers reuse cached tower outputs when given."""
+    import torch
+
+    pairs = list(pairs)
+    encoder.ensure_loaded()
+    if encoder.frozen_image_tower()[0] is not None:
+        from ..train.features import frozen_features
+
+        feats = frozen_features(encoder, pairs, cache=feature_cache, progress=False)
+        _, image_head = encoder.frozen_image_tower()
+        _, text_head = encoder.frozen_text_tower()
+        with torch.inference_mode():
+            img = image_head(torch.from_numpy(feats.image).to(encoder.device)).float().cpu().numpy()
+            txt = text_head(torch.from_numpy(feats.text).to(encoder.device)).float().cpu().numpy()
+        return PairEmbeddings(pairs, _unit(img), _unit(txt))
+    images = np.concatenate([encoder.encode_images([load_image(p, size=256) for p in pairs[i : i + batch_size]])
+                             for i in range(0, len(pairs), batch_size)])
+    return PairEmbeddings(pairs, images, encoder.encode_texts([p.caption for p in pairs]))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def caption_groups(pairs: Sequence[ImageTextPair]) -> tuple[list[str], list[int], dict[str, set[int]]]:
+    """Unique captions, the row of each one's first pair, and the image rows that share it."""
+    captions = [p.caption for p in pairs]
+    unique = list(dict.fromkeys(captions))
+    first = {c: captions.index(c) for c in unique}
+    groups: dict[str, set[int]] = {c: set() for c in unique}
+    for i, c in enumerate(captions):
+        groups[c].add(i)
+    return unique, [first[c] for c in unique], groups
+
+
+def retrieval(emb: PairEmbeddings, ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
+    unique, rows, groups = caption_groups(emb.pairs)
+    sims = emb.texts[rows] @ emb.images.T  # (captions, images)
+    t2i = {c: np.argsort(-sims[j]).tolist() for j, c in enumerate(unique)}
+    i2t_order = np.argsort(-sims.T, axis=1)
+    i2t = {i: [unique[j] for j in i2t_order[i]] for i in range(len(emb.pairs))}
+    i2t_rel = {i: {p.caption} for i, p in enumerate(emb.pairs)}
+    return {"text_to_image": retrieval_report(t2i, groups, ks), "image_to_text": retrieval_report(i2t, i2t_rel, ks)}
+
+
+def zero_shot_accuracy(encoder, emb: PairEmbeddings, classes: Sequence[str] = FASHION_CLASSES,
+                       template: str = "a photo of a {}") -> float:
+    prompts = encoder.encode_texts([template.format(c) for c in classes])
+    predicted = [classes[j] for j in np.argmax(emb.images @ prompts.T, axis=1)]
+    return accuracy(predicted, [p.group for p in emb.pairs])
+
+
+def reliability(emb: PairEmbeddings, bins: int = 10) -> list[dict]:
+    """Top-1 text->image hits binned by the engine's confidence: how often each bin is right."""
+    unique, rows, groups = caption_groups(emb.pairs)
+    sims = emb.texts[rows] @ emb.images.T
+    model = ScoreTailConfidence()
+    confs, correct = [], []
+    for j, c in enumerate(unique):
+        stats = model.fit_query(sims[j], len(emb.pairs))
+        top = int(np.argmax(sims[j]))
+        confs.append(model.confidence(float(sims[j, top]), stats))
+        correct.append(top in groups[c])
+    confs_a, correct_a = np.array(confs), np.array(correct)
+    out = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        mask = (confs_a >= lo) & ((confs_a < hi) if b < bins - 1 else (confs_a <= hi))
+        if mask.any():
+            out.append({"bin": f"{lo:.1f}-{hi:.1f}", "count": int(mask.sum()), "mean_confidence": float(confs_a[mask].mean()),
+                        "accuracy": float(correct_a[mask].mean())})
+    return out
+
+
+def cross_modal_consistency(emb: PairEmbeddings, k: int = 10) -> float:
+    """Mean overlap (|A & B| / k) between an image's k nearest images and the k nearest captions
+    of its caption (both over the same pairs): do the two towers agree on what is similar?"""
+    n = len(emb.pairs)
+    k = min(k, n - 1)
+    img_nn = np.argsort(-(emb.images @ emb.images.T), axis=1)[:, 1 : k + 1]
+    txt_nn = np.argsort(-(emb.texts @ emb.texts.T), axis=1)[:, 1 : k + 1]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(img_nn, txt_nn)]))
+
+
+def worst_queries(emb: PairEmbeddings, n: int = 8, hits: int = 5) -> list[dict]:
+    unique, rows, groups = caption_groups(emb.pairs)
+    sims = emb.texts[rows] @ emb.images.T
+    scored = []
+    for j, c in enumerate(unique):
+        order = np.argsort(-sims[j])
+        rank = first_relevant_rank(order.tolist(), groups[c]) or len(order) + 1
+        scored.append((rank, c, order[:hits].tolist(), sorted(groups[c])[0]))
+    scored.sort(key=lambda x: -x[0])
+    return [{"query": c, "rank_of_match": r, "match": emb.pairs[m].id, "top": [emb.pairs[i].id for i in top]}
+            for r, c, top, m in scored[:n]]
+
+
+def score_distributions(emb: PairEmbeddings) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine scores of matching (same caption) and non-matching image-text pairs."""
+    _, rows, groups = caption_groups(emb.pairs)
+    sims = emb.texts @ emb.images.T
+    captions = np.array([p.caption for p in emb.pairs])
+    match = captions[:, None] == captions[None, :]
+    return sims[match], sims[~match]
