@@ -186,6 +186,19 @@ def train(
                f"use it with --model '{result.spec}'")
 
 
+@app.command()
+def serve(
+    db: Optional[Path] = DbOpt,
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    allow_root: Optional[List[Path]] = typer.Option(None, "--allow-root", help="Folder that POST /index may index (repeatable)."),
+) -> None:
+    """Serve the REST API and the web page."""
+    from .api import serve as run_server
+
+    run_server(load_config(db=db, allowed_roots=tuple(str(p) for p in allow_root) if allow_root else None), host, port)
+
+
 def main() -> None:
     try:
         app()

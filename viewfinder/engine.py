@@ -90,6 +90,7 @@ class Engine:
         text_weight: float | None = None,
         offset: int = 0,
         target: str = "images",
+        local: bool = True,
     ) -> SearchResult:
         """Rank images (or, with target="texts", stored texts) for a query of text and/or image
         parts: `"a dog"`, `["2:red car", "-blurry"]`, `"photo.jpg"`, or text plus `image=`."""
@@ -100,7 +101,7 @@ class Engine:
         if isinstance(query, (list, tuple)) and query and isinstance(query[0], QueryPart):
             parts = list(query)  # type: ignore[arg-type]
         else:
-            parts = parse_query(query, image=image, text_weight=text_weight)  # type: ignore[arg-type]
+            parts = parse_query(query, image=image, text_weight=text_weight, local=local)  # type: ignore[arg-type]
         return run_search(parts, self.store, self.encoder, target, k, offset, self.confidence, self.config.max_pixels)
 
     def image_to_text(self, image: str | bytes, k: int = 10, offset: int = 0) -> SearchResult:

@@ -11,6 +11,8 @@ from pathlib import Path
 from ..errors import QueryError
 
 _WEIGHT = re.compile(r"^([+-]?\d+(?:\.\d+)?):(.+)$", re.S)
+# A new part starts at a space followed by +word, -word or N:word ("red car -blurry 2:sunset").
+_PART_START = re.compile(r"\s+(?=[+-]\S|[+-]?\d+(?:\.\d+)?:\S)")
 
 
 @dataclass(frozen=True)
@@ -25,12 +27,18 @@ class QueryPart:
             raise QueryError(f"query part kind {self.kind!r}: use 'text' or 'image'")
 
 
-def detect_kind(value: str | bytes) -> str:
-    """Raw bytes, an existing file, an http(s) URL or a data URI is an image; the rest is text."""
+def detect_kind(value: str | bytes, local: bool = True) -> str:
+    """Raw bytes, an existing file, an http(s) URL or a data URI is an image; the rest is text.
+    With local=False (requests from the network) only bytes and data URIs are images: a path or
+    URL typed by a remote user must never reach the file system or another server."""
     if isinstance(value, (bytes, bytearray)):
         return "image"
     v = value.strip()
-    if v.startswith(("http://", "https://", "data:image/")):
+    if v.startswith("data:image/"):
+        return "image"
+    if not local:
+        return "text"
+    if v.startswith(("http://", "https://")):
         return "image"
     try:
         return "image" if Path(v).expanduser().is_file() else "text"
@@ -38,7 +46,7 @@ def detect_kind(value: str | bytes) -> str:
         return "text"
 
 
-def parse_part(raw: str | bytes, weight: float | None = None) -> QueryPart:
+def parse_part(raw: str | bytes, weight: float | None = None, local: bool = True) -> QueryPart:
     """`2:red car` (weight 2), `-blurry` (weight -1), `+sunset`, or plain text / image."""
     if isinstance(raw, (bytes, bytearray)):
         return QueryPart("image", bytes(raw), 1.0 if weight is None else weight, "uploaded image")
@@ -47,26 +55,35 @@ def parse_part(raw: str | bytes, weight: float | None = None) -> QueryPart:
         raise QueryError("empty query part: give some text or an image")
     w = 1.0
     m = _WEIGHT.match(text)
-    if m and not Path(text).expanduser().exists():
+    if m and not (local and Path(text).expanduser().exists()):
         w, text = float(m.group(1)), m.group(2).strip()
-    elif text[0] in "+-" and len(text) > 1 and not Path(text).exists():
+    elif text[0] in "+-" and len(text) > 1 and not (local and Path(text).exists()):
         w, text = (-1.0 if text[0] == "-" else 1.0), text[1:].strip()
     if weight is not None:
         w = weight
-    kind = detect_kind(text)
-    label = Path(text).name if kind == "image" and not text.startswith("data:") else text[:80]
+    kind = detect_kind(text, local)
+    label = Path(text).name if kind == "image" and not text.startswith("data:") else "image" if kind == "image" else text[:80]
     return QueryPart(kind, text, w, label)
 
 
-def parse_query(parts: list[str | bytes] | str, image: str | bytes | None = None, text_weight: float | None = None) -> list[QueryPart]:
+def split_parts(text: str, local: bool = True) -> list[str]:
+    """One typed string -> its parts; an existing file path is never split."""
+    if local and detect_kind(text, local) == "image":
+        return [text]
+    return [p for p in _PART_START.split(text.strip()) if p]
+
+
+def parse_query(parts: list[str | bytes] | str, image: str | bytes | None = None, text_weight: float | None = None,
+                local: bool = True) -> list[QueryPart]:
     """All parts of a query. With `image` (hybrid search), text parts share `text_weight` of the
     total and the image the rest, so the slider means the same whatever the number of parts."""
     items = [parts] if isinstance(parts, (str, bytes)) else list(parts)
-    out = [parse_part(p) for p in items if not (isinstance(p, str) and not p.strip())]
+    pieces = [piece for item in items for piece in (split_parts(item, local) if isinstance(item, str) else [item])]
+    out = [parse_part(p, local=local) for p in pieces]
     if image is not None:
-        out.append(parse_part(image) if isinstance(image, str) else QueryPart("image", bytes(image), 1.0, "uploaded image"))
+        out.append(parse_part(image, local=local) if isinstance(image, str) else QueryPart("image", bytes(image), 1.0, "uploaded image"))
         if out[-1].kind != "image":
-            raise QueryError(f"--image {image!r}: no such image file; give a path, URL or data URI of an image")
+            raise QueryError(f"image {str(image)[:60]!r}: no such image file; give a path, URL or data URI of an image")
     if text_weight is not None:
         if not 0.0 <= text_weight <= 1.0:
             raise QueryError(f"text_weight {text_weight}: must be between 0 and 1")

@@ -19,6 +19,7 @@ class SearchHit:
     text: str | None = None
     caption: str | None = None
     source: str | None = None  # for text hits: where the text came from
+    best_text: str | None = None  # for image hits: the stored text that fits the image best
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -101,8 +101,19 @@ def search(
         else:
             hit.text, hit.source = rec.text, rec.source
         hits.append(hit)
+    if collection == "images" and hits and catalog.count_texts():
+        attach_best_texts(hits, vectors, store)
     message = "no good match: even the best hit is not clearly better than chance in this collection" if abstain else ""
     return SearchResult(hits, abstain, population, message)
+
+
+def attach_best_texts(hits: list[SearchHit], vectors: dict[int, np.ndarray], store: Store) -> None:
+    """Name each image hit's best matching stored text (alt text for images without a caption)."""
+    _, ids = store.vectors("texts").search(np.stack([vectors[h.id] for h in hits]), 1)
+    texts = store.catalog.get_texts([int(i) for i in ids[:, 0] if i >= 0])
+    for hit, tid in zip(hits, ids[:, 0]):
+        if int(tid) in texts:
+            hit.best_text = texts[int(tid)].text
 
 
 def explain(score: float, contributions: dict[str, float], part_scores: dict[str, float], conf: float, stats) -> str:

@@ -7,6 +7,7 @@ number, so a kill at any moment leaves a catalogue that opens, and a stale index
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,13 +96,23 @@ class ImageCatalog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread off: the API shares one catalogue between request threads; writes are
-        # serialised by SQLite itself and each method is one statement or one transaction.
-        self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
+        # One connection per thread: the API serves requests from a thread pool, and SQLite in
+        # WAL mode lets those readers run while one writer (an index run) commits batches.
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
         self._migrate()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            self._connections.append(conn)
+        return conn
 
     # -- schema ---------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -118,7 +129,10 @@ class ImageCatalog:
         return _Transaction(self.conn)
 
     def close(self) -> None:
-        self.conn.close()
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+        self._local = threading.local()
 
     # -- meta -----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

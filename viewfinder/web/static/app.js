@@ -1,0 +1,138 @@
+// The web face: collects the query, calls the REST API, renders what it returns. No ranking here.
+(function () {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  let mode = "text";
+  let imageFile = null;
+
+  fetch("/stats").then((r) => r.json()).then((s) => {
+    $("stats").textContent = `${s.images} images indexed with model ${s.model}` + (s.texts ? `, ${s.texts} texts stored` : "");
+  }).catch(() => {});
+
+  // -- tabs (arrow keys move between them, as the ARIA tabs pattern expects) --
+  const tabs = Array.from(document.querySelectorAll("[role=tab]"));
+  function selectTab(tab) {
+    tabs.forEach((t) => { const on = t === tab; t.setAttribute("aria-selected", on); t.tabIndex = on ? 0 : -1; });
+    mode = tab.dataset.mode;
+    $("panel").setAttribute("aria-labelledby", tab.id);
+    $("text-row").hidden = !(mode === "text" || mode === "hybrid");
+    $("image-row").hidden = mode === "text";
+    $("weight-row").hidden = mode !== "hybrid";
+  }
+  tabs.forEach((tab, i) => {
+    tab.addEventListener("click", () => selectTab(tab));
+    tab.addEventListener("keydown", (e) => {
+      const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (step) { const next = tabs[(i + step + tabs.length) % tabs.length]; next.focus(); selectTab(next); e.preventDefault(); }
+    });
+  });
+
+  // -- image input: file picker, drag and drop, paste --
+  function setImage(file) {
+    if (!file || !file.type.startsWith("image/")) { announce("That is not an image file."); return; }
+    imageFile = file;
+    const img = $("preview");
+    img.src = URL.createObjectURL(file);
+    img.alt = `Query image: ${file.name || "pasted image"}`;
+    img.hidden = false;
+    announce(`Image ${file.name || "from clipboard"} ready.`);
+  }
+  $("file").addEventListener("change", (e) => setImage(e.target.files[0]));
+  const drop = $("drop");
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { $("file").click(); e.preventDefault(); } });
+  drop.addEventListener("click", () => $("file").click());
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); setImage(e.dataTransfer.files[0]); });
+  document.addEventListener("paste", (e) => {
+    const item = Array.from(e.clipboardData.items).find((it) => it.type.startsWith("image/"));
+    if (item && mode !== "text") setImage(item.getAsFile());
+  });
+  $("weight").addEventListener("input", (e) => { $("weight-out").value = e.target.value; });
+
+  // -- speech input where the browser has it --
+  const Speech = window.SpeechRecognition || window.webkitSpeechRecognition;
+  if (Speech) {
+    $("speak").hidden = false;
+    $("speak").addEventListener("click", () => {
+      const rec = new Speech();
+      rec.lang = document.documentElement.lang || "en";
+      rec.onresult = (ev) => { $("q").value = ev.results[0][0].transcript; announce(`Heard: ${$("q").value}`); };
+      rec.start();
+    });
+  }
+
+  function announce(text) { $("status").textContent = text; }
+
+  // -- search --
+  $("panel").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = new FormData();
+    const query = $("q").value.trim();
+    if (mode === "text" || mode === "hybrid") form.append("query", query);
+    if (mode !== "text") {
+      if (!imageFile) { announce("Choose, drop or paste an image first."); return; }
+      form.append("file", imageFile, imageFile.name || "pasted.png");
+    }
+    if (mode === "hybrid") form.append("text_weight", $("weight").value);
+    form.append("k", $("k").value);
+    if (mode === "text" && !query) { announce("Type what you are looking for."); return; }
+    announce("Searching…");
+    const url = mode === "describe" ? "/search/image-to-text" : "/search";
+    try {
+      const resp = await fetch(url, { method: "POST", body: form });
+      const data = await resp.json();
+      if (!resp.ok) { announce(`Error: ${data.error}`); return; }
+      render(data);
+    } catch (err) { announce(`Error: ${err}`); }
+  });
+
+  function render(data) {
+    const grid = $("results"), texts = $("texts");
+    grid.replaceChildren(); texts.replaceChildren();
+    data.hits.forEach((hit) => {
+      if (hit.kind === "text") {
+        const li = document.createElement("li");
+        li.textContent = `${hit.text} — score ${hit.score.toFixed(3)}, confidence ${hit.confidence.toFixed(2)}`;
+        texts.append(li);
+        return;
+      }
+      const li = document.createElement("li");
+      const btn = document.createElement("button");
+      btn.className = "hit"; btn.type = "button";
+      btn.setAttribute("aria-label", `Result ${hit.rank}: ${hit.alt}. Score ${hit.score.toFixed(2)}. Show why it matched.`);
+      const img = document.createElement("img");
+      img.src = hit.thumbnail_url; img.alt = hit.alt; img.loading = "lazy";
+      const meta = document.createElement("div");
+      meta.className = "meta";
+      meta.textContent = `#${hit.rank} · score ${hit.score.toFixed(3)} · confidence ${hit.confidence.toFixed(2)}`;
+      btn.append(img, meta);
+      btn.addEventListener("click", () => showDetail(hit));
+      li.append(btn);
+      grid.append(li);
+    });
+    const n = data.hits.length;
+    let msg = `${n} result${n === 1 ? "" : "s"} of ${data.collection_size}.`;
+    if (data.abstained) msg = `No good match. ${data.message}. Showing the ${n} closest anyway.`;
+    announce(msg);
+    $("status").className = data.abstained ? "abstain" : "muted";
+  }
+
+  function showDetail(hit) {
+    $("detail-img").src = hit.image_url;
+    $("detail-img").alt = hit.alt;
+    $("detail-caption").textContent = hit.caption || hit.best_text || hit.path.split("/").pop();
+    const body = document.querySelector("#detail-parts tbody");
+    body.replaceChildren();
+    Object.entries(hit.contributions).forEach(([part, value]) => {
+      const tr = document.createElement("tr");
+      const a = document.createElement("td"); a.textContent = part;
+      const b = document.createElement("td"); b.textContent = value.toFixed(3);
+      tr.append(a, b); body.append(tr);
+    });
+    $("detail-explain").textContent = hit.explanation;
+    $("detail").showModal();
+    $("detail-close").focus();
+  }
+  $("detail-close").addEventListener("click", () => $("detail").close());
+})();
