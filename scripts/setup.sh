@@ -22,3 +22,8 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -e ".[server,captions,train,eval,dist,test]"
   touch "$stamp"
 fi
+
+# axe-core for the accessibility check of the web page (from npm, into the ignored .cache/)
+if command -v npm >/dev/null && [ ! -f .cache/node_modules/axe-core/axe.min.js ]; then
+  npm install --silent --no-audit --no-fund --prefix .cache axe-core@4.14.1 >/dev/null
+fi

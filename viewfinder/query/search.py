@@ -103,7 +103,7 @@ def search(
         hits.append(hit)
     if collection == "images" and hits and catalog.count_texts():
         attach_best_texts(hits, vectors, store)
-    message = "no good match: even the best hit is not clearly better than chance in this collection" if abstain else ""
+    message = "No good match: even the best hit is not clearly better than chance in this collection" if abstain else ""
     return SearchResult(hits, abstain, population, message)
 
 

@@ -100,7 +100,7 @@
       const li = document.createElement("li");
       const btn = document.createElement("button");
       btn.className = "hit"; btn.type = "button";
-      btn.setAttribute("aria-label", `Result ${hit.rank}: ${hit.alt}. Score ${hit.score.toFixed(2)}. Show why it matched.`);
+      btn.title = "Show why it matched";  // the name comes from the image alt text and the visible score line
       const img = document.createElement("img");
       img.src = hit.thumbnail_url; img.alt = hit.alt; img.loading = "lazy";
       const meta = document.createElement("div");
@@ -113,7 +113,7 @@
     });
     const n = data.hits.length;
     let msg = `${n} result${n === 1 ? "" : "s"} of ${data.collection_size}.`;
-    if (data.abstained) msg = `No good match. ${data.message}. Showing the ${n} closest anyway.`;
+    if (data.abstained) msg = `${data.message}. Showing the ${n} closest anyway.`;
     announce(msg);
     $("status").className = data.abstained ? "abstain" : "muted";
   }

@@ -1,0 +1,182 @@
+"""The web page in real headless Chromium against a real server (real `mini` model, real photos):
+every mode, alt text on every result image, screenshots, and an axe-core accessibility check."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_photos
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+AXE = ROOT / ".cache" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, photos):
+    base = tmp_path_factory.mktemp("web")
+    folder = copy_photos(photos, base / "pics", ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "fruits.jpg",
+                                                 "butterfly.jpg", "LadyBird.jpg", "YellowFlower.jpg"])
+    db = base / "db"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "viewfinder", *map(str, a)], check=True, capture_output=True)  # noqa: E731
+    run("index", folder, "--db", db, "--quiet", "--workers", 1)
+    labels = base / "labels.txt"
+    labels.write_text("a cat\na cup of coffee\na rocket\nan astronaut\na butterfly\nflowers\n")
+    run("texts", "add", labels, "--db", db)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "viewfinder", "serve", "--db", str(db), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if json.load(urllib.request.urlopen(url + "/health", timeout=1))["status"] == "ok":
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("server did not start")
+    yield url, folder
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not binary or not driver_path:
+        pytest.fail("chromium and chromium-driver are needed (scripts/setup.sh installs them)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _wait(cond, timeout=60):
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            value = cond()
+        except StaleElementReferenceException:  # the grid was re-rendered while we read it
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def _results(driver):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, "#results img")
+
+
+def _loaded_images(driver):
+    imgs = _results(driver)
+    ok = imgs and all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in imgs)
+    return imgs if ok else None
+
+
+def test_every_mode_renders_results_with_alt_text(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, folder = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(url + "/")
+    _wait(lambda: "images indexed" in browser.find_element(By.ID, "stats").text)
+
+    # text search, driven from the keyboard
+    box = browser.find_element(By.ID, "q")
+    box.send_keys("a cat", Keys.ENTER)
+    alts = _wait(lambda: [i.get_attribute("alt") for i in _loaded_images(browser) or []])
+    assert len(alts) == 8
+    assert all(a.strip() for a in alts)
+    status = browser.find_element(By.ID, "status").text
+    assert "result" in status or "No good match" in status
+    browser.save_screenshot(str(SHOTS / "text_search.png"))
+
+    # detail view: why it matched
+    browser.find_element(By.CSS_SELECTOR, "#results button.hit").send_keys(Keys.ENTER)
+    _wait(lambda: browser.find_element(By.ID, "detail").get_attribute("open") is not None)
+    assert "score" in browser.find_element(By.ID, "detail-explain").text
+    browser.save_screenshot(str(SHOTS / "detail.png"))
+    browser.find_element(By.ID, "detail-close").click()
+
+    # image search by upload
+    browser.find_element(By.ID, "tab-image").click()
+    browser.find_element(By.ID, "file").send_keys(str(folder / "chelsea.png"))
+    browser.find_element(By.ID, "go").click()
+    _wait(lambda: (imgs := _loaded_images(browser)) and "chelsea" in imgs[0].get_attribute("alt") and imgs)
+    browser.save_screenshot(str(SHOTS / "image_search.png"))
+
+    # hybrid with the weight slider
+    browser.find_element(By.ID, "tab-hybrid").click()
+    box = browser.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys("a rocket")
+    browser.find_element(By.ID, "go").click()
+    _wait(lambda: _loaded_images(browser))
+    browser.save_screenshot(str(SHOTS / "hybrid_search.png"))
+
+    # image -> text
+    browser.find_element(By.ID, "tab-describe").click()
+    browser.find_element(By.ID, "go").click()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#texts li"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#texts li")) == 6
+    browser.save_screenshot(str(SHOTS / "image_to_text.png"))
+
+
+def test_tabs_work_from_the_keyboard(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, _ = server
+    browser.get(url + "/")
+    tab = browser.find_element(By.ID, "tab-text")
+    tab.send_keys(Keys.ARROW_RIGHT)
+    active = browser.switch_to.active_element
+    assert active.get_attribute("id") == "tab-image" and active.get_attribute("aria-selected") == "true"
+    assert browser.find_element(By.ID, "image-row").is_displayed()
+
+
+def test_no_serious_accessibility_violations(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    assert AXE.exists(), "axe-core missing: scripts/setup.sh installs it from npm"
+    url, _ = server
+    browser.get(url + "/")
+    browser.find_element(By.ID, "q").send_keys("a butterfly", Keys.ENTER)
+    _wait(lambda: _loaded_images(browser))
+    browser.execute_script(AXE.read_text())
+    result = browser.execute_async_script("const done = arguments[0]; axe.run(document).then(r => done(r.violations));")
+    serious = [v for v in result if v["impact"] in ("serious", "critical")]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "axe_violations.json").write_text(json.dumps(result, indent=2))
+    assert not serious, [(v["id"], v["help"]) for v in serious]
