@@ -81,10 +81,19 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--dropout", type=float, default=0.3)
+    ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--no-install", action="store_true", help="do not copy the heads into the package")
     args = ap.parse_args()
     started = time.time()
     encoder = load_encoder("mini:random", device="auto")
+    encoder.ensure_loaded()
+    import torch
+
+    from viewfinder.models.mini import build_heads
+
+    torch.manual_seed(0)
+    encoder.heads = build_heads(256, args.hidden, args.dropout).to(encoder.device)
     train_f, train_pairs = gather(encoder, "train", args.features)
     val_f, _ = gather(encoder, "val", args.features)
     train_f = augmented(encoder, train_f, train_pairs)

@@ -37,7 +37,7 @@ def test_model_binding_refuses_other_weights(tmp_path):
 def test_migration_from_first_schema(tmp_path):
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
-    for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+    for statement in filter(str.strip, MIGRATIONS[0].split(";\n")):
         conn.execute(statement)
     conn.execute("PRAGMA user_version=1")
     conn.execute("INSERT INTO images(path, size, mtime, indexed_at) VALUES('/x.jpg', 1, 1, 1)")
@@ -46,6 +46,20 @@ def test_migration_from_first_schema(tmp_path):
     cat = ImageCatalog(path)
     rec = cat.images_under("/")["/x.jpg"]
     assert rec.caption is None and rec.ocr_text is None
+    assert cat.conn.execute("SELECT rowid FROM image_fts WHERE image_fts MATCH 'x'").fetchall() == [(rec.id,)]
+
+
+def test_lexical_search_follows_captions_and_deletes(tmp_path):
+    cat = ImageCatalog(tmp_path / "c.sqlite")
+    ids = cat.write_batch([NewImage("/p/IMG_1.jpg", 1, 1.0, "a"), NewImage("/p/red_car.jpg", 1, 1.0, "b")], _unit(2, 4))
+    cat.set_captions([(ids[0], "a tabby cat sleeping")], "vocab")
+    cat.set_ocr([(ids[1], "STOP")])
+    assert [i for i, _ in cat.lexical_search("cats", 5)] == [ids[0]]  # porter stemming
+    assert [i for i, _ in cat.lexical_search("red car", 5)] == [ids[1]]
+    assert [i for i, _ in cat.lexical_search("stop sign", 5)] == [ids[1]]
+    cat.delete_images([ids[0]])
+    assert cat.lexical_search("cat", 5) == []
+    assert cat.lexical_search("!!!", 5) == []
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])

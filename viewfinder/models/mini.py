@@ -131,7 +131,7 @@ def image_transform():
     ])
 
 
-def build_heads(dim: int = 256, hidden: int = 1024):
+def build_heads(dim: int = 256, hidden: int = 1024, dropout: float = 0.1):
     """Projection heads into the shared space, plus the learnable temperature."""
     import torch
     from torch import nn
@@ -144,7 +144,8 @@ def build_heads(dim: int = 256, hidden: int = 1024):
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def _mlp(d_in: int, d_hidden: int, d_out: int):
-        return nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(d_hidden, d_out))
+        return nn.Sequential(nn.LayerNorm(d_in), nn.Dropout(dropout), nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout),
+                             nn.Linear(d_hidden, d_out))
 
     return MiniHeads()
 
@@ -171,9 +172,10 @@ def load_heads(path: Path | None):
 def save_heads(heads, path: Path, **metadata: str) -> None:
     from safetensors.torch import save_file
 
-    hidden = heads.image[1].out_features
+    hidden = heads.image[2].out_features
     dim = heads.image[-1].out_features
-    meta = {"config": json.dumps({"dim": dim, "hidden": hidden}), **metadata}
+    dropout = heads.image[1].p
+    meta = {"config": json.dumps({"dim": dim, "hidden": hidden, "dropout": dropout}), **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, str(tmp), metadata=meta)

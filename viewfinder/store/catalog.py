@@ -6,6 +6,7 @@ number, so a kill at any moment leaves a catalogue that opens, and a stale index
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -17,9 +18,10 @@ import numpy as np
 
 from ..errors import ModelMismatchError, NotFoundError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry upgrades the schema from version i to i + 1; never edit one that has shipped.
+# Statements end with ";" at the end of a line (trigger bodies keep theirs on one line).
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +51,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN caption TEXT;
     ALTER TABLE images ADD COLUMN caption_source TEXT;
     ALTER TABLE images ADD COLUMN ocr_text TEXT;
+    """,
+    # Lexical search over file paths, captions and OCR text, kept in step by triggers.
+    """
+    CREATE VIRTUAL TABLE image_fts USING fts5(path, caption, ocr_text, content='images', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');
+    CREATE TRIGGER images_fts_ai AFTER INSERT ON images BEGIN INSERT INTO image_fts(rowid, path, caption, ocr_text) VALUES (new.id, new.path, new.caption, new.ocr_text); END;
+    CREATE TRIGGER images_fts_ad AFTER DELETE ON images BEGIN INSERT INTO image_fts(image_fts, rowid, path, caption, ocr_text) VALUES ('delete', old.id, old.path, old.caption, old.ocr_text); END;
+    CREATE TRIGGER images_fts_au AFTER UPDATE ON images BEGIN INSERT INTO image_fts(image_fts, rowid, path, caption, ocr_text) VALUES ('delete', old.id, old.path, old.caption, old.ocr_text); INSERT INTO image_fts(rowid, path, caption, ocr_text) VALUES (new.id, new.path, new.caption, new.ocr_text); END;
+    INSERT INTO image_fts(image_fts) VALUES ('rebuild');
     """,
 ]
 
@@ -121,7 +131,7 @@ class ImageCatalog:
             raise ModelMismatchError(f"{self.path}: catalogue schema {version} is newer than this viewfinder ({SCHEMA_VERSION}); upgrade viewfinder")
         for target in range(version, SCHEMA_VERSION):
             with self.transaction():
-                for statement in filter(str.strip, MIGRATIONS[target].split(";")):
+                for statement in filter(str.strip, MIGRATIONS[target].split(";\n")):
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version={target + 1}")
 
@@ -271,6 +281,37 @@ class ImageCatalog:
         if not rows:
             return np.zeros((0, dim), np.float32)
         return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+
+    # -- captions, OCR, lexical search ---------------------------------------------------------------
+    def images_needing(self, what: str, overwrite: bool = False, limit: int = 256, after: int = 0) -> list[ImageRecord]:
+        """Embedded images without a caption (what="caption") or not yet OCR'd (what="ocr")."""
+        column = {"caption": "caption", "ocr": "ocr_text"}[what]
+        cond = "" if overwrite else f"AND i.{column} IS NULL"
+        rows = self.conn.execute(
+            f"SELECT {', '.join('i.' + c.strip() for c in _IMAGE_COLUMNS.split(','))} FROM images i JOIN image_vectors v ON v.image_id = i.id "
+            f"WHERE i.id > ? {cond} ORDER BY i.id LIMIT ?", (after, limit)).fetchall()
+        return [ImageRecord(*r) for r in rows]
+
+    def set_captions(self, items: Sequence[tuple[int, str]], source: str) -> None:
+        with self.transaction():
+            self.conn.executemany("UPDATE images SET caption=?, caption_source=? WHERE id=?", [(c, source, i) for i, c in items])
+
+    def set_ocr(self, items: Sequence[tuple[int, str]]) -> None:
+        """'' marks an image as read with no confident text, so it is not read again."""
+        with self.transaction():
+            self.conn.executemany("UPDATE images SET ocr_text=? WHERE id=?", [(t, i) for i, t in items])
+
+    def lexical_search(self, text: str, limit: int) -> list[tuple[int, float]]:
+        """BM25 (SQLite FTS5) over captions, OCR text and paths: (image id, score), best first.
+        Any word may match; captions and OCR text weigh more than path words."""
+        words = re.findall(r"\w+", text.lower())
+        if not words:
+            return []
+        match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+        rows = self.conn.execute(
+            "SELECT f.rowid, bm25(image_fts, 0.5, 2.0, 1.0) AS s FROM image_fts f JOIN image_vectors v ON v.image_id = f.rowid "
+            "WHERE image_fts MATCH ? ORDER BY s LIMIT ?", (match, limit)).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]  # FTS5's bm25 is lower-is-better
 
     # -- texts ----------------------------------------------------------------------------------
     def add_texts(self, texts: Sequence[str], vectors: np.ndarray, source: str) -> int:
