@@ -39,6 +39,7 @@ class SearchRequest(BaseModel):
     text_weight: float | None = Field(None, ge=0.0, le=1.0)
     image: str | None = Field(None, description="data URI of an image for hybrid search")
     target: Literal["images", "texts"] = "images"
+    mode: Literal["vector", "lexical", "fused"] | None = None
 
 
 class TextsRequest(BaseModel):
@@ -137,7 +138,7 @@ def create_app(config: Config, engine=None) -> FastAPI:
             if target == "texts" and image is not None and not query:
                 query, image = [image], None
         result = engine.search(query, k=req.k, offset=req.offset, image=image,
-                               text_weight=req.text_weight if image is not None else None, target=target, local=False)
+                               text_weight=req.text_weight if image is not None else None, target=target, local=False, mode=req.mode)
         out = result.to_dict()
         for hit in out["hits"]:
             if hit["kind"] == "image":

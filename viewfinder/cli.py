@@ -45,16 +45,42 @@ def index(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per model batch."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
     index_kind: Optional[str] = typer.Option(None, "--index-kind", help="auto, flat, hnsw or ivfpq."),
+    caption: bool = typer.Option(False, "--caption", help="Caption new images after embedding them."),
+    ocr: bool = typer.Option(False, "--ocr", help="Read the text inside new images (Tesseract)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Index (or bring up to date) the images under FOLDER."""
     with _engine(db, model, workers=workers, batch_size=batch_size, max_pixels=max_pixels, index_kind=index_kind) as engine:
-        report = engine.index(folder, progress=not quiet, on_error=lambda msg: typer.echo(f"skipped {msg}", err=True))
+        report = engine.index(folder, progress=not quiet, on_error=_skipped)
         typer.echo(
             f"{report.scanned} files: {report.embedded} embedded, {report.unchanged} unchanged, {report.moved} moved, "
             f"{report.deleted} removed, {len(report.failed)} failed ({report.images_per_second:.1f} images/s); "
             f"index {engine.config.db} now holds {engine.store.catalog.count_images()} images"
         )
+        if caption or ocr:
+            _echo_caption_report(engine.caption(ocr=ocr, captions=caption, progress=not quiet, on_error=_skipped))
+
+
+def _skipped(msg: str) -> None:
+    typer.echo(f"skipped {msg}", err=True)
+
+
+def _echo_caption_report(rep) -> None:
+    typer.echo(f"{rep.captioned} captioned, {rep.ocr_read} read for text ({rep.ocr_with_text} with text), "
+               f"{len(rep.failed)} failed in {rep.seconds:.1f} s")
+
+
+@app.command()
+def caption(
+    db: Optional[Path] = DbOpt,
+    captioner: str = typer.Option("vocab", "--captioner", help="vocab (offline, zero-shot), hf:microsoft/git-base-coco or hf:DIR."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Caption images that already have one again."),
+    ocr: bool = typer.Option(False, "--ocr", help="Also read the text inside the images (Tesseract)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Caption every uncaptioned image in the index (resumable)."""
+    with _engine(db) as engine:
+        _echo_caption_report(engine.caption(captioner, overwrite=overwrite, ocr=ocr, progress=not quiet, on_error=_skipped))
 
 
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
@@ -67,6 +93,7 @@ def search(
     image: Optional[str] = typer.Option(None, "--image", help="Image to combine with the text (hybrid search)."),
     text_weight: Optional[float] = typer.Option(None, "--text-weight", help="Share of the text in a hybrid query, 0..1."),
     texts: bool = typer.Option(False, "--texts", help="Rank stored texts instead of images (image -> text)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="vector, lexical (captions/OCR/paths) or fused."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
 ) -> None:
     """Find images (or, with --texts, stored texts) for QUERY."""
@@ -74,7 +101,7 @@ def search(
         raise ViewfinderError("--text-weight needs --image: it splits the query between the text and that image")
     with _engine(db, model) as engine:
         result = engine.search(query or [], k=k, image=image, text_weight=text_weight, offset=offset,
-                               target="texts" if texts else "images")
+                               target="texts" if texts else "images", mode=mode)
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in result.hits], indent=2))
         return
@@ -93,7 +120,8 @@ def _print_hits(result) -> None:
     for col in ("rank", "score", "confidence", "text" if result.hits[0].kind == "text" else "path"):
         table.add_column(col, justify="right" if col != "path" and col != "text" else "left")
     for h in result.hits:
-        table.add_row(str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", h.text if h.kind == "text" else h.path)
+        where = h.text if h.kind == "text" else h.path + (f"  [{h.caption}]" if h.caption else "")
+        table.add_row(str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", where)
     console.print(table)
     if result.abstained:
         console.print(f"[yellow]{result.message}[/yellow]")

@@ -34,6 +34,7 @@ class Config:
     exact_limit: int = 200_000  # below this many vectors "auto" searches exactly
     cache_dir: Path = field(default_factory=default_cache_dir)
     checkpoint_seconds: float = 30.0  # how often the vector index file is rewritten while indexing
+    search_mode: str = "vector"  # vector | lexical | fused, for text queries over images
     token: str | None = None  # bearer token for the API's write endpoints
     allowed_roots: tuple[str, ...] = ()  # folders the API may index
 

@@ -91,6 +91,7 @@ class Engine:
         offset: int = 0,
         target: str = "images",
         local: bool = True,
+        mode: str | None = None,
     ) -> SearchResult:
         """Rank images (or, with target="texts", stored texts) for a query of text and/or image
         parts: `"a dog"`, `["2:red car", "-blurry"]`, `"photo.jpg"`, or text plus `image=`."""
@@ -102,11 +103,23 @@ class Engine:
             parts = list(query)  # type: ignore[arg-type]
         else:
             parts = parse_query(query, image=image, text_weight=text_weight, local=local)  # type: ignore[arg-type]
-        return run_search(parts, self.store, self.encoder, target, k, offset, self.confidence, self.config.max_pixels)
+        return run_search(parts, self.store, self.encoder, target, k, offset, self.confidence, self.config.max_pixels,
+                          mode or self.config.search_mode)
 
     def image_to_text(self, image: str | bytes, k: int = 10, offset: int = 0) -> SearchResult:
         """The stored texts (and captions) that best describe an image."""
         return self.search([image] if isinstance(image, str) else [image], k=k, offset=offset, target="texts")
+
+    def caption(self, captioner: str = "vocab", overwrite: bool = False, ocr: bool = False, captions: bool = True,
+                progress: bool = True, on_error: Callable[[str], None] | None = None):
+        """Caption the images that have none (and read the text in them with ocr=True); resumable."""
+        from .ingest.captions import caption_images
+        from .models.captioner import load_captioner
+
+        model = load_captioner(captioner, self.encoder, self.config.device) if captions else None
+        return caption_images(self.store, model, self.encoder, overwrite=overwrite, ocr=ocr, captions=captions,
+                              batch_size=self.config.batch_size, max_pixels=self.config.max_pixels,
+                              progress=progress, on_error=on_error)
 
     # -- facts ----------------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -119,6 +132,7 @@ class Engine:
             "images": catalog.count_images(),
             "failed": catalog.count_errors(),
             "texts": catalog.count_texts(),
+            "captioned": catalog.count_captioned(),
             "index_kind": self.store.vectors("images").kind if catalog.count_images() else None,
         }
 

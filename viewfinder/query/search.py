@@ -3,6 +3,7 @@ each hit: the share of every part in its score, and its confidence."""
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -51,6 +52,18 @@ def unique_labels(parts: Sequence[QueryPart]) -> list[str]:
     return labels
 
 
+MODES = ("vector", "lexical", "fused")
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.): damps the head of each list
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
 def search(
     parts: Sequence[QueryPart],
     store: Store,
@@ -60,7 +73,12 @@ def search(
     offset: int = 0,
     confidence: ConfidenceModel | None = None,
     max_pixels: int = 89_478_485,
+    mode: str = "vector",
 ) -> SearchResult:
+    """Rank a collection for the query parts. For text queries over images, `mode` picks the
+    vector ranking, BM25 over captions / OCR text / paths, or both fused by reciprocal rank."""
+    if mode not in MODES:
+        raise QueryError(f"mode {mode!r}: use one of {', '.join(MODES)}")
     confidence = confidence or ScoreTailConfidence()
     embeddings = encode_parts(parts, encoder, max_pixels)
     query, norm = combine(parts, embeddings)
@@ -69,33 +87,58 @@ def search(
     if population == 0:
         what = "images: run `viewfinder index DIR` first" if collection == "images" else "texts: add some with `viewfinder texts add FILE`"
         return SearchResult([], True, 0, f"the index holds no {what}")
-    scores, ids = index.search(query[None, :], k + offset)
-    scores, ids = scores[0], ids[0]
-    stats = confidence.fit_query(store.sample(collection) @ query, population)
-    top_conf = confidence.confidence(float(scores[0]), stats) if len(scores) else 0.0
-    abstain = top_conf < getattr(confidence, "abstain_below", 0.5)
-
-    window = [(float(s), int(i)) for s, i in list(zip(scores, ids))[offset:] if i >= 0]
-    hit_ids = [i for _, i in window]
-    dim = embeddings.shape[1]
     catalog = store.catalog
-    vectors = catalog.image_vectors(hit_ids, dim) if collection == "images" else catalog.text_vectors(hit_ids, dim)
-    records = catalog.get_images(hit_ids) if collection == "images" else catalog.get_texts(hit_ids)
+    need = k + offset
+    words = " ".join(str(p.value) for p in parts if p.kind == "text" and p.weight > 0)
+    lexical_ok = collection == "images" and words and all(p.kind == "text" for p in parts)
+    if mode != "vector" and not lexical_ok:
+        mode = "vector"  # image parts and text collections have nothing to match lexically
+    lexical = catalog.lexical_search(words, max(need * 5, 100)) if mode != "vector" else []
+    lex_rank = {i: r for r, (i, _) in enumerate(lexical, start=1)}
+    vec_rank: dict[int, int] = {}
+    if mode != "lexical":
+        _, ids = index.search(query[None, :], need if mode == "vector" else max(need * 5, 100))
+        vec_rank = {int(i): r for r, i in enumerate(ids[0], start=1) if i >= 0}
+    if mode == "vector":
+        ranked = list(vec_rank)
+    elif mode == "lexical":
+        ranked = list(lex_rank)
+    else:
+        ranked = [i for i, _ in reciprocal_rank_fusion([list(vec_rank), list(lex_rank)])]
+
+    window = ranked[offset:need]
+    dim = embeddings.shape[1]
+    vectors = catalog.image_vectors(window, dim) if collection == "images" else catalog.text_vectors(window, dim)
+    records = catalog.get_images(window) if collection == "images" else catalog.get_texts(window)
+    stats = confidence.fit_query(store.sample(collection) @ query, population)
+    best = float(vectors[ranked[0]] @ query) if offset == 0 and ranked and ranked[0] in vectors else None
+    if best is None and ranked:
+        first = (catalog.image_vectors if collection == "images" else catalog.text_vectors)(ranked[:1], dim)
+        best = float(first[ranked[0]] @ query) if first else 0.0
+    abstain = (confidence.confidence(best or 0.0, stats) < getattr(confidence, "abstain_below", 0.5)) and not lexical
+
     labels = unique_labels(parts)
     weights = np.array([p.weight for p in parts], np.float32)
+    query_words = set(re.findall(r"\w+", words.lower()))
     hits = []
-    for rank, (score, item_id) in enumerate(window, start=offset + 1):
+    for rank, item_id in enumerate(window, start=offset + 1):
         rec = records.get(item_id)
         if rec is None or item_id not in vectors:
             continue  # deleted by another process since the index was read
         part_scores = embeddings @ vectors[item_id]
+        score = float(query @ vectors[item_id])
         contrib = {lab: float(w * s / norm) for lab, w, s in zip(labels, weights, part_scores)}
         conf = confidence.confidence(score, stats)
-        hit = SearchHit(
-            rank=rank, id=item_id, score=score, confidence=conf, abstain=abstain, contributions=contrib,
-            explanation=explain(score, contrib, dict(zip(labels, part_scores.tolist())), conf, stats),
-            kind="image" if collection == "images" else "text",
-        )
+        explanation = explain(score, contrib, dict(zip(labels, part_scores.tolist())), conf, stats)
+        extra: dict = {}
+        if mode != "vector":
+            text = " ".join(filter(None, [rec.caption, rec.ocr_text, rec.path])).lower()
+            matched = sorted(w for w in query_words if re.search(rf"\b{re.escape(w)}", text))
+            extra = {"vector_rank": vec_rank.get(item_id), "lexical_rank": lex_rank.get(item_id), "matched_terms": matched}
+            if matched:
+                explanation += f"; caption/text/path words matched: {', '.join(matched)} (lexical rank {lex_rank.get(item_id)})"
+        hit = SearchHit(rank=rank, id=item_id, score=score, confidence=conf, abstain=abstain, contributions=contrib,
+                        explanation=explanation, kind="image" if collection == "images" else "text", extra=extra)
         if collection == "images":
             hit.path, hit.caption = rec.path, rec.caption
         else:

@@ -292,6 +292,9 @@ class ImageCatalog:
             f"WHERE i.id > ? {cond} ORDER BY i.id LIMIT ?", (after, limit)).fetchall()
         return [ImageRecord(*r) for r in rows]
 
+    def count_captioned(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM images WHERE caption IS NOT NULL").fetchone()[0])
+
     def set_captions(self, items: Sequence[tuple[int, str]], source: str) -> None:
         with self.transaction():
             self.conn.executemany("UPDATE images SET caption=?, caption_source=? WHERE id=?", [(c, source, i) for i, c in items])
