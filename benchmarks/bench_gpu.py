@@ -1,0 +1,168 @@
+"""GPU indexing throughput: model-only ceiling vs end to end from JPEG files, for ViT-B/32 and mini,
+both RANDOMLY INITIALISED (the real architectures; speed does not depend on weight values, and
+real weights cannot travel to the GPU machine). One run, one table.
+
+    python benchmarks/bench_gpu.py                      # on the GPU machine
+    python benchmarks/bench_gpu.py --images 200 --model-batch 16 --iters 3   # smoke run on a CPU
+
+Rows: model-only images/s on preprocessed tensors already on the device (bf16 autocast); end to
+end from JPEGs on disk through viewfinder's own ingest stages (decode + resize in DataLoader
+worker processes with JPEG draft mode, pinned memory, non-blocking copies, bf16); the same with
+JPEG decoding on the GPU (torchvision.io.decode_jpeg / nvJPEG, resize on the GPU); text encoding."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
+
+
+def model_only(enc, batch: int, iters: int, compile_model: bool = False) -> float:
+    import torch
+
+    enc.ensure_loaded()
+    if compile_model:
+        enc._image_features = torch.compile(enc._image_features)
+    pixels = torch.randn(batch, 3, 224, 224, device=enc.device)
+    for _ in range(3):
+        enc.encode_image_tensors(pixels)
+    synchronize(enc.device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        enc.encode_image_tensors(pixels)
+    synchronize(enc.device)
+    return batch * iters / (time.perf_counter() - t)
+
+
+def end_to_end_cpu_decode(enc, files: list[Path], batch: int, workers: int) -> tuple[float, str]:
+    """viewfinder's ingest stages without the catalogue writes (measured separately on the CPU)."""
+    import torch
+
+    from viewfinder.ingest.pipeline import DRAFT_SIZE, _collate, _DecodeFiles
+    from viewfinder.ingest.walk import FileStat
+
+    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+    loader = torch.utils.data.DataLoader(_DecodeFiles(stats, enc.image_transform(), 10**9, DRAFT_SIZE), batch_size=batch,
+                                         num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
+                                         persistent_workers=False)
+    n = 0
+    with GpuUtilisation() as util:
+        t = time.perf_counter()
+        for pixels, _ in loader:
+            enc.encode_image_tensors(pixels)
+            n += len(pixels)
+        synchronize(enc.device)
+        elapsed = time.perf_counter() - t
+    return n / elapsed, util.mean
+
+
+class _RawBytes:
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        import torch
+        from torchvision.io import read_file
+
+        return read_file(str(self.files[i]))
+
+
+def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean, std) -> tuple[float, str]:
+    """Workers only read bytes; nvJPEG decodes the batch on the GPU; resize and crop there too."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.io import decode_jpeg
+
+    m = torch.tensor(mean, device=enc.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=enc.device).view(1, 3, 1, 1)
+    loader = torch.utils.data.DataLoader(_RawBytes(files), batch_size=batch, num_workers=workers, collate_fn=list,
+                                         prefetch_factor=4 if workers else None)
+    n = 0
+    with GpuUtilisation() as util:
+        t = time.perf_counter()
+        for raw in loader:
+            images = decode_jpeg(raw, device=enc.device)
+            out = []
+            for im in images:
+                h, w = im.shape[-2:]
+                scale = 224 / min(h, w)
+                im = F.interpolate(im[None].float(), size=(max(224, round(h * scale)), max(224, round(w * scale))),
+                                   mode="bilinear", antialias=True, align_corners=False)
+                hh, ww = im.shape[-2:]
+                top, left = (hh - 224) // 2, (ww - 224) // 2
+                out.append(im[..., top : top + 224, left : left + 224])
+            pixels = (torch.cat(out) / 255.0 - m) / s
+            enc.encode_image_tensors(pixels)
+            n += len(pixels)
+        synchronize(enc.device)
+        elapsed = time.perf_counter() - t
+    return n / elapsed, util.mean
+
+
+def text_rate(enc, n: int, batch: int) -> float:
+    words = "a photo of the red car dog cat on beach with two people at night in snow house tree".split()
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, 8)) for _ in range(n)]
+    enc.encode_texts(texts[:batch], batch_size=batch)
+    synchronize(enc.device)
+    t = time.perf_counter()
+    enc.encode_texts(texts, batch_size=batch)
+    synchronize(enc.device)
+    return n / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=4000, help="synthetic JPEGs for the end-to-end rows")
+    ap.add_argument("--model-batch", type=int, default=512)
+    ap.add_argument("--pipeline-batch", type=int, default=256)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--texts", type=int, default=16384)
+    ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
+    args = ap.parse_args()
+    import torch
+
+    folder = Path(tempfile.mkdtemp(prefix="vf-jpegs-"))
+    t = time.perf_counter()
+    files = make_jpegs(folder, args.images)
+    print(f"made {len(files)} JPEGs (500x375 and 1024x768) in {time.perf_counter() - t:.0f} s", flush=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = []
+    models = [("ViT-B/32", random_vit_b_32, ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))),
+              ("mini", lambda device: random_mini(device, args.vocab), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))]
+    for name, build, (mean, std) in models:
+        enc = build(device)
+        ceiling = model_only(enc, args.model_batch, args.iters)
+        e2e, util = end_to_end_cpu_decode(enc, files, args.pipeline_batch, args.workers)
+        rows.append((name, "model only (tensors on device)", f"{ceiling:,.0f}", "1.00", ""))
+        rows.append((name, f"end to end, PIL decode in {args.workers} workers", f"{e2e:,.0f}", f"{e2e / ceiling:.2f}", util))
+        if device == "cuda":
+            gpu, gutil = end_to_end_gpu_decode(enc, files, args.pipeline_batch, min(args.workers, 4), mean, std)
+            rows.append((name, "end to end, nvJPEG decode on GPU", f"{gpu:,.0f}", f"{gpu / ceiling:.2f}", gutil))
+            if args.compile:
+                try:
+                    rows.append((name, "model only, torch.compile", f"{model_only(enc, args.model_batch, args.iters, True):,.0f}", "", ""))
+                except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
+                    rows.append((name, "model only, torch.compile", "failed", "", type(exc).__name__))
+        rows.append((name, "text encoding (texts/s)", f"{text_rate(enc, args.texts, 1024):,.0f}", "", ""))
+        del enc
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    gpu_name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
+    print_table(f"viewfinder GPU indexing benchmark on {gpu_name} ({os.cpu_count()} CPU cores), random-init weights, bf16 on GPU",
+                ("model", "path", "images/s", "of ceiling", "GPU util"), rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Shared pieces of the benchmarks: randomly initialised models of the real architectures (speed
+does not depend on weight values, and real weights cannot travel to the GPU machine), synthetic
+JPEG collections, GPU utilisation sampling, and table printing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def random_vit_b_32(device: str = "auto"):
+    """open_clip ViT-B-32, randomly initialised (no pretrained tag)."""
+    from viewfinder.models.openclip import OpenClipEncoder
+
+    return OpenClipEncoder("open_clip:ViT-B-32 (random init)", "ViT-B-32", None, device=device)
+
+
+def random_mini(device: str = "auto", vocab: Path | None = None):
+    """mini's architecture (Dinov2 ViT-S/14 + MiniLM-L6 + heads) with random weights. The MiniLM
+    tokenizer vocabulary is read from the installed package, or from `vocab` where it is carried."""
+    from viewfinder.models.mini import MiniEncoder, build_heads, dinov2_config
+
+    class RandomMini(MiniEncoder):
+        def _load(self, device: str) -> None:
+            from transformers import BertConfig, BertModel, BertTokenizerFast, Dinov2Model
+
+            self.backbone = Dinov2Model(dinov2_config()).to(device)
+            self.text_model = BertModel(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                                   intermediate_size=1536, vocab_size=30522)).to(device)
+            if vocab is None:
+                from viewfinder.models.mini import text_model_path
+
+                vocab_file = text_model_path() / "vocab.txt"
+            else:
+                vocab_file = vocab
+            self.tokenizer = BertTokenizerFast(vocab_file=str(vocab_file))
+            self.heads, self.trained = build_heads(), False
+            self.heads.to(device)
+
+    return RandomMini("mini (random init)", random_heads=True, device=device)
+
+
+def make_jpegs(folder: Path, n: int, sizes=((500, 375), (1024, 768)), seed: int = 0) -> list[Path]:
+    """Photo-like JPEGs (smooth colour fields, shapes, noise) at quality 90, half of each size."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        base = rng.integers(0, 255, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+        im = Image.fromarray(base).resize((w, h), Image.BICUBIC)
+        draw = ImageDraw.Draw(im)
+        for _ in range(6):
+            x0, y0 = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
+            draw.ellipse([x0, y0, x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))],
+                         fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        im = im.filter(ImageFilter.GaussianBlur(1))
+        noisy = np.clip(np.asarray(im, np.int16) + rng.integers(-12, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+        path = folder / f"img_{i:05d}.jpg"
+        Image.fromarray(noisy).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+class GpuUtilisation:
+    """Samples nvidia-smi's utilisation.gpu every 200 ms while in the `with` block."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "GpuUtilisation":
+        if shutil.which("nvidia-smi"):
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"],
+                                     capture_output=True, text=True, timeout=5).stdout.strip()
+                self.samples.append(float(out.splitlines()[0]))
+            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+                pass
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    @property
+    def mean(self) -> str:
+        return f"{np.mean(self.samples):.0f}%" if self.samples else "n/a"
+
+
+def synchronize(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def print_table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    print(f"\n{title}")
+    print(" | ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)))
