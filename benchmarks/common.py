@@ -45,28 +45,32 @@ def random_mini(device: str = "auto", vocab: Path | None = None):
     return RandomMini("mini (random init)", random_heads=True, device=device)
 
 
-def make_jpegs(folder: Path, n: int, sizes=((500, 375), (1024, 768)), seed: int = 0) -> list[Path]:
-    """Photo-like JPEGs (smooth colour fields, shapes, noise) at quality 90, half of each size."""
+def _one_jpeg(args: tuple) -> Path:
     from PIL import Image, ImageDraw, ImageFilter
 
-    folder.mkdir(parents=True, exist_ok=True)
+    path, (w, h), seed = args
     rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(n):
-        w, h = sizes[i % len(sizes)]
-        base = rng.integers(0, 255, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
-        im = Image.fromarray(base).resize((w, h), Image.BICUBIC)
-        draw = ImageDraw.Draw(im)
-        for _ in range(6):
-            x0, y0 = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
-            draw.ellipse([x0, y0, x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))],
-                         fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-        im = im.filter(ImageFilter.GaussianBlur(1))
-        noisy = np.clip(np.asarray(im, np.int16) + rng.integers(-12, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-        path = folder / f"img_{i:05d}.jpg"
-        Image.fromarray(noisy).save(path, quality=90)
-        paths.append(path)
-    return paths
+    base = rng.integers(0, 255, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+    im = Image.fromarray(base).resize((w, h), Image.BICUBIC)
+    draw = ImageDraw.Draw(im)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
+        draw.ellipse([x0, y0, x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))],
+                     fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    im = im.filter(ImageFilter.GaussianBlur(1))
+    noisy = np.clip(np.asarray(im, np.int16) + rng.integers(-12, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(path, quality=90)
+    return path
+
+
+def make_jpegs(folder: Path, n: int, sizes=((500, 375), (1024, 768)), seed: int = 0) -> list[Path]:
+    """Photo-like JPEGs (smooth colour fields, shapes, noise) at quality 90, half of each size."""
+    from multiprocessing import Pool
+
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(folder / f"img_{i:05d}.jpg", sizes[i % len(sizes)], seed + i) for i in range(n)]
+    with Pool() as pool:
+        return pool.map(_one_jpeg, jobs, chunksize=16)
 
 
 class GpuUtilisation:
