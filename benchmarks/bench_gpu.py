@@ -50,7 +50,7 @@ def end_to_end_cpu_decode(enc, files: list[Path], batch: int, workers: int) -> t
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
     loader = torch.utils.data.DataLoader(_DecodeFiles(stats, enc.image_transform(), 10**9, DRAFT_SIZE), batch_size=batch,
                                          num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
-                                         persistent_workers=False)
+                                         persistent_workers=False, pin_memory=enc.device == "cuda")
     n = 0
     with GpuUtilisation() as util:
         t = time.perf_counter()
@@ -69,11 +69,10 @@ class _RawBytes:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int):
-        import torch
-        from torchvision.io import read_file
-
-        return read_file(str(self.files[i]))
+    def __getitem__(self, i: int) -> np.ndarray:
+        # numpy, not tensors: hundreds of small tensors per batch would each cost a shared file
+        # descriptor between processes, and the per-process limit runs out
+        return np.frombuffer(bytearray(self.files[i].read_bytes()), dtype=np.uint8)
 
 
 def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean, std) -> tuple[float, str]:
@@ -90,7 +89,7 @@ def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean
     with GpuUtilisation() as util:
         t = time.perf_counter()
         for raw in loader:
-            images = decode_jpeg(raw, device=enc.device)
+            images = decode_jpeg([torch.from_numpy(r) for r in raw], device=enc.device)
             out = []
             for im in images:
                 h, w = im.shape[-2:]

@@ -117,10 +117,7 @@ def _collate(items):
     import torch
 
     tensors = [t for _, t, _ in items if t is not None]
-    stacked = torch.stack(tensors) if tensors else None
-    if stacked is not None and torch.cuda.is_available():
-        stacked = stacked.pin_memory()  # lets the host->device copy run asynchronously
-    return stacked, [rec for _, _, rec in items]
+    return (torch.stack(tensors) if tensors else None), [rec for _, _, rec in items]
 
 
 def index_folder(
@@ -165,6 +162,9 @@ def index_folder(
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
             prefetch_factor=4 if workers else None, persistent_workers=False,
+            # pinned batches let the host->device copy run asynchronously (pinned in the main
+            # process: a forked worker cannot initialise CUDA)
+            pin_memory=encoder.device == "cuda",
         )
         bar = tqdm(total=len(plan.to_embed), unit="img", desc="indexing", disable=not progress, smoothing=0.1)
         for pixels, records in loader:
