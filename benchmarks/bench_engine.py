@@ -55,40 +55,81 @@ def bench_indexing(n_images: int, model: str, workers: int, batch_size: int) -> 
     return rows
 
 
-def bench_index_kinds(sizes: list[int], dim: int, queries: int = 200) -> list[tuple]:
+def real_centres(dim: int) -> tuple[np.ndarray, str]:
+    """mini's embeddings of the real data-set images (cached tower features through the shipped
+    heads) as cluster centres, so synthetic collections have the structure of real ones; random
+    centres where the features are not there."""
+    feats = sorted(Path("data/features").glob("*.npz"))
+    if feats:
+        import torch
+
+        from viewfinder.models.mini import load_heads, shipped_heads_path
+
+        heads, _ = load_heads(shipped_heads_path())
+        heads.eval()
+        raw = np.concatenate([np.load(f)["image"].astype(np.float32) for f in feats])
+        with torch.no_grad():
+            c = heads.image(torch.from_numpy(raw)).numpy()
+        if c.shape[1] == dim:
+            return c / np.linalg.norm(c, axis=1, keepdims=True), f"{len(c)} real mini image embeddings"
+    c = np.random.default_rng(1).standard_normal((5000, dim)).astype(np.float32)
+    return c / np.linalg.norm(c, axis=1, keepdims=True), "5000 random centres"
+
+
+def clustered(centres: np.ndarray, n: int, rng, spread: float = 0.5) -> np.ndarray:
+    """n unit vectors, each a random centre plus noise of norm ~spread (cos ~0.9 to its centre)."""
+    out = np.empty((n, centres.shape[1]), np.float32)
+    for i in range(0, n, 200_000):
+        m = min(200_000, n - i)
+        x = centres[rng.integers(0, len(centres), m)] + spread * rng.standard_normal((m, centres.shape[1]), dtype=np.float32) / np.sqrt(centres.shape[1])
+        out[i : i + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int = 200) -> list[tuple]:
     from viewfinder.store.vectors import VectorIndex
 
     rng = np.random.default_rng(0)
+    centres, origin = real_centres(dim)
+    print(f"synthetic collections around {origin}", flush=True)
     rows = []
     for n in sizes:
-        data = rng.standard_normal((n, dim), dtype=np.float32)
-        data /= np.linalg.norm(data, axis=1, keepdims=True)
-        # queries near stored items, as real queries are near their matches
-        q = data[rng.choice(n, queries, replace=False)] + 0.7 * rng.standard_normal((queries, dim), dtype=np.float32) / np.sqrt(dim)
-        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        data = clustered(centres, n, rng)
+        q = clustered(centres, queries, rng)  # queries near stored items, as real queries are near their matches
         ids = np.arange(n, dtype=np.int64)
         truth = None
-        for kind in ("flat", "hnsw"):
+        for kind in kinds:
             t = time.perf_counter()
             index = VectorIndex(dim, kind)
-            for i in range(0, n, 100_000):
-                index.add(ids[i : i + 100_000], data[i : i + 100_000])
+            step = 1_000_000 if kind == "ivfpq" else 100_000  # IVF-PQ trains on its first add
+            for i in range(0, n, step):
+                index.add(ids[i : i + step], data[i : i + step])
             build = time.perf_counter() - t
+            memory = _index_bytes(index)
             times, found = [], []
             for row in q:
                 t = time.perf_counter()
                 _, got = index.search(row[None, :], 10)
                 times.append(time.perf_counter() - t)
                 found.append(got[0])
+            t = time.perf_counter()
+            for i in range(0, len(q), 64):
+                index.search(q[i : i + 64], 10)
+            per_batch64 = (time.perf_counter() - t) / max(1, len(q) // 64) * 1000
             if kind == "flat":
                 truth = found
-                recall = 1.0
-            else:
-                recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
-            rows.append((f"{n:>9,} x {dim}  {kind:<5}", f"p50 {percentile_ms(times, 50):7.2f} ms  p95 {percentile_ms(times, 95):7.2f} ms",
-                         f"recall@10 {recall:.3f}, build {build:.1f} s"))
+            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])) if truth is not None else float("nan")
+            rows.append((f"{n:>10,} x {dim}  {kind:<5}", f"p50 {percentile_ms(times, 50):7.2f} ms  p95 {percentile_ms(times, 95):7.2f} ms",
+                         f"batch 64: {per_batch64:7.1f} ms; recall@10 {recall:.3f}; build {build:.1f} s; {memory / 2**20:,.0f} MiB"))
+            print(rows[-1], flush=True)
             del index
     return rows
+
+
+def _index_bytes(index) -> int:
+    import faiss
+
+    return int(faiss.serialize_index(index.index).size)
 
 
 def main() -> None:
@@ -99,6 +140,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=256, help="mini's embedding size")
+    ap.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"])
     args = ap.parse_args()
     import faiss
     import torch
@@ -107,7 +149,7 @@ def main() -> None:
     if args.images:
         rows += bench_indexing(args.images, args.model, args.workers, args.batch_size)
     if args.sizes:
-        rows += bench_index_kinds(args.sizes, args.dim)
+        rows += bench_index_kinds(args.sizes, args.dim, args.kinds)
     print(f"\nviewfinder engine benchmark: {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__}")
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}} | {'result':<32} | notes")

@@ -40,7 +40,7 @@ def model_only(enc, batch: int, iters: int, compile_model: bool = False) -> floa
     return batch * iters / (time.perf_counter() - t)
 
 
-def end_to_end_cpu_decode(enc, files: list[Path], batch: int, workers: int) -> tuple[float, str]:
+def end_to_end_cpu_decode(enc, files: list[Path], batch: int, workers: int, uint8: bool = True) -> tuple[float, str]:
     """viewfinder's ingest stages without the catalogue writes (measured separately on the CPU)."""
     import torch
 
@@ -48,18 +48,22 @@ def end_to_end_cpu_decode(enc, files: list[Path], batch: int, workers: int) -> t
     from viewfinder.ingest.walk import FileStat
 
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
-    loader = torch.utils.data.DataLoader(_DecodeFiles(stats, enc.image_transform(), 10**9, DRAFT_SIZE), batch_size=batch,
+    split = enc.uint8_transform() if uint8 else None
+    transform, mean, std = split if split is not None else (enc.image_transform(), None, None)
+    loader = torch.utils.data.DataLoader(_DecodeFiles(stats, transform, 10**9, DRAFT_SIZE), batch_size=batch,
                                          num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
-                                         persistent_workers=False, pin_memory=enc.device == "cuda")
-    n = 0
-    with GpuUtilisation() as util:
-        t = time.perf_counter()
-        for pixels, _ in loader:
-            enc.encode_image_tensors(pixels)
-            n += len(pixels)
-        synchronize(enc.device)
-        elapsed = time.perf_counter() - t
-    return n / elapsed, util.mean
+                                         persistent_workers=workers > 0, pin_memory=enc.device == "cuda")
+    rates = []
+    for _ in range(2):  # the first pass includes starting the workers; the second is the steady state
+        n = 0
+        with GpuUtilisation() as util:
+            t = time.perf_counter()
+            for pixels, _ in loader:
+                enc.encode_image_tensors(pixels, mean, std)
+                n += len(pixels)
+            synchronize(enc.device)
+            rates.append(n / (time.perf_counter() - t))
+    return rates[1], f"{util.mean} (first pass {rates[0]:,.0f}/s)"
 
 
 class _RawBytes:
@@ -84,12 +88,21 @@ def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean
     m = torch.tensor(mean, device=enc.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=enc.device).view(1, 3, 1, 1)
     loader = torch.utils.data.DataLoader(_RawBytes(files), batch_size=batch, num_workers=workers, collate_fn=list,
-                                         prefetch_factor=4 if workers else None)
+                                         prefetch_factor=4 if workers else None, persistent_workers=workers > 0)
+    for _ in loader:  # start the workers and read every file once (page cache), as the PIL rows' second pass
+        pass
     n = 0
+    stages = {"wait for bytes": 0.0, "nvJPEG decode": 0.0, "resize + crop": 0.0, "model": 0.0}
     with GpuUtilisation() as util:
         t = time.perf_counter()
+        mark = time.perf_counter()
         for raw in loader:
+            now = time.perf_counter()
+            stages["wait for bytes"] += now - mark
             images = decode_jpeg([torch.from_numpy(r) for r in raw], device=enc.device)
+            synchronize(enc.device)
+            stages["nvJPEG decode"] += time.perf_counter() - now
+            now = time.perf_counter()
             out = []
             for im in images:
                 h, w = im.shape[-2:]
@@ -100,8 +113,52 @@ def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean
                 top, left = (hh - 224) // 2, (ww - 224) // 2
                 out.append(im[..., top : top + 224, left : left + 224])
             pixels = (torch.cat(out) / 255.0 - m) / s
+            synchronize(enc.device)
+            stages["resize + crop"] += time.perf_counter() - now
+            now = time.perf_counter()
             enc.encode_image_tensors(pixels)
+            stages["model"] += time.perf_counter() - now
             n += len(pixels)
+            mark = time.perf_counter()
+        synchronize(enc.device)
+        elapsed = time.perf_counter() - t
+    split = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in stages.items())
+    return n / elapsed, f"{util.mean} ({split})"
+
+
+def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: int, mean, std) -> tuple[float, str]:
+    """As above, but the bytes are read by a thread pool in the main process (file reads release
+    the GIL), one batch ahead: no worker processes, no pickling of bytes between processes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    import torch.nn.functional as F
+    from torchvision.io import decode_jpeg
+
+    m = torch.tensor(mean, device=enc.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=enc.device).view(1, 3, 1, 1)
+    read = lambda f: torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8)  # noqa: E731
+    batches = [files[i : i + batch] for i in range(0, len(files), batch)]
+    n = 0
+    with ThreadPoolExecutor(threads) as pool, GpuUtilisation() as util:
+        t = time.perf_counter()
+        pending = pool.map(read, batches[0])
+        for i in range(len(batches)):
+            raw = list(pending)
+            if i + 1 < len(batches):
+                pending = pool.map(read, batches[i + 1])
+            images = decode_jpeg(raw, device=enc.device)
+            out = []
+            for im in images:
+                h, w = im.shape[-2:]
+                scale = 224 / min(h, w)
+                im = F.interpolate(im[None].float(), size=(max(224, round(h * scale)), max(224, round(w * scale))),
+                                   mode="bilinear", antialias=True, align_corners=False)
+                hh, ww = im.shape[-2:]
+                top, left = (hh - 224) // 2, (ww - 224) // 2
+                out.append(im[..., top : top + 224, left : left + 224])
+            enc.encode_image_tensors((torch.cat(out) / 255.0 - m) / s)
+            n += len(out)
         synchronize(enc.device)
         elapsed = time.perf_counter() - t
     return n / elapsed, util.mean
@@ -143,12 +200,22 @@ def main() -> None:
     for name, build, (mean, std) in models:
         enc = build(device)
         ceiling = model_only(enc, args.model_batch, args.iters)
-        e2e, util = end_to_end_cpu_decode(enc, files, args.pipeline_batch, args.workers)
         rows.append((name, "model only (tensors on device)", f"{ceiling:,.0f}", "1.00", ""))
-        rows.append((name, f"end to end, PIL decode in {args.workers} workers", f"{e2e:,.0f}", f"{e2e / ceiling:.2f}", util))
+        for uint8 in (False, True):
+            e2e, util = end_to_end_cpu_decode(enc, files, args.pipeline_batch, args.workers, uint8)
+            what = "uint8 from workers, normalise on device" if uint8 else "float from workers"
+            rows.append((name, f"end to end, PIL decode in {args.workers} workers, {what}", f"{e2e:,.0f}", f"{e2e / ceiling:.2f}", util))
         if device == "cuda":
             gpu, gutil = end_to_end_gpu_decode(enc, files, args.pipeline_batch, min(args.workers, 4), mean, std)
             rows.append((name, "end to end, nvJPEG decode on GPU", f"{gpu:,.0f}", f"{gpu / ceiling:.2f}", gutil))
+            thr, tutil = end_to_end_gpu_decode_threaded(enc, files, args.pipeline_batch, 8, mean, std)
+            rows.append((name, "end to end, nvJPEG, bytes read by 8 threads", f"{thr:,.0f}", f"{thr / ceiling:.2f}", tutil))
+            t = time.perf_counter()
+            nbytes = sum(f.stat().st_size for f in files)
+            for f in files:
+                f.read_bytes()
+            rows.append((name, f"read the files only (main thread, {nbytes / len(files) / 1e3:.0f} kB average)",
+                         f"{len(files) / (time.perf_counter() - t):,.0f}", "", f"{nbytes / (time.perf_counter() - t) / 1e6:,.0f} MB/s"))
             if args.compile:
                 try:
                     rows.append((name, "model only, torch.compile", f"{model_only(enc, args.model_batch, args.iters, True):,.0f}", "", ""))

@@ -117,3 +117,16 @@ def test_mini_backbone_equals_onnx_graph(env_cache):
     theirs = sess.run([BACKBONE_OUTPUT + "_output_0"], {"input_image": x.numpy()})[0]
     assert ours.shape == (2, 257, 384)
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_uint8_worker_path_gives_the_same_embeddings(tiny_open_clip_dir, photos):
+    """Workers may ship uint8 pixels and let the device normalise: same vectors as the float path."""
+    enc = load_encoder(f"open_clip:{tiny_open_clip_dir}", device="cpu")
+    split = enc.uint8_transform()
+    assert split is not None
+    to_uint8, mean, std = split
+    im = Image.open(next(photos.rglob("chelsea.png"))).convert("RGB")
+    as_uint8 = to_uint8(im)
+    assert as_uint8.dtype == torch.uint8
+    np.testing.assert_allclose(enc.encode_image_tensors(as_uint8[None], mean, std),
+                               enc.encode_image_tensors(enc.preprocess(im)[None]), atol=1e-5)

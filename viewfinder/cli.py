@@ -45,13 +45,19 @@ def index(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per model batch."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
     index_kind: Optional[str] = typer.Option(None, "--index-kind", help="auto, flat, hnsw or ivfpq."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Distribute decode + embed on Ray: 'local' or a cluster address."),
+    actors: int = typer.Option(2, "--actors", help="With --ray: embedding actors."),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", help="With --ray: GPUs per actor (0: CPU)."),
     caption: bool = typer.Option(False, "--caption", help="Caption new images after embedding them."),
     ocr: bool = typer.Option(False, "--ocr", help="Read the text inside new images (Tesseract)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Index (or bring up to date) the images under FOLDER."""
     with _engine(db, model, workers=workers, batch_size=batch_size, max_pixels=max_pixels, index_kind=index_kind) as engine:
-        report = engine.index(folder, progress=not quiet, on_error=_skipped)
+        if ray:
+            report = engine.index_distributed(folder, None if ray == "local" else ray, actors, gpus_per_actor, on_error=_skipped)
+        else:
+            report = engine.index(folder, progress=not quiet, on_error=_skipped)
         typer.echo(
             f"{report.scanned} files: {report.embedded} embedded, {report.unchanged} unchanged, {report.moved} moved, "
             f"{report.deleted} removed, {len(report.failed)} failed ({report.images_per_second:.1f} images/s); "

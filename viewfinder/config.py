@@ -31,7 +31,7 @@ class Config:
     workers: int = max(1, min(4, (os.cpu_count() or 1)))
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
-    exact_limit: int = 200_000  # below this many vectors "auto" searches exactly
+    exact_limit: int = 100_000  # up to this many vectors "auto" searches exactly (docs/benchmarks.md)
     cache_dir: Path = field(default_factory=default_cache_dir)
     checkpoint_seconds: float = 30.0  # how often the vector index file is rewritten while indexing
     search_mode: str = "vector"  # vector | lexical | fused, for text queries over images

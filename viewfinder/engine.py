@@ -73,6 +73,15 @@ class Engine:
             progress=progress, on_error=on_error,
         )
 
+    def index_distributed(self, folder: str | Path, address: str | None = None, actors: int = 2, gpus_per_actor: float = 0.0,
+                          on_error: Callable[[str], None] | None = None) -> IndexReport:
+        """Index on a Ray cluster (`address` None: a local one); same results as `index`."""
+        from .ingest.distributed import index_folder_ray
+
+        self.encoder  # noqa: B018  (bind the model to the catalogue before the workers embed with it)
+        return index_folder_ray(Path(folder), self.store, self.model_spec, address, self.config.batch_size, actors,
+                                gpus_per_actor, self.config.max_pixels, self.config.cache_dir, on_error)
+
     def add_texts(self, texts: Sequence[str], source: str = "user") -> int:
         """Store sentences or labels for image -> text search; returns how many were new."""
         clean = list(dict.fromkeys(t.strip() for t in texts if t.strip()))

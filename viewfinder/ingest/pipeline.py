@@ -158,7 +158,9 @@ def index_folder(
         report.deleted = len(plan.to_delete)
 
     if plan.to_embed:
-        dataset = _DecodeFiles(plan.to_embed, encoder.image_transform(), max_pixels, DRAFT_SIZE)
+        split = encoder.uint8_transform()
+        transform, mean, std = split if split is not None else (encoder.image_transform(), None, None)
+        dataset = _DecodeFiles(plan.to_embed, transform, max_pixels, DRAFT_SIZE)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
             prefetch_factor=4 if workers else None, persistent_workers=False,
@@ -168,7 +170,7 @@ def index_folder(
         )
         bar = tqdm(total=len(plan.to_embed), unit="img", desc="indexing", disable=not progress, smoothing=0.1)
         for pixels, records in loader:
-            vectors = encoder.encode_image_tensors(pixels) if pixels is not None else None
+            vectors = encoder.encode_image_tensors(pixels, mean, std) if pixels is not None else None
             replaced = [plan.replace_ids[r.path] for r in records if r.path in plan.replace_ids]
             ids = catalog.write_batch(records, vectors, replace_ids=replaced)
             index.remove(replaced)

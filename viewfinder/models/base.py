@@ -62,6 +62,18 @@ class Encoder(ABC):
     def modules(self) -> list:
         """The torch modules whose weights define the embeddings (for fingerprint and training)."""
 
+    def uint8_transform(self):
+        """The decode-worker half of `image_transform` when it ends in ToTensor + Normalize:
+        (PIL -> uint8 CHW tensor callable, mean, std). Workers then ship a quarter of the bytes
+        and the device does the float conversion and normalisation. None when it cannot split."""
+        from torchvision import transforms as T
+
+        full = self.image_transform()
+        steps = list(getattr(full, "transforms", []))
+        if len(steps) < 2 or not isinstance(steps[-1], T.Normalize) or not isinstance(steps[-2], T.ToTensor):
+            return None
+        return T.Compose(steps[:-2] + [T.PILToTensor()]), tuple(steps[-1].mean), tuple(steps[-1].std)
+
     def frozen_image_tower(self):
         """Split for training: (frozen part, trainable part) of the image side. The trainer caches
         the frozen part's outputs once; by default nothing is frozen."""
@@ -112,13 +124,18 @@ class Encoder(ABC):
             self._dim = int(self.encode_texts(["a"]).shape[1])
         return self._dim
 
-    def encode_image_tensors(self, pixels) -> np.ndarray:
-        """Embed a preprocessed batch (N, C, H, W); the fast path the indexing pipeline uses."""
+    def encode_image_tensors(self, pixels, mean=None, std=None) -> np.ndarray:
+        """Embed a preprocessed batch (N, C, H, W); the fast path the indexing pipeline uses.
+        A uint8 batch (from `uint8_transform`) is scaled and normalised with mean/std on the device."""
         import torch
 
         self.ensure_loaded()
         with torch.inference_mode(), self._autocast():
             pixels = pixels.to(self.device, non_blocking=True)
+            if pixels.dtype == torch.uint8:
+                m = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
+                s = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+                pixels = (pixels.float() / 255.0 - m) / s
             feats = self._image_features(pixels)
         return _normalise(feats)
 

@@ -16,7 +16,7 @@ COLLECTIONS = ("images", "texts")
 
 
 class Store:
-    def __init__(self, folder: Path, index_kind: str = "auto", exact_limit: int = 200_000) -> None:
+    def __init__(self, folder: Path, index_kind: str = "auto", exact_limit: int = 100_000) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.catalog = ImageCatalog(folder / "catalog.sqlite")

@@ -26,7 +26,7 @@ class IndexChoice:
     reason: str
 
 
-def choose_kind(n: int, requested: str = "auto", exact_limit: int = 200_000) -> IndexChoice:
+def choose_kind(n: int, requested: str = "auto", exact_limit: int = 100_000) -> IndexChoice:
     """Exact search while it is fast enough; HNSW above that. IVF-PQ only when asked (it trades
     recall for memory, which only a collection that does not fit in RAM needs)."""
     if requested not in KINDS:
@@ -128,10 +128,12 @@ class VectorIndex:
         return out
 
 
-def _train_ivfpq(dim: int, sample: np.ndarray):
+def _train_ivfpq(dim: int, sample: np.ndarray, max_train: int = 100_000):
     import faiss
 
-    nlist = int(max(1, min(65536, 4 * np.sqrt(max(len(sample), 1)))))
+    # k-means cost grows with the sample: 100k points are plenty for the coarse quantiser
+    sample = sample[np.random.default_rng(0).permutation(len(sample))[:max_train]] if len(sample) > max_train else sample
+    nlist = int(max(1, min(65536, 4 * np.sqrt(max(len(sample), 1)), len(sample) // 39)))
     m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim // 4 or m == 1)
     index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
     index.train(sample)
