@@ -79,10 +79,26 @@ class _RawBytes:
         return np.frombuffer(bytearray(self.files[i].read_bytes()), dtype=np.uint8)
 
 
+def _resize_crop(images, side: int = 224):
+    """Shorter side to `side` (antialiased bilinear) and a centre crop, on the GPU, one image at a time."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for im in images:
+        h, w = im.shape[-2:]
+        scale = side / min(h, w)
+        im = F.interpolate(im[None].float(), size=(max(side, round(h * scale)), max(side, round(w * scale))),
+                           mode="bilinear", antialias=True, align_corners=False)
+        hh, ww = im.shape[-2:]
+        top, left = (hh - side) // 2, (ww - side) // 2
+        out.append(im[..., top : top + side, left : left + side])
+    return torch.cat(out)
+
+
 def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean, std) -> tuple[float, str]:
     """Workers only read bytes; nvJPEG decodes the batch on the GPU; resize and crop there too."""
     import torch
-    import torch.nn.functional as F
     from torchvision.io import decode_jpeg
 
     m = torch.tensor(mean, device=enc.device).view(1, 3, 1, 1)
@@ -103,16 +119,7 @@ def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean
             synchronize(enc.device)
             stages["nvJPEG decode"] += time.perf_counter() - now
             now = time.perf_counter()
-            out = []
-            for im in images:
-                h, w = im.shape[-2:]
-                scale = 224 / min(h, w)
-                im = F.interpolate(im[None].float(), size=(max(224, round(h * scale)), max(224, round(w * scale))),
-                                   mode="bilinear", antialias=True, align_corners=False)
-                hh, ww = im.shape[-2:]
-                top, left = (hh - 224) // 2, (ww - 224) // 2
-                out.append(im[..., top : top + 224, left : left + 224])
-            pixels = (torch.cat(out) / 255.0 - m) / s
+            pixels = (_resize_crop(images) / 255.0 - m) / s
             synchronize(enc.device)
             stages["resize + crop"] += time.perf_counter() - now
             now = time.perf_counter()
@@ -132,7 +139,6 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
-    import torch.nn.functional as F
     from torchvision.io import decode_jpeg
 
     m = torch.tensor(mean, device=enc.device).view(1, 3, 1, 1)
@@ -148,17 +154,9 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
             if i + 1 < len(batches):
                 pending = pool.map(read, batches[i + 1])
             images = decode_jpeg(raw, device=enc.device)
-            out = []
-            for im in images:
-                h, w = im.shape[-2:]
-                scale = 224 / min(h, w)
-                im = F.interpolate(im[None].float(), size=(max(224, round(h * scale)), max(224, round(w * scale))),
-                                   mode="bilinear", antialias=True, align_corners=False)
-                hh, ww = im.shape[-2:]
-                top, left = (hh - 224) // 2, (ww - 224) // 2
-                out.append(im[..., top : top + 224, left : left + 224])
-            enc.encode_image_tensors((torch.cat(out) / 255.0 - m) / s)
-            n += len(out)
+            pixels = (_resize_crop(images) / 255.0 - m) / s
+            enc.encode_image_tensors(pixels)
+            n += len(pixels)
         synchronize(enc.device)
         elapsed = time.perf_counter() - t
     return n / elapsed, util.mean

@@ -28,21 +28,29 @@ def heads_pairs_per_s(device: str, batch: int, steps: int) -> float:
     img = torch.randn(batch, IMAGE_FEATURE_DIM, device=device)
     txt = torch.randn(batch, TEXT_FEATURE_DIM, device=device)
 
-    def step() -> None:
-        loss = info_nce(torch.nn.functional.normalize(heads.image(img), dim=-1),
+    def loss():
+        return info_nce(torch.nn.functional.normalize(heads.image(img), dim=-1),
                         torch.nn.functional.normalize(heads.text(txt), dim=-1), heads.logit_scale)
+
+    return batch * steps / _time_steps(loss, opt, device, steps)
+
+
+def _time_steps(loss_fn, opt, device: str, steps: int, warmup: int = 2) -> float:
+    """Seconds for `steps` optimiser steps, after `warmup` untimed ones."""
+    def step() -> None:
+        loss = loss_fn()
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    for _ in range(3):
+    for _ in range(warmup):
         step()
     synchronize(device)
     t = time.perf_counter()
     for _ in range(steps):
         step()
     synchronize(device)
-    return batch * steps / (time.perf_counter() - t)
+    return time.perf_counter() - t
 
 
 def end_to_end_pairs_per_s(device: str, batch: int, steps: int) -> float:
@@ -58,22 +66,12 @@ def end_to_end_pairs_per_s(device: str, batch: int, steps: int) -> float:
     texts = [f"a photo of thing number {i}" for i in range(batch)]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
 
-    def step() -> None:
+    def loss():
         with autocast:
-            loss = info_nce(torch.nn.functional.normalize(enc._image_features(pixels).float(), dim=-1),
+            return info_nce(torch.nn.functional.normalize(enc._image_features(pixels).float(), dim=-1),
                             torch.nn.functional.normalize(enc._text_features(texts).float(), dim=-1), model.logit_scale)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
 
-    for _ in range(2):
-        step()
-    synchronize(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    return batch * steps / (time.perf_counter() - t)
+    return batch * steps / _time_steps(loss, opt, device, steps)
 
 
 def mini_encode_rates(device: str, n_images: int, n_texts: int, vocab: Path | None = None) -> tuple[float, float, str]:
