@@ -64,3 +64,27 @@ def env_cache(tmp_path_factory, monkeypatch):
     cache = os.environ.get("VIEWFINDER_CACHE") or str(tmp_path_factory.getbasetemp() / "vf-cache")
     monkeypatch.setenv("VIEWFINDER_CACHE", cache)
     return Path(cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_dir(tmp_path_factory) -> Path:
+    """A randomly initialised tiny transformers CLIPModel with its processor, saved to a folder."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_hf")
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, vocab_size=1000),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, image_size=32, patch_size=8),
+        projection_dim=16,
+    )
+    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", "a</w>", "dog</w>", "red</w>", "car</w>", "!", "a", "d"])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+    proc = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}), tokenizer=tok)
+    out = folder / "tiny-clip"
+    CLIPModel(cfg).save_pretrained(out)
+    proc.save_pretrained(out)
+    return out

@@ -53,26 +53,12 @@ def test_open_clip_arch_with_checkpoint_file(tmp_path, tiny_open_clip_dir):
     assert enc.fingerprint() == same.fingerprint()
 
 
-def test_hf_clip_local_dir_matches_transformers(tmp_path):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizerFast
+def test_hf_clip_local_dir_matches_transformers(tiny_hf_dir):
+    from transformers import CLIPModel, CLIPProcessor
 
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, vocab_size=1000),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, image_size=32, patch_size=8),
-        projection_dim=16,
-    )
-    model = CLIPModel(cfg).eval()
-    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", "a</w>", "dog</w>", "red</w>", "car</w>", "!", "a", "d"])}
-    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
-    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizerFast(vocab_file=str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt"))
-    proc = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}), tokenizer=tok)
-    out = tmp_path / "tiny-clip"
-    model.save_pretrained(out)
-    proc.save_pretrained(out)
-
-    enc = load_encoder(f"hf:{out}", device="cpu")
+    model = CLIPModel.from_pretrained(tiny_hf_dir).eval()
+    proc = CLIPProcessor.from_pretrained(tiny_hf_dir)
+    enc = load_encoder(f"hf:{tiny_hf_dir}", device="cpu")
     with torch.no_grad():
         pix = proc(images=_images(), return_tensors="pt")["pixel_values"]
         ids = proc.tokenizer(["a dog", "red car"], padding=True, return_tensors="pt")

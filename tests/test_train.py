@@ -78,3 +78,33 @@ def test_open_clip_fine_tune_round_trip(tmp_path, tiny_spec):
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     again = load_encoder(res.spec, device="cpu")
     np.testing.assert_allclose(again.encode_texts(["a dog"]), enc.encode_texts(["a dog"]), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_hf_fine_tune_round_trip(tmp_path, tiny_hf_dir):
+    enc = load_encoder(f"hf:{tiny_hf_dir}", device="cpu")
+    pairs = _tiny_pairs(16)
+    res = train(enc, pairs, pairs, tmp_path / "hf", TrainConfig(epochs=3, batch_size=8, lr=1e-3, patience=5), progress=False)
+    assert res.spec == f"hf:{tmp_path / 'hf'}"
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+    again = load_encoder(res.spec, device="cpu")
+    images = [load_image(p, 256) for p in pairs[:2]]
+    np.testing.assert_allclose(again.encode_images(images), enc.encode_images(images), atol=1e-5)
+
+
+# Held-out (test split) stamps the shipped heads rank first among all 92 test stamps: guards the
+# shipped weights, their loading and the preprocessing against silent breakage.
+HELD_OUT = {"tuxpaint/animals/insects/cartoon/ladybug-2.png": "A ladybug.", "tuxpaint/space/rocket5.svg": "A rocket.",
+            "tuxpaint/food/fruit/cartoon/apple.png": "A red apple.", "tuxpaint/household/dishes/expresso.svg": "A cup of espresso coffee.",
+            "tuxpaint/vehicles/auto/sportscar.svg": "A sports car.", "tuxpaint/animals/mammals/bears/cartoon/teddy_bear.png": "Teddy bear."}
+
+
+@pytest.mark.slow
+def test_mini_ranks_the_right_held_out_stamp_first(env_cache):
+    pairs = load_dataset("tuxpaint", "test")
+    assert all(p.split == "test" for p in pairs) and set(HELD_OUT) <= {p.id for p in pairs}
+    enc = load_encoder("mini", device="cpu", cache_dir=env_cache)
+    images = enc.encode_images([load_image(p, 256) for p in pairs])
+    ids = [p.id for p in pairs]
+    for stamp, caption in HELD_OUT.items():
+        assert ids[int(np.argmax(images @ enc.encode_texts([caption])[0]))] == stamp, caption
