@@ -17,8 +17,7 @@ import numpy as np
 
 from ..errors import ViewfinderError
 from ..store import NewImage, Store
-from .pipeline import DRAFT_SIZE, IndexReport, plan_index
-from .walk import scan
+from .pipeline import DRAFT_SIZE, IndexReport, commit_batch, start_run
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +81,9 @@ def _merge_shard(path: Path, store: Store, report: IndexReport, replace: dict[st
         err = str(data["error"][i]) or None
         records.append(NewImage(p, int(data["size"][i]), float(data["mtime"][i]), str(data["sha256"][i]) or None,
                                 int(data["width"][i]) or None, int(data["height"][i]) or None, err))
-        if err:
-            report.failed.append((p, err))
-            (on_error or log.warning)(err)
-        else:
+        if not err:
             vectors.append(data["vector"][i])
-    replaced = [replace[r.path] for r in records if r.path in replace]
-    index = store.vectors("images")
-    ids = store.catalog.write_batch(records, np.stack(vectors) if vectors else None, replace_ids=replaced)
-    index.remove(replaced)
-    ok = [i for i, r in zip(ids, records) if r.error is None]
-    if ok:
-        index.add(np.asarray(ok, np.int64), np.stack(vectors))
-    store.note_change("images", index)
-    report.embedded += len(ok)
+    commit_batch(store, records, np.stack(vectors) if vectors else None, replace, report, on_error)
     path.unlink()
 
 
@@ -107,25 +95,12 @@ def index_folder_ray(folder: Path, store: Store, spec: str, address: str | None 
     except ImportError as exc:
         raise ViewfinderError("--ray needs Ray: pip install 'viewfinder[dist]'") from exc
     started = time.perf_counter()
-    folder = Path(folder).expanduser().resolve()
-    if not folder.is_dir():
-        raise ViewfinderError(f"{folder}: not a folder; give the folder that holds your images")
     shards = store.folder / "shards"
-    report = IndexReport()
+    leftovers = IndexReport()
     for leftover in sorted(shards.glob("shard-*.npz")):  # written by a run that died before merging
-        _merge_shard(leftover, store, report, {}, on_error)
-    files = scan(folder)
-    plan = plan_index(files, store.catalog.images_under(str(folder)))
-    report.scanned, report.unchanged = len(files), plan.unchanged
-    for image_id, f in plan.moves:
-        store.catalog.move_image(image_id, f.path, f.size, f.mtime)
-    report.moved = len(plan.moves)
-    if plan.to_delete:
-        store.catalog.delete_images(plan.to_delete)
-        index = store.vectors("images")
-        index.remove(plan.to_delete)
-        store.note_change("images", index)
-        report.deleted = len(plan.to_delete)
+        _merge_shard(leftover, store, leftovers, {}, on_error)
+    plan, report = start_run(folder, store)
+    report.embedded, report.failed = leftovers.embedded, leftovers.failed
     if plan.to_embed:
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)

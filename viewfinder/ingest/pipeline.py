@@ -120,6 +120,45 @@ def _collate(items):
     return (torch.stack(tensors) if tensors else None), [rec for _, _, rec in items]
 
 
+def start_run(folder: Path, store: Store) -> tuple[IndexPlan, IndexReport]:
+    """Scan and plan, then apply what needs no model: moves, touches and deletions."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise ViewfinderError(f"{folder}: not a folder; give the folder that holds your images")
+    files = scan(folder)
+    plan = plan_index(files, store.catalog.images_under(str(folder)))
+    report = IndexReport(scanned=len(files), unchanged=plan.unchanged)
+    for image_id, f in plan.moves:
+        store.catalog.move_image(image_id, f.path, f.size, f.mtime)
+    report.moved = len(plan.moves)
+    if plan.to_delete:
+        store.catalog.delete_images(plan.to_delete)
+        index = store.vectors("images")
+        index.remove(plan.to_delete)
+        store.note_change("images", index)
+        report.deleted = len(plan.to_delete)
+    return plan, report
+
+
+def commit_batch(store: Store, records: Sequence[NewImage], vectors: np.ndarray | None, replace_ids: dict[str, int],
+                 report: IndexReport, on_error: Callable[[str], None] | None = None) -> None:
+    """One catalogue transaction for a decoded batch (vectors in order of the records without
+    error), then the same change applied to the in-memory vector index."""
+    replaced = [replace_ids[r.path] for r in records if r.path in replace_ids]
+    index = store.vectors("images")
+    ids = store.catalog.write_batch(records, vectors, replace_ids=replaced)
+    index.remove(replaced)
+    ok = [i for i, r in zip(ids, records) if r.error is None]
+    if ok:
+        index.add(np.asarray(ok, dtype=np.int64), vectors)
+    store.note_change("images", index)
+    for r in records:
+        if r.error is not None:
+            report.failed.append((r.path, r.error))
+            (on_error or log.warning)(r.error)
+    report.embedded += len(ok)
+
+
 def index_folder(
     folder: Path,
     store: Store,
@@ -138,25 +177,7 @@ def index_folder(
     from tqdm import tqdm
 
     started = time.perf_counter()
-    folder = Path(folder).expanduser().resolve()
-    if not folder.is_dir():
-        raise ViewfinderError(f"{folder}: not a folder; give the folder that holds your images")
-    files = scan(folder)
-    known = store.catalog.images_under(str(folder))
-    plan = plan_index(files, known)
-    report = IndexReport(scanned=len(files), unchanged=plan.unchanged)
-    catalog = store.catalog
-
-    index = store.vectors("images")
-    for image_id, f in plan.moves:
-        catalog.move_image(image_id, f.path, f.size, f.mtime)
-    report.moved = len(plan.moves)
-    if plan.to_delete:
-        catalog.delete_images(plan.to_delete)
-        index.remove(plan.to_delete)
-        store.note_change("images", index)
-        report.deleted = len(plan.to_delete)
-
+    plan, report = start_run(folder, store)
     if plan.to_embed:
         split = encoder.uint8_transform()
         transform, mean, std = split if split is not None else (encoder.image_transform(), None, None)
@@ -171,18 +192,7 @@ def index_folder(
         bar = tqdm(total=len(plan.to_embed), unit="img", desc="indexing", disable=not progress, smoothing=0.1)
         for pixels, records in loader:
             vectors = encoder.encode_image_tensors(pixels, mean, std) if pixels is not None else None
-            replaced = [plan.replace_ids[r.path] for r in records if r.path in plan.replace_ids]
-            ids = catalog.write_batch(records, vectors, replace_ids=replaced)
-            index.remove(replaced)
-            ok = [i for i, r in zip(ids, records) if r.error is None]
-            if ok:
-                index.add(np.asarray(ok, dtype=np.int64), vectors)
-            store.note_change("images", index)
-            for r in records:
-                if r.error is not None:
-                    report.failed.append((r.path, r.error))
-                    (on_error or log.warning)(r.error)
-            report.embedded += len(ok)
+            commit_batch(store, records, vectors, plan.replace_ids, report, on_error)
             bar.update(len(records))
             store.checkpoint("images", every_seconds=checkpoint_seconds)
         bar.close()

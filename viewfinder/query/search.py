@@ -111,11 +111,9 @@ def search(
     vectors = catalog.image_vectors(window, dim) if collection == "images" else catalog.text_vectors(window, dim)
     records = catalog.get_images(window) if collection == "images" else catalog.get_texts(window)
     stats = confidence.fit_query(store.sample(collection) @ query, population)
-    best = float(vectors[ranked[0]] @ query) if offset == 0 and ranked and ranked[0] in vectors else None
-    if best is None and ranked:
-        first = (catalog.image_vectors if collection == "images" else catalog.text_vectors)(ranked[:1], dim)
-        best = float(first[ranked[0]] @ query) if first else 0.0
-    abstain = (confidence.confidence(best or 0.0, stats) < getattr(confidence, "abstain_below", 0.5)) and not lexical
+    top = (catalog.image_vectors if collection == "images" else catalog.text_vectors)(ranked[:1], dim)
+    best = float(top[ranked[0]] @ query) if top else 0.0  # the page may start later: abstain judges rank 1
+    abstain = confidence.confidence(best, stats) < getattr(confidence, "abstain_below", 0.5) and not lexical
 
     labels = unique_labels(parts)
     weights = np.array([p.weight for p in parts], np.float32)
