@@ -162,6 +162,27 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     return n / elapsed, util.mean
 
 
+def viewfinder_gpu_path(enc, files: list[Path], batch: int) -> tuple[float, str]:
+    """viewfinder's own CUDA indexing path (ingest/gpu_decode.py), without the catalogue writes."""
+    from PIL import Image
+
+    from viewfinder.ingest.gpu_decode import gpu_batches
+    from viewfinder.ingest.walk import FileStat
+
+    transform, mean, std = enc.uint8_transform()
+    side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
+    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+    n = 0
+    with GpuUtilisation() as util:
+        t = time.perf_counter()
+        for pixels, _ in gpu_batches(stats, batch, enc.device, side, mean, std, 10**9, transform):
+            enc.encode_image_tensors(pixels)
+            n += len(pixels)
+        synchronize(enc.device)
+        elapsed = time.perf_counter() - t
+    return n / elapsed, util.mean
+
+
 def text_rate(enc, n: int, batch: int) -> float:
     words = "a photo of the red car dog cat on beach with two people at night in snow house tree".split()
     rng = np.random.default_rng(0)
@@ -184,6 +205,7 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=16384)
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
+    ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
     args = ap.parse_args()
     import torch
 
@@ -199,6 +221,11 @@ def main() -> None:
         enc = build(device)
         ceiling = model_only(enc, args.model_batch, args.iters)
         rows.append((name, "model only (tensors on device)", f"{ceiling:,.0f}", "1.00", ""))
+        if device == "cuda":
+            vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch)
+            rows.append((name, "viewfinder pipeline on CUDA (nvJPEG, threaded reads)", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+        if args.pipeline_only:
+            continue
         for uint8 in (False, True):
             e2e, util = end_to_end_cpu_decode(enc, files, args.pipeline_batch, args.workers, uint8)
             what = "uint8 from workers, normalise on device" if uint8 else "float from workers"

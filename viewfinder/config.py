@@ -30,6 +30,7 @@ class Config:
     batch_size: int = 32
     workers: int = max(1, min(4, (os.cpu_count() or 1)))
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
+    gpu_decode: bool = True  # on CUDA, decode JPEGs with nvJPEG (ingest/gpu_decode.py)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
     exact_limit: int = 100_000  # up to this many vectors "auto" searches exactly (docs/benchmarks.md)
     cache_dir: Path = field(default_factory=default_cache_dir)

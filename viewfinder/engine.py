@@ -70,7 +70,7 @@ class Engine:
         return index_folder(
             Path(folder), self.store, self.encoder, batch_size=self.config.batch_size, workers=self.config.workers,
             max_pixels=self.config.max_pixels, checkpoint_seconds=self.config.checkpoint_seconds,
-            progress=progress, on_error=on_error,
+            progress=progress, on_error=on_error, gpu_decode=self.config.gpu_decode,
         )
 
     def index_distributed(self, folder: str | Path, address: str | None = None, actors: int = 2, gpus_per_actor: float = 0.0,

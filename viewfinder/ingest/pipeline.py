@@ -169,8 +169,10 @@ def index_folder(
     checkpoint_seconds: float = 30.0,
     progress: bool = True,
     on_error: Callable[[str], None] | None = None,
+    gpu_decode: bool = True,
 ) -> IndexReport:
-    """Bring the catalogue in line with `folder`. Safe to interrupt at any point."""
+    """Bring the catalogue in line with `folder`. Safe to interrupt at any point. On a CUDA
+    device JPEGs are decoded by nvJPEG unless gpu_decode=False (see gpu_decode.py)."""
     import time
 
     import torch
@@ -181,14 +183,22 @@ def index_folder(
     if plan.to_embed:
         split = encoder.uint8_transform()
         transform, mean, std = split if split is not None else (encoder.image_transform(), None, None)
-        dataset = _DecodeFiles(plan.to_embed, transform, max_pixels, DRAFT_SIZE)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-            prefetch_factor=4 if workers else None, persistent_workers=False,
-            # pinned batches let the host->device copy run asynchronously (pinned in the main
-            # process: a forked worker cannot initialise CUDA)
-            pin_memory=encoder.device == "cuda",
-        )
+        if gpu_decode and encoder.device == "cuda" and split is not None:
+            from PIL import Image
+
+            from .gpu_decode import gpu_batches
+
+            side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
+            loader = gpu_batches(plan.to_embed, batch_size, encoder.device, side, mean, std, max_pixels, transform)
+            mean = std = None  # the GPU batches arrive normalised
+        else:
+            loader = torch.utils.data.DataLoader(
+                _DecodeFiles(plan.to_embed, transform, max_pixels, DRAFT_SIZE), batch_size=batch_size,
+                num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None, persistent_workers=False,
+                # pinned batches let the host->device copy run asynchronously (pinned in the main
+                # process: a forked worker cannot initialise CUDA)
+                pin_memory=encoder.device == "cuda",
+            )
         bar = tqdm(total=len(plan.to_embed), unit="img", desc="indexing", disable=not progress, smoothing=0.1)
         for pixels, records in loader:
             vectors = encoder.encode_image_tensors(pixels, mean, std) if pixels is not None else None

@@ -1,0 +1,45 @@
+"""The GPU decode path, run on the CPU (torchvision's decode_jpeg works on both): same records
+and nearly the same embeddings as the Pillow path; other formats and bad files fall back."""
+
+import numpy as np
+import pytest
+
+from viewfinder.ingest.gpu_decode import gpu_batches
+from viewfinder.ingest.walk import scan
+from viewfinder.models import load_encoder
+
+from conftest import copy_photos
+
+
+def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "chelsea.png", "aloeL.jpg"])
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    files = scan(folder)
+    out = list(gpu_batches(files, 4, "cpu", 32, mean, std, 89_478_485, transform, threads=2))
+    records = [r for _, batch in out for r in batch]
+    assert sorted(r.path for r in records) == sorted(f.path for f in files)
+    bad = [r for r in records if r.error]
+    assert len(bad) == 1 and bad[0].path.endswith("broken.jpg") and "not an image" in bad[0].error
+    vecs = {}
+    for pixels, batch in out:
+        emb = enc.encode_image_tensors(pixels)
+        vecs.update({r.path: v for r, v in zip([r for r in batch if not r.error], emb)})
+    from PIL import Image
+
+    for path, v in vecs.items():
+        ref = enc.encode_images([Image.open(path)])[0]
+        assert float(v @ ref) > 0.98, path  # bicubic resampling on tensors vs Pillow: close, not bit-equal
+    ok = next(r for r in records if r.path.endswith("rocket.jpg"))
+    assert ok.width and ok.height and len(ok.sha256) == 64
+
+
+def test_gpu_batches_refuse_bombs_before_decoding(tmp_path, tiny_spec):
+    from PIL import Image
+
+    Image.new("RGB", (400, 300), "red").save(tmp_path / "big.jpg")
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    (_, records), = gpu_batches(scan(tmp_path), 4, "cpu", 32, mean, std, 10_000, transform)
+    assert records[0].error and "over the limit" in records[0].error
