@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from viewfinder.ingest.gpu_decode import resize_crop
+
 from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
 
 
@@ -79,23 +81,6 @@ class _RawBytes:
         return np.frombuffer(bytearray(self.files[i].read_bytes()), dtype=np.uint8)
 
 
-def _resize_crop(images, side: int = 224):
-    """Shorter side to `side` (antialiased bilinear) and a centre crop, on the GPU, one image at a time."""
-    import torch
-    import torch.nn.functional as F
-
-    out = []
-    for im in images:
-        h, w = im.shape[-2:]
-        scale = side / min(h, w)
-        im = F.interpolate(im[None].float(), size=(max(side, round(h * scale)), max(side, round(w * scale))),
-                           mode="bilinear", antialias=True, align_corners=False)
-        hh, ww = im.shape[-2:]
-        top, left = (hh - side) // 2, (ww - side) // 2
-        out.append(im[..., top : top + side, left : left + side])
-    return torch.cat(out)
-
-
 def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean, std) -> tuple[float, str]:
     """Workers only read bytes; nvJPEG decodes the batch on the GPU; resize and crop there too."""
     import torch
@@ -119,7 +104,7 @@ def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean
             synchronize(enc.device)
             stages["nvJPEG decode"] += time.perf_counter() - now
             now = time.perf_counter()
-            pixels = (_resize_crop(images) / 255.0 - m) / s
+            pixels = (resize_crop(images, 224, mode="bilinear") / 255.0 - m) / s
             synchronize(enc.device)
             stages["resize + crop"] += time.perf_counter() - now
             now = time.perf_counter()
@@ -154,7 +139,7 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
             if i + 1 < len(batches):
                 pending = pool.map(read, batches[i + 1])
             images = decode_jpeg(raw, device=enc.device)
-            pixels = (_resize_crop(images) / 255.0 - m) / s
+            pixels = (resize_crop(images, 224, mode="bilinear") / 255.0 - m) / s
             enc.encode_image_tensors(pixels)
             n += len(pixels)
         synchronize(enc.device)

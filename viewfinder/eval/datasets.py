@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..ingest.decode import to_rgb
+
 TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -48,26 +50,17 @@ def split_of(record_id: str, val: float = 0.1, test: float = 0.1) -> str:
     return "test" if h < test else "val" if h < test + val else "train"
 
 
-def on_white(image: Image.Image) -> Image.Image:
-    """Composite any mode with transparency on white; everything else straight to RGB."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def load_image(pair: ImageTextPair, size: int | None = None) -> Image.Image:
     if pair.source == "file":
         with Image.open(pair.locator) as im:
             im.draft("RGB", (size * 2, size * 2)) if size else None
-            return on_white(im)
+            return to_rgb(im)
     if pair.source == "svg":
         import cairosvg
 
         # Illustrator exports declare XML entities; these are trusted files from a Debian package.
         png = cairosvg.svg2png(url=pair.locator, output_width=size or 448, unsafe=True)
-        return on_white(Image.open(io.BytesIO(png)))
+        return to_rgb(Image.open(io.BytesIO(png)))
     if pair.source == "emoji":
         return render_emoji(pair.locator)
     if pair.source == "fashion":
@@ -172,7 +165,7 @@ def render_emoji(ch: str, font: Path = EMOJI_FONT) -> Image.Image:
     ttf = ImageFont.truetype(str(font), 109)
     canvas = Image.new("RGBA", (160, 160), (255, 255, 255, 0))
     ImageDraw.Draw(canvas).text((8, 8), ch, font=ttf, embedded_color=True)
-    return on_white(canvas.crop(canvas.getbbox() or (0, 0, 160, 160)))
+    return to_rgb(canvas.crop(canvas.getbbox() or (0, 0, 160, 160)))
 
 
 # -- fashion-mnist -------------------------------------------------------------------------------

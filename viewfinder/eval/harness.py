@@ -56,24 +56,35 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def caption_groups(pairs: Sequence[ImageTextPair]) -> tuple[list[str], list[int], dict[str, set[int]]]:
+def caption_groups(captions: Sequence[str]) -> tuple[list[str], list[int], dict[str, set[int]]]:
     """Unique captions, the row of each one's first pair, and the image rows that share it."""
-    captions = [p.caption for p in pairs]
-    unique = list(dict.fromkeys(captions))
-    first = {c: captions.index(c) for c in unique}
-    groups: dict[str, set[int]] = {c: set() for c in unique}
+    groups: dict[str, set[int]] = {}
+    first: dict[str, int] = {}
     for i, c in enumerate(captions):
-        groups[c].add(i)
+        groups.setdefault(c, set()).add(i)
+        first.setdefault(c, i)
+    unique = list(groups)
     return unique, [first[c] for c in unique], groups
 
 
-def retrieval(emb: PairEmbeddings, ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
-    unique, rows, groups = caption_groups(emb.pairs)
-    sims = emb.texts[rows] @ emb.images.T  # (captions, images)
+def text_image_scores(emb: PairEmbeddings) -> tuple[list[str], dict[str, set[int]], np.ndarray]:
+    """Unique captions, their relevant image rows, and the (captions, images) cosine matrix."""
+    unique, rows, groups = caption_groups([p.caption for p in emb.pairs])
+    return unique, groups, emb.texts[rows] @ emb.images.T
+
+
+def rankings(emb: PairEmbeddings) -> tuple[dict, dict, dict, dict]:
+    """(text->image rankings, their relevant sets, image->text rankings, their relevant sets)."""
+    unique, groups, sims = text_image_scores(emb)
     t2i = {c: np.argsort(-sims[j]).tolist() for j, c in enumerate(unique)}
     i2t_order = np.argsort(-sims.T, axis=1)
     i2t = {i: [unique[j] for j in i2t_order[i]] for i in range(len(emb.pairs))}
     i2t_rel = {i: {p.caption} for i, p in enumerate(emb.pairs)}
+    return t2i, groups, i2t, i2t_rel
+
+
+def retrieval(emb: PairEmbeddings, ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
+    t2i, groups, i2t, i2t_rel = rankings(emb)
     return {"text_to_image": retrieval_report(t2i, groups, ks), "image_to_text": retrieval_report(i2t, i2t_rel, ks)}
 
 
@@ -86,8 +97,7 @@ def zero_shot_accuracy(encoder, emb: PairEmbeddings, classes: Sequence[str] = FA
 
 def reliability(emb: PairEmbeddings, bins: int = 10) -> list[dict]:
     """Top-1 text->image hits binned by the engine's confidence: how often each bin is right."""
-    unique, rows, groups = caption_groups(emb.pairs)
-    sims = emb.texts[rows] @ emb.images.T
+    unique, groups, sims = text_image_scores(emb)
     model = ScoreTailConfidence()
     confs, correct = [], []
     for j, c in enumerate(unique):
@@ -117,8 +127,7 @@ def cross_modal_consistency(emb: PairEmbeddings, k: int = 10) -> float:
 
 
 def worst_queries(emb: PairEmbeddings, n: int = 8, hits: int = 5) -> list[dict]:
-    unique, rows, groups = caption_groups(emb.pairs)
-    sims = emb.texts[rows] @ emb.images.T
+    unique, groups, sims = text_image_scores(emb)
     scored = []
     for j, c in enumerate(unique):
         order = np.argsort(-sims[j])
@@ -131,7 +140,6 @@ def worst_queries(emb: PairEmbeddings, n: int = 8, hits: int = 5) -> list[dict]:
 
 def score_distributions(emb: PairEmbeddings) -> tuple[np.ndarray, np.ndarray]:
     """Cosine scores of matching (same caption) and non-matching image-text pairs."""
-    _, rows, groups = caption_groups(emb.pairs)
     sims = emb.texts @ emb.images.T
     captions = np.array([p.caption for p in emb.pairs])
     match = captions[:, None] == captions[None, :]

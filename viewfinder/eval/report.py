@@ -45,15 +45,11 @@ def write_report(result: EvalResult, emb: PairEmbeddings, out: Path) -> None:
         {"dataset": result.dataset, "model": result.model, "split": result.split, "metrics": result.metrics,
          "reliability": result.reliability, "worst_queries": result.worst}, indent=2))
 
-    from .harness import caption_groups
+    from .harness import rankings
     from .metrics import recall_at_k
 
-    unique, rows, groups = caption_groups(emb.pairs)
-    sims = emb.texts[rows] @ emb.images.T
     ks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= len(emb.pairs)]
-    t2i = {c: np.argsort(-sims[j]).tolist() for j, c in enumerate(unique)}
-    i2t = {i: [unique[j] for j in np.argsort(-sims[:, i])] for i in range(len(emb.pairs))}
-    i2t_rel = {i: {p.caption} for i, p in enumerate(emb.pairs)}
+    t2i, groups, i2t, i2t_rel = rankings(emb)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(ks, [recall_at_k(t2i, groups, k) for k in ks], marker="o", label="text -> image")
     ax.plot(ks, [recall_at_k(i2t, i2t_rel, k) for k in ks], marker="s", label="image -> text")

@@ -19,8 +19,9 @@ from typing import Sequence
 import numpy as np
 
 from ..eval.datasets import ImageTextPair, load_image
+from ..eval.harness import caption_groups
 from ..eval.metrics import recall_at_k
-from .features import PairFeatures, frozen_features
+from .features import PairFeatures, PairImages, frozen_features
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,8 @@ def info_nce(image_emb, text_emb, logit_scale, caption_ids=None):
 
 def text_to_image_recall(image_emb: np.ndarray, text_emb: np.ndarray, captions: Sequence[str], k: int) -> float:
     """R@k of unique captions as queries against all images (the images with that caption are relevant)."""
-    unique = list(dict.fromkeys(captions))
-    first = {c: i for i, c in reversed(list(enumerate(captions)))}
-    relevant = {c: {i for i, cc in enumerate(captions) if cc == c} for c in unique}
-    sims = text_emb[[first[c] for c in unique]] @ image_emb.T
+    unique, rows, relevant = caption_groups(captions)
+    sims = text_emb[rows] @ image_emb.T
     order = np.argsort(-sims, axis=1)[:, :k]
     return recall_at_k({c: order[j].tolist() for j, c in enumerate(unique)}, relevant, k)
 
@@ -232,23 +231,12 @@ def _feature_val_recall(feats: PairFeatures, t: _Trainer) -> float:
 
 
 # -- end to end: batches of pixels --------------------------------------------------------------
-class _PixelPairs:
-    def __init__(self, pairs: Sequence[ImageTextPair], transform) -> None:
-        self.pairs, self.transform = pairs, transform
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int):
-        return self.transform(load_image(self.pairs[i], size=256)), i
-
-
 def _pixel_batches(pairs: list[ImageTextPair], t: _Trainer):
     import torch
 
     _, cap_ids = np.unique(np.array([p.caption for p in pairs]), return_inverse=True)
     g = torch.Generator().manual_seed(t.cfg.seed)
-    loader = torch.utils.data.DataLoader(_PixelPairs(pairs, t.encoder.image_transform()), batch_size=t.cfg.batch_size,
+    loader = torch.utils.data.DataLoader(PairImages(pairs, t.encoder.image_transform(), with_index=True), batch_size=t.cfg.batch_size,
                                          shuffle=True, generator=g, drop_last=len(pairs) > t.cfg.batch_size)
 
     def batches():

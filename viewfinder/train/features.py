@@ -22,17 +22,19 @@ class PairFeatures:
     captions: list[str]
 
 
-class _PairImages:
-    """A torch-style dataset: pair -> preprocessed tensor (runs in decode workers)."""
+class PairImages:
+    """A torch-style dataset: pair -> preprocessed tensor (and its index, for the trainer's
+    shuffled batches); runs in decode workers."""
 
-    def __init__(self, pairs: Sequence[ImageTextPair], transform: Callable) -> None:
-        self.pairs, self.transform = pairs, transform
+    def __init__(self, pairs: Sequence[ImageTextPair], transform: Callable, with_index: bool = False) -> None:
+        self.pairs, self.transform, self.with_index = pairs, transform, with_index
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i: int):
-        return self.transform(load_image(self.pairs[i], size=256))
+        pixels = self.transform(load_image(self.pairs[i], size=256))
+        return (pixels, i) if self.with_index else pixels
 
 
 def frozen_features(encoder, pairs: Sequence[ImageTextPair], cache: Path | None = None,
@@ -53,7 +55,7 @@ def frozen_features(encoder, pairs: Sequence[ImageTextPair], cache: Path | None 
     text_frozen, _ = encoder.frozen_text_tower()
     if image_frozen is None or text_frozen is None:
         raise ValueError(f"{encoder.spec} has no frozen tower to cache; train it end to end instead")
-    loader = torch.utils.data.DataLoader(_PairImages(pairs, encoder.image_transform()), batch_size=batch_size,
+    loader = torch.utils.data.DataLoader(PairImages(pairs, encoder.image_transform()), batch_size=batch_size,
                                          num_workers=workers, persistent_workers=False)
     image_parts = []
     with torch.inference_mode():
