@@ -5,8 +5,11 @@
     python benchmarks/bench_engine.py --images 0           # index part only
     python benchmarks/bench_engine.py --sizes 10000 100000 --images 1000
 
-The index part uses synthetic unit vectors (search speed does not depend on where vectors come
-from, recall does a little: real embeddings cluster more, which helps HNSW)."""
+    python benchmarks/bench_engine.py --images 0 --sizes 1000000 --dim 512
+    python benchmarks/bench_engine.py --images 0 --sizes 1000000 --kinds ivfpq --ivfpq-grid
+
+The index part uses synthetic vectors clustered around mini's real embeddings (see real_centres);
+each index is built from a stream of chunks and searched memory-mapped, as the store does."""
 
 from __future__ import annotations
 
@@ -58,7 +61,8 @@ def bench_indexing(n_images: int, model: str, workers: int, batch_size: int) -> 
 def real_centres(dim: int) -> tuple[np.ndarray, str]:
     """mini's embeddings of the real data-set images (cached tower features through the shipped
     heads) as cluster centres, so synthetic collections have the structure of real ones; random
-    centres where the features are not there."""
+    centres where the features are not there. For another width the 256-d embeddings go through a
+    fixed random projection, which keeps their neighbourhoods (Johnson-Lindenstrauss)."""
     feats = sorted(Path("data/features").glob("*.npz"))
     if feats:
         import torch
@@ -70,80 +74,111 @@ def real_centres(dim: int) -> tuple[np.ndarray, str]:
         raw = np.concatenate([np.load(f)["image"].astype(np.float32) for f in feats])
         with torch.no_grad():
             c = heads.image(torch.from_numpy(raw)).numpy()
-        if c.shape[1] == dim:
-            return c / np.linalg.norm(c, axis=1, keepdims=True), f"{len(c)} real mini image embeddings"
+        origin = f"{len(c)} real mini image embeddings"
+        if c.shape[1] != dim:
+            c = c @ np.random.default_rng(2).standard_normal((c.shape[1], dim)).astype(np.float32)
+            origin += f", projected to {dim}-d"
+        return c / np.linalg.norm(c, axis=1, keepdims=True), origin
     c = np.random.default_rng(1).standard_normal((5000, dim)).astype(np.float32)
     return c / np.linalg.norm(c, axis=1, keepdims=True), "5000 random centres"
 
 
 def clustered(centres: np.ndarray, n: int, rng, spread: float = 0.5) -> np.ndarray:
     """n unit vectors, each a random centre plus noise of norm ~spread (cos ~0.9 to its centre)."""
-    out = np.empty((n, centres.shape[1]), np.float32)
-    for i in range(0, n, 200_000):
-        m = min(200_000, n - i)
-        x = centres[rng.integers(0, len(centres), m)] + spread * rng.standard_normal((m, centres.shape[1]), dtype=np.float32) / np.sqrt(centres.shape[1])
-        out[i : i + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+    x = centres[rng.integers(0, len(centres), n)] + spread * rng.standard_normal((n, centres.shape[1]), dtype=np.float32) / np.sqrt(centres.shape[1])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int = 200) -> list[tuple]:
+def collection(centres: np.ndarray, n: int, step: int = 500_000):
+    """The same n vectors on every call, a chunk at a time, so that no run holds them twice."""
+    rng = np.random.default_rng(0)
+    for i in range(0, n, step):
+        yield np.arange(i, min(n, i + step), dtype=np.int64), clustered(centres, min(step, n - i), rng)
+
+
+def anon_rss() -> int:
+    """Anonymous resident memory of this process: what a memory-mapped file does not count in."""
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap back to the OS, so that the next RSS delta is the loaded index alone."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int = 200, grid: bool = False) -> list[tuple]:
+    """Build each kind from a stream of chunks, write it, then search it the way viewfinder does:
+    loaded back memory-mapped. Memory is the anonymous RSS the loaded index adds after the
+    queries (vectors in a mapped file are page cache, shared and evictable, and not counted)."""
     from viewfinder.store.vectors import VectorIndex
 
-    rng = np.random.default_rng(0)
     centres, origin = real_centres(dim)
     print(f"synthetic collections around {origin}", flush=True)
+    q = clustered(centres, queries, np.random.default_rng(99))  # queries near stored items, as real queries are
     rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="vf-index-bench-"))
     for n in sizes:
-        data = clustered(centres, n, rng)
-        q = clustered(centres, queries, rng)  # queries near stored items, as real queries are near their matches
-        ids = np.arange(n, dtype=np.int64)
-        # exact top 10 by a chunked scan, so that no second copy of a large collection is needed
-        truth = None if "flat" in kinds else _exact_top10(data, q)
+        truth = _exact_top10(collection(centres, n), q)
         for kind in kinds:
             t = time.perf_counter()
-            index = VectorIndex(dim, kind)
-            step = 1_000_000 if kind == "ivfpq" else 100_000  # IVF-PQ trains on its first add
-            for i in range(0, n, step):
-                index.add(ids[i : i + step], data[i : i + step])
+            index = VectorIndex.build(collection(centres, n), dim, kind, expected=n)
             build = time.perf_counter() - t
-            memory = _index_bytes(index)
-            times, found = [], []
-            for row in q:
-                t = time.perf_counter()
-                _, got = index.search(row[None, :], 10)
-                times.append(time.perf_counter() - t)
-                found.append(got[0])
-            t = time.perf_counter()
-            for i in range(0, len(q), 64):
-                index.search(q[i : i + 64], 10)
-            per_batch64 = (time.perf_counter() - t) / max(1, len(q) // 64) * 1000
-            if kind == "flat":
-                truth = found
-            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])) if truth is not None else float("nan")
-            rows.append((f"{n:>10,} x {dim}  {kind:<5}", f"p50 {percentile_ms(times, 50):7.2f} ms  p95 {percentile_ms(times, 95):7.2f} ms",
-                         f"batch 64: {per_batch64:7.1f} ms; recall@10 {recall:.3f}; build {build:.1f} s; {memory / 2**20:,.0f} MiB"))
-            print(rows[-1], flush=True)
+            index.save(tmp / "index.faiss", version=1)
             del index
+            _release_freed_memory()
+            before = anon_rss()
+            index = VectorIndex.load(tmp / "index.faiss", 1, dim)
+            settings = [(32, 16)] if kind != "ivfpq" else ([(p, r) for p in (16, 32, 64) for r in (4, 16, 64)] if grid else [(index.nprobe, index.refine)])
+            for nprobe, refine in settings:
+                index.nprobe, index.refine = nprobe, refine
+                times, found = _time_queries(index, q)
+                t = time.perf_counter()
+                for i in range(0, len(q), 64):
+                    index.search(q[i : i + 64], 10)
+                per_batch64 = (time.perf_counter() - t) / max(1, len(q) // 64) * 1000
+                recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
+                label = f"{n:>10,} x {dim}  {kind:<5}" + (f" nprobe {nprobe:<2} refine {refine:<2}" if kind == "ivfpq" else "")
+                rows.append((label, f"p50 {percentile_ms(times, 50):7.2f} ms  p95 {percentile_ms(times, 95):7.2f} ms",
+                             f"batch 64: {per_batch64:7.1f} ms; recall@10 {recall:.3f}; build {build:.1f} s; "
+                             f"RAM {(anon_rss() - before) / 2**20:,.0f} MiB; file {(tmp / 'index.faiss').stat().st_size / 2**20:,.0f} MiB"))
+                print(rows[-1], flush=True)
+            del index
+    shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
 
-def _exact_top10(data: np.ndarray, q: np.ndarray, chunk: int = 500_000) -> list[np.ndarray]:
+def _time_queries(index, q: np.ndarray) -> tuple[list[float], list[np.ndarray]]:
+    for row in q[:3]:  # page the mapped file in, as a serving process would have
+        index.search(row[None, :], 10)
+    times, found = [], []
+    for row in q:
+        t = time.perf_counter()
+        _, got = index.search(row[None, :], 10)
+        times.append(time.perf_counter() - t)
+        found.append(got[0])
+    return times, found
+
+
+def _exact_top10(chunks, q: np.ndarray) -> list[np.ndarray]:
+    """Exact top 10 by a scan over the chunks (never the whole collection at once)."""
     best_s = np.full((len(q), 10), -np.inf, np.float32)
     best_i = np.zeros((len(q), 10), np.int64)
-    for i in range(0, len(data), chunk):
-        s = q @ data[i : i + chunk].T
+    for ids, data in chunks:
+        s = q @ data.T
         top = np.argpartition(-s, 10, axis=1)[:, :10]
         cand_s = np.concatenate([best_s, np.take_along_axis(s, top, 1)], axis=1)
-        cand_i = np.concatenate([best_i, top + i], axis=1)
+        cand_i = np.concatenate([best_i, ids[top]], axis=1)
         order = np.argsort(-cand_s, axis=1)[:, :10]
         best_s, best_i = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_i, order, 1)
     return list(best_i)
-
-
-def _index_bytes(index) -> int:
-    import faiss
-
-    return int(faiss.serialize_index(index.index).size)
 
 
 def main() -> None:
@@ -155,6 +190,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=256, help="mini's embedding size")
     ap.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"])
+    ap.add_argument("--ivfpq-grid", action="store_true", help="IVF-PQ at several nprobe / re-rank factors")
     args = ap.parse_args()
     import faiss
     import torch
@@ -163,7 +199,7 @@ def main() -> None:
     if args.images:
         rows += bench_indexing(args.images, args.model, args.workers, args.batch_size)
     if args.sizes:
-        rows += bench_index_kinds(args.sizes, args.dim, args.kinds)
+        rows += bench_index_kinds(args.sizes, args.dim, args.kinds, grid=args.ivfpq_grid)
     print(f"\nviewfinder engine benchmark: {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__}")
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}} | {'result':<32} | notes")

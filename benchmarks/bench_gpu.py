@@ -25,6 +25,9 @@ from viewfinder.ingest.gpu_decode import resize_crop
 from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
 
 
+READERS = max(1, (os.cpu_count() or 2) - 2)  # Engine's default worker count on a GPU
+
+
 def model_only(enc, batch: int, iters: int, compile_model: bool = False) -> float:
     import torch
 
@@ -147,25 +150,88 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     return n / elapsed, util.mean
 
 
-def viewfinder_gpu_path(enc, files: list[Path], batch: int) -> tuple[float, str]:
+def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int = 0) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py), without the catalogue writes."""
-    from PIL import Image
-
     from viewfinder.ingest.gpu_decode import gpu_batches
     from viewfinder.ingest.walk import FileStat
 
     transform, mean, std = enc.uint8_transform()
-    side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
-    n = 0
-    with GpuUtilisation() as util:
-        t = time.perf_counter()
-        for pixels, _ in gpu_batches(stats, batch, enc.device, side, mean, std, 10**9, transform):
-            enc.encode_image_tensors(pixels)
-            n += len(pixels)
+    rates = []
+    for _ in range(2):  # the first pass includes nvJPEG's and the allocator's start-up
+        n = 0
+        with GpuUtilisation() as util:
+            t = time.perf_counter()
+            for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers or READERS):
+                enc.encode_image_tensors(pixels)
+                n += len(pixels)
+            synchronize(enc.device)
+            rates.append(n / (time.perf_counter() - t))
+    return rates[1], f"{util.mean} (first pass {rates[0]:,.0f}/s)"
+
+
+def viewfinder_index(enc, folder: Path) -> tuple[float, str]:
+    """`Engine.index` itself: the CUDA path plus the SQLite catalogue, the FAISS index and its
+    checkpoint, default batch size: what `viewfinder index DIR` does on this machine."""
+    from viewfinder import Engine
+    from viewfinder.config import Config
+
+    reports = []
+    for _ in range(2):  # each pass into a new catalogue; the second is reported
+        with GpuUtilisation() as util:
+            with Engine(Config(db=Path(tempfile.mkdtemp(prefix="vf-db-")), model="bench", device=enc.device), encoder=enc) as engine:
+                reports.append(engine.index(folder, progress=False))
+    first, rep = reports
+    return rep.images_per_second, (f"{util.mean} (batch {engine.batch_size}, {rep.embedded} embedded in {rep.seconds:.1f} s; "
+                                   f"first pass {first.images_per_second:,.0f}/s)")
+
+
+def _side(enc) -> int:
+    from PIL import Image
+
+    return int(enc.uint8_transform()[0](Image.new("RGB", (256, 256))).shape[-1])
+
+
+def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]]:
+    """Each stage of the CUDA path alone, on the same files, to show where the time goes."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from viewfinder.ingest.gpu_decode import _Batches, _as_is, read_batch, resize_crop
+    from viewfinder.ingest.walk import FileStat
+
+    rows = []
+    transform = enc.uint8_transform()[0]
+    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+    read_batch(stats[:batch], 10**9, transform)
+    t = time.perf_counter()
+    for i in range(batch, 5 * batch, batch):
+        read_batch(stats[i : i + batch], 10**9, transform)
+    rows.append(("stage: read + header check + SHA-256, one process", f"{4 * batch / (time.perf_counter() - t):,.0f}", ""))
+    loader = torch.utils.data.DataLoader(_Batches(stats, batch, 10**9, transform), batch_size=None, collate_fn=_as_is,
+                                         num_workers=READERS, prefetch_factor=2)
+    t = time.perf_counter()
+    raws = list(loader)
+    rows.append((f"stage: the same in {READERS} worker processes, a batch each", f"{len(stats) / (time.perf_counter() - t):,.0f}", ""))
+    data = [j for raw in raws[:8] for j in raw.jpegs()]
+    decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device=enc.device)
+    synchronize(enc.device)
+    t = time.perf_counter()
+    for i in range(0, len(data), batch):
+        decoded = decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device=enc.device)
+    synchronize(enc.device)
+    rows.append((f"stage: nvJPEG decode alone (bytes in memory, batch {batch})", f"{len(data) / (time.perf_counter() - t):,.0f}", ""))
+    side = _side(enc)
+    for label, mode, group in (("bicubic, grouped by size", "bicubic", 64), ("bilinear, grouped by size", "bilinear", 64),
+                               ("bicubic, one image at a time", "bicubic", 1)):
+        resize_crop(decoded, side, mode, group)
         synchronize(enc.device)
-        elapsed = time.perf_counter() - t
-    return n / elapsed, util.mean
+        t = time.perf_counter()
+        for _ in range(5):
+            resize_crop(decoded, side, mode, group)
+        synchronize(enc.device)
+        rows.append((f"stage: resize + crop on the GPU, {label}", f"{5 * len(decoded) / (time.perf_counter() - t):,.0f}", ""))
+    return rows
 
 
 def text_rate(enc, n: int, batch: int) -> float:
@@ -189,6 +255,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--texts", type=int, default=16384)
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
+    ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: cores - 2)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
     args = ap.parse_args()
@@ -207,9 +274,20 @@ def main() -> None:
         ceiling = model_only(enc, args.model_batch, args.iters)
         rows.append((name, "model only (tensors on device)", f"{ceiling:,.0f}", "1.00", ""))
         if device == "cuda":
-            vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch)
-            rows.append((name, "viewfinder pipeline on CUDA (nvJPEG, threaded reads)", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+            if args.pipeline_only:
+                rows += [(name, what, rate, "", note) for what, rate, note in stage_rates(enc, files, args.pipeline_batch)]
+            for readers in args.readers or [READERS]:
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers)
+                rows.append((name, f"viewfinder CUDA path: {readers} reader processes, nvJPEG + resize on a side stream", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+            ix, ixnote = viewfinder_index(enc, folder)
+            rows.append((name, "Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint)", f"{ix:,.0f}", f"{ix / ceiling:.2f}", ixnote))
+        if args.compile and device == "cuda":
+            try:
+                rows.append((name, "model only, torch.compile", f"{model_only(enc, args.model_batch, args.iters, True):,.0f}", "", ""))
+            except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
+                rows.append((name, "model only, torch.compile", "failed", "", type(exc).__name__))
         if args.pipeline_only:
+            rows.append((name, "text encoding (texts/s)", f"{text_rate(enc, args.texts, 1024):,.0f}", "", ""))
             continue
         for uint8 in (False, True):
             e2e, util = end_to_end_cpu_decode(enc, files, args.pipeline_batch, args.workers, uint8)
@@ -226,11 +304,6 @@ def main() -> None:
                 f.read_bytes()
             rows.append((name, f"read the files only (main thread, {nbytes / len(files) / 1e3:.0f} kB average)",
                          f"{len(files) / (time.perf_counter() - t):,.0f}", "", f"{nbytes / (time.perf_counter() - t) / 1e6:,.0f} MB/s"))
-            if args.compile:
-                try:
-                    rows.append((name, "model only, torch.compile", f"{model_only(enc, args.model_batch, args.iters, True):,.0f}", "", ""))
-                except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
-                    rows.append((name, "model only, torch.compile", "failed", "", type(exc).__name__))
         rows.append((name, "text encoding (texts/s)", f"{text_rate(enc, args.texts, 1024):,.0f}", "", ""))
         del enc
         if device == "cuda":

@@ -1,6 +1,8 @@
 """The GPU decode path, run on the CPU (torchvision's decode_jpeg works on both): same records
 and nearly the same embeddings as the Pillow path; other formats and bad files fall back."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
     files = scan(folder)
-    out = list(gpu_batches(files, 4, "cpu", 32, mean, std, 89_478_485, transform, threads=2))
+    out = list(gpu_batches(files, 4, "cpu", 32, mean, std, 89_478_485, transform, workers=2))
     records = [r for _, batch in out for r in batch]
     assert sorted(r.path for r in records) == sorted(f.path for f in files)
     bad = [r for r in records if r.error]
@@ -41,5 +43,44 @@ def test_gpu_batches_refuse_bombs_before_decoding(tmp_path, tiny_spec):
     Image.new("RGB", (400, 300), "red").save(tmp_path / "big.jpg")
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    (_, records), = gpu_batches(scan(tmp_path), 4, "cpu", 32, mean, std, 10_000, transform)
+    (_, records), = gpu_batches(scan(tmp_path), 4, "cpu", 32, mean, std, 10_000, transform, workers=0)
     assert records[0].error and "over the limit" in records[0].error
+
+
+def test_resize_groups_by_size_and_keeps_the_order():
+    import torch
+
+    from viewfinder.ingest.gpu_decode import resize_crop
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(375, 500), (768, 1024), (375, 500), (300, 200), (768, 1024)]
+    images = [torch.randint(0, 256, (3, *hw), dtype=torch.uint8, generator=g) for hw in shapes]
+    together = resize_crop(images, 32, group=2)  # groups of one size, split in two
+    for i, im in enumerate(images):
+        alone = resize_crop([im], 32)
+        torch.testing.assert_close(together[i], alone[0], atol=1e-3, rtol=0)
+
+
+def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
+    import threading
+
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "aloeL.jpg"])
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    batches = gpu_batches(scan(folder), 1, "cpu", 32, mean, std, 89_478_485, transform, workers=2)
+    next(batches)
+    batches.close()  # the consumer goes away (an error in the model, Ctrl-C)
+    assert not any(t.name == "nvjpeg-producer" for t in threading.enumerate())
+
+
+def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, tiny_spec):
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "aloeL.jpg"])
+    data = (folder / "aloeL.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 3])  # the header parses; the decoder fails
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    (pixels, records), = gpu_batches(scan(folder), 8, "cpu", 32, mean, std, 89_478_485, transform, workers=0)
+    by_name = {Path(r.path).name: r for r in records}
+    assert by_name["cut.jpg"].error and "cut.jpg" in by_name["cut.jpg"].error
+    assert by_name["rocket.jpg"].error is None and by_name["aloeL.jpg"].error is None
+    assert pixels.shape[0] == 2 and [r.error for r in records[:2]] == [None, None]

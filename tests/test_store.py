@@ -91,7 +91,29 @@ def test_stale_index_is_rebuilt_from_catalogue(tmp_path):
     assert got[0][0] == ids[0]
 
 
-def test_auto_kind_by_size():
+def test_auto_kind_by_size_and_memory():
     assert choose_kind(1000).kind == "flat"
-    assert choose_kind(10_000_000).kind == "hnsw"
-    assert choose_kind(5, "ivfpq").kind == "ivfpq"
+    assert choose_kind(1_000_000, 256, ram_budget=8 * 2**30).kind == "hnsw"
+    # 10M x 256 float32 vectors (9.5 GiB) plus graph exceed a 12 GiB budget: codes in RAM, vectors on disk
+    choice = choose_kind(10_000_000, 256, ram_budget=12 * 2**30)
+    assert choice.kind == "ivfpq" and "GiB" in choice.reason
+    assert choose_kind(5, requested="ivfpq").kind == "ivfpq"
+    with pytest.raises(ValueError, match="index kind"):
+        choose_kind(5, requested="annoy")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_memory_mapped_index_searches_then_copies_itself_before_a_change(tmp_path, kind):
+    data = _unit(5000, 32)
+    index = VectorIndex(32, kind, expected=5000)
+    index.add(np.arange(5000), data)
+    index.save(tmp_path / "i.faiss", version=3)
+    assert VectorIndex.load(tmp_path / "i.faiss", version=4, dim=32) is None  # stale
+    mapped = VectorIndex.load(tmp_path / "i.faiss", version=3, dim=32)
+    np.testing.assert_array_equal(mapped.search(data[:5], 3)[1], index.search(data[:5], 3)[1])
+    # a newer file replaces it on disk (another process checkpointed) while this one is mapped
+    VectorIndex(32, "flat").save(tmp_path / "i.faiss", version=9)
+    mapped.add(np.array([7000]), data[:1])  # FAISS would abort on a write to mapped memory
+    mapped.remove([0])
+    assert len(mapped) == (5000 if kind == "flat" else 5001)
+    assert 7000 in mapped.search(data[:1], 2)[1][0]

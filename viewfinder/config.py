@@ -27,12 +27,13 @@ class Config:
     db: Path = field(default_factory=lambda: default_data_dir() / "index")
     model: str | None = None  # None: the model stored in the catalogue, else DEFAULT_MODEL
     device: str = "auto"
-    batch_size: int = 32
-    workers: int = max(1, min(4, (os.cpu_count() or 1)))
+    batch_size: int | None = None  # images per model batch; None: 256 on a GPU, 32 on a CPU
+    workers: int | None = None  # decode processes; None: up to 4 on a CPU, all cores but two on a GPU
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
     gpu_decode: bool = True  # on CUDA, decode JPEGs with nvJPEG (ingest/gpu_decode.py)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
     exact_limit: int = 100_000  # up to this many vectors "auto" searches exactly (docs/benchmarks.md)
+    index_ram_gb: float | None = None  # RAM the vector index may hold; None: half of physical memory
     cache_dir: Path = field(default_factory=default_cache_dir)
     checkpoint_seconds: float = 30.0  # how often the vector index file is rewritten while indexing
     search_mode: str = "vector"  # vector | lexical | fused, for text queries over images

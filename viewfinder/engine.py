@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,7 +29,8 @@ class Engine:
 
     def __init__(self, config: Config, encoder: Encoder | None = None, confidence: ConfidenceModel | None = None) -> None:
         self.config = config
-        self.store = Store(config.db, config.index_kind, config.exact_limit)
+        ram_budget = None if config.index_ram_gb is None else int(config.index_ram_gb * 2**30)
+        self.store = Store(config.db, config.index_kind, config.exact_limit, ram_budget)
         stored = self.store.catalog.get_meta("model_spec")
         spec = config.model or stored or DEFAULT_MODEL
         if stored is not None and config.model is not None and config.model != stored:
@@ -58,8 +60,21 @@ class Engine:
             self._bound = True
         return self._encoder
 
+    @property
+    def batch_size(self) -> int:
+        """Large batches keep a GPU busy (docs/benchmarks.md); small ones bound CPU memory."""
+        return self.config.batch_size or (256 if self.encoder.device == "cuda" else 32)
+
+    @property
+    def workers(self) -> int:
+        """On a CPU the model needs the cores; on a GPU the workers only read, check and hash."""
+        if self.config.workers is not None:
+            return self.config.workers
+        cores = os.cpu_count() or 1
+        return max(1, cores - 2) if self.encoder.device == "cuda" else max(1, min(4, cores))
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.encoder.encode_images(list(images), batch_size=self.config.batch_size)
+        return self.encoder.encode_images(list(images), batch_size=self.batch_size)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode_texts(list(texts))
@@ -68,7 +83,7 @@ class Engine:
     def index(self, folder: str | Path, progress: bool = True, on_error: Callable[[str], None] | None = None) -> IndexReport:
         """Add, update and drop the images under `folder`; resumable, skips unchanged files."""
         return index_folder(
-            Path(folder), self.store, self.encoder, batch_size=self.config.batch_size, workers=self.config.workers,
+            Path(folder), self.store, self.encoder, batch_size=self.batch_size, workers=self.workers,
             max_pixels=self.config.max_pixels, checkpoint_seconds=self.config.checkpoint_seconds,
             progress=progress, on_error=on_error, gpu_decode=self.config.gpu_decode,
         )
@@ -79,7 +94,7 @@ class Engine:
         from .ingest.distributed import index_folder_ray
 
         self.encoder  # noqa: B018  (bind the model to the catalogue before the workers embed with it)
-        return index_folder_ray(Path(folder), self.store, self.model_spec, address, self.config.batch_size, actors,
+        return index_folder_ray(Path(folder), self.store, self.model_spec, address, self.batch_size, actors,
                                 gpus_per_actor, self.config.max_pixels, self.config.cache_dir, on_error)
 
     def add_texts(self, texts: Sequence[str], source: str = "user") -> int:
@@ -127,7 +142,7 @@ class Engine:
 
         model = load_captioner(captioner, self.encoder, self.config.device) if captions else None
         return caption_images(self.store, model, self.encoder, overwrite=overwrite, ocr=ocr, captions=captions,
-                              batch_size=self.config.batch_size, max_pixels=self.config.max_pixels,
+                              batch_size=self.batch_size, max_pixels=self.config.max_pixels,
                               progress=progress, on_error=on_error)
 
     # -- facts ----------------------------------------------------------------------------------

@@ -1,15 +1,20 @@
 """JPEG decoding on the GPU (nvJPEG through torchvision) for the indexing pipeline.
 
-Measured on an H100 (docs/benchmarks.md): Pillow in 15 worker processes fed ViT-B/32 about 870
-images/s; reading the bytes in a thread pool of the main process and decoding the batch with
-nvJPEG fed it about 4,500. Decoding happens where the model is, so there are no worker
-processes and no pickling of bytes. Other formats, and JPEGs nvJPEG refuses, go through Pillow."""
+Three stages run at once (measured on an H100, docs/benchmarks.md):
+- worker processes read a whole batch of files, check headers against the pixel limit and hash
+  them, and hand the JPEG bytes back as one shared-memory tensor (one handle per batch, not one
+  pickle per file); other formats are decoded there by Pillow;
+- a producer thread decodes each batch with nvJPEG and resizes it, on its own CUDA stream;
+- the caller runs the model on batch n on the default stream while batch n+1 is decoded.
+(Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
+per-file Python work serialises on the GIL.)"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -25,97 +30,191 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
 
 
 @dataclass
-class _Raw:
-    stat: FileStat
-    data: bytes | None
-    width: int = 0
-    height: int = 0
-    error: str | None = None
-    sha256: str = ""
+class RawBatch:
+    """What a worker hands back for one batch: the JPEG files' bytes in one shared-memory tensor."""
+    jpeg_bytes: object  # uint8 tensor
+    jpeg_spans: list[tuple[int, int]]  # (start, end) in jpeg_bytes, one per jpeg record
+    jpeg_records: list[NewImage]
+    pillow_pixels: object  # uint8 (N,3,side,side) tensor or None
+    pillow_records: list[NewImage]
+    failed: list[NewImage]
+
+    def jpegs(self) -> list:
+        return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
 
 
-def _read(stat: FileStat, max_pixels: int) -> _Raw:
-    """Bytes and header size of one file (runs in the reader threads: file reads release the GIL)."""
+def _pillow(stat: FileStat, max_pixels: int, transform: Callable) -> tuple[NewImage, object]:
+    """(record, uint8 CHW tensor or None) through Pillow, for what nvJPEG does not take."""
     try:
-        data = Path(stat.path).read_bytes()
-    except OSError as exc:
-        return _Raw(stat, None, error=f"{stat.path}: unreadable ({exc.strerror or exc}); check its permissions")
-    if not data:
-        return _Raw(stat, None, error=f"{stat.path}: empty file (0 bytes); delete it or replace it with a real image")
+        dec = read_image(Path(stat.path), max_pixels)
+    except (BadImageError, ImageTooLargeError) as exc:
+        return NewImage(stat.path, stat.size, stat.mtime, error=str(exc)), None
+    return NewImage(stat.path, stat.size, stat.mtime, dec.sha256, dec.width, dec.height), transform(dec.image)
+
+
+def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> NewImage | None:
+    """Check a JPEG's header, read it into `slot` (sized at scan time) and hash it there, with no
+    copy of the bytes. None when Pillow should take it (not a plain JPEG, or changed on disk)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:  # header only: refuse bombs before any decoding
-            w, h = im.size
-    except Exception:  # noqa: BLE001  (Pillow's fallback below gives the precise reason)
-        return _Raw(stat, data)
+        with open(stat.path, "rb") as fh:
+            with Image.open(fh) as im:  # header only: refuse bombs before any decoding
+                w, h = im.size
+                if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+                    return None
+            fh.seek(0)
+            if fh.readinto(slot) != len(slot) or fh.read(1):
+                return None
+    except Exception:  # noqa: BLE001  (Pillow gives the precise reason)
+        return None
     if w * h > max_pixels:
-        return _Raw(stat, None, error=f"{stat.path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,}; "
-                                      "raise max_pixels (--max-pixels) to index it")
-    return _Raw(stat, data, w, h, sha256=hashlib.sha256(data).hexdigest())  # hashed here, off the GPU thread
+        return NewImage(stat.path, stat.size, stat.mtime, error=f"{stat.path}: {w}x{h} = {w * h:,} pixels is over the "
+                                                                 f"limit of {max_pixels:,}; raise max_pixels (--max-pixels) to index it")
+    return NewImage(stat.path, stat.size, stat.mtime, hashlib.sha256(slot).hexdigest(), w, h)
 
 
-def resize_crop(images, side: int, mode: str = "bicubic"):
-    """Shorter side to `side` (antialiased) and a centre crop, on the images' device: uint8 (3,H,W) -> float (N,3,side,side) in 0..255."""
+def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) -> RawBatch:
+    """One batch, in a worker: JPEG bytes into one tensor already in shared memory (the DataLoader
+    then passes a handle, not a copy), other formats and refused JPEGs decoded by Pillow."""
+    import torch
+
+    jpeg = [f for f in files if f.path.lower().endswith(JPEG_SUFFIXES)]
+    # allocated in shared memory from the start, as DataLoader's own collate does, so the bytes
+    # are written once (by the read) and never copied on their way to the main process
+    buf = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(sum(f.size for f in jpeg)))
+    view = memoryview(buf.numpy())
+    spans, jpeg_records, pillow_records, pixels, failed = [], [], [], [], []
+    start = 0
+    for f in files:
+        record = None
+        if f.path.lower().endswith(JPEG_SUFFIXES):
+            record = _read_jpeg(f, view[start : start + f.size], max_pixels)
+            if record is not None and record.error is None:
+                spans.append((start, start + f.size))
+                jpeg_records.append(record)
+            start += f.size
+        if record is None:
+            record, tensor = _pillow(f, max_pixels, transform)
+            if tensor is not None:
+                pillow_records.append(record)
+                pixels.append(tensor)
+        if record.error is not None:
+            failed.append(record)
+    return RawBatch(buf, spans, jpeg_records, torch.stack(pixels) if pixels else None, pillow_records, failed)
+
+
+class _Batches:
+    """A map-style dataset whose items are whole batches, read by DataLoader workers."""
+
+    def __init__(self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable) -> None:
+        self.batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+        self.max_pixels, self.transform = max_pixels, transform
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> RawBatch:
+        return read_batch(self.batches[i], self.max_pixels, self.transform)
+
+
+def _as_is(batch: RawBatch) -> RawBatch:
+    return batch
+
+
+def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
+    """Shorter side to `side` (antialiased) and a centre crop, on the images' device: a list of
+    uint8 (3,H,W) -> float (N,3,side,side) in 0..255. Images of one size are resized together
+    (collections repeat a few camera sizes), in groups of at most `group`."""
     import torch
     import torch.nn.functional as F
 
-    out = []
-    for im in images:
-        h, w = im.shape[-2:]
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, im in enumerate(images):
+        by_shape.setdefault(tuple(im.shape[-2:]), []).append(i)
+    out = torch.empty((len(images), 3, side, side), device=images[0].device) if images else torch.empty((0, 3, side, side))
+    for (h, w), where in by_shape.items():
         scale = side / min(h, w)
         size = (max(side, round(h * scale)), max(side, round(w * scale)))
-        x = F.interpolate(im[None].float(), size=size, mode=mode, antialias=True, align_corners=False)
         top, left = (size[0] - side) // 2, (size[1] - side) // 2
-        out.append(x[..., top : top + side, left : left + side].clamp(0, 255))
-    return torch.cat(out)
+        for j in range(0, len(where), group):
+            chunk = where[j : j + group]
+            x = torch.stack([images[i] for i in chunk]).float()
+            x = F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
+            out[torch.tensor(chunk, device=out.device)] = x[..., top : top + side, left : left + side].clamp(0, 255)
+    return out
 
 
 def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: int, mean, std, max_pixels: int,
-                fallback: Callable, threads: int = 8) -> Iterator[tuple[object, list[NewImage]]]:
-    """Yield (normalised pixel batch on `device` or None, records) like the DataLoader path does.
-    `fallback(image) -> uint8 CHW tensor` is the model's own Pillow transform for non-JPEG files."""
+                fallback: Callable, workers: int = 8) -> Iterator[tuple[object, list[NewImage]]]:
+    """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
+    records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
+    tensor` is the model's own Pillow transform, for what nvJPEG does not take."""
     import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
 
     m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(threads) as pool:
-        pending = pool.map(lambda f: _read(f, max_pixels), batches[0]) if batches else iter(())
-        for i in range(len(batches)):
-            raws = list(pending)
-            if i + 1 < len(batches):
-                pending = pool.map(lambda f: _read(f, max_pixels), batches[i + 1])
-            records: list[NewImage] = []
-            jpeg_raw, jpeg_rec, other = [], [], []
-            for raw in raws:
-                st = raw.stat
-                if raw.error:
-                    records.append(NewImage(st.path, st.size, st.mtime, error=raw.error))
-                elif st.path.lower().endswith(JPEG_SUFFIXES) and raw.width:
-                    jpeg_raw.append(raw)
-                else:
-                    other.append(raw)
+    cuda = torch.device(device).type == "cuda"
+    stream = torch.cuda.Stream(device) if cuda else None  # on a CPU (the tests) everything is synchronous
+    ready: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None, collate_fn=_as_is,
+                                         num_workers=workers, prefetch_factor=2 if workers else None)
+
+    def offer(item) -> bool:
+        """Hand an item to the consumer unless it has gone away."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def prepare(raw: RawBatch):
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        jpeg_records, pillow_records, pillow_pixels = raw.jpeg_records, raw.pillow_records, raw.pillow_pixels
+        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
             tensors = []
-            if jpeg_raw:
+            if jpeg_records:
                 try:
-                    decoded = decode_jpeg([torch.frombuffer(bytearray(r.data), dtype=torch.uint8) for r in jpeg_raw],
-                                          mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+                    decoded = decode_jpeg(raw.jpegs(), mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
                     tensors.append(resize_crop(decoded, side))
-                    jpeg_rec = [NewImage(r.stat.path, r.stat.size, r.stat.mtime, r.sha256, r.width, r.height)
-                                for r in jpeg_raw]
-                except RuntimeError:  # a JPEG nvJPEG cannot take (CMYK, progressive oddities): Pillow instead
-                    other = jpeg_raw + other
-            rest = []
-            for raw in other:
-                st = raw.stat
-                try:
-                    dec = read_image(Path(st.path), max_pixels)
-                    rest.append(fallback(dec.image).to(device).float())
-                    jpeg_rec.append(NewImage(st.path, st.size, st.mtime, dec.sha256, dec.width, dec.height))
-                except (BadImageError, ImageTooLargeError) as exc:
-                    records.append(NewImage(st.path, st.size, st.mtime, error=str(exc)))
-            if rest:
-                tensors.append(torch.stack(rest))
-            records = jpeg_rec + records  # records with vectors first, in the order of the pixel rows
+                except RuntimeError:  # a JPEG nvJPEG refuses (CMYK, odd progressive): Pillow for this batch
+                    retry = [_pillow(FileStat(r.path, r.size, r.mtime), max_pixels, fallback) for r in jpeg_records]
+                    jpeg_records = []
+                    pillow_records = pillow_records + [r for r, t in retry if t is not None]
+                    extra = [t for _, t in retry if t is not None]
+                    if extra:
+                        pillow_pixels = torch.cat([pillow_pixels, torch.stack(extra)]) if pillow_pixels is not None else torch.stack(extra)
+                    raw.failed.extend(r for r, t in retry if t is None)
+            if pillow_pixels is not None:
+                tensors.append(pillow_pixels.to(device).float())
             pixels = (torch.cat(tensors) / 255.0 - m) / s if tensors else None
+            done = torch.cuda.Event() if cuda else None
+            if done is not None:
+                done.record(stream)
+        return pixels, jpeg_records + pillow_records + raw.failed, done
+
+    def produce() -> None:
+        try:
+            for raw in loader:
+                if not offer(prepare(raw)):
+                    return
+            offer(None)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the consumer)
+            offer(exc)
+
+    producer = threading.Thread(target=produce, name="nvjpeg-producer", daemon=True)
+    producer.start()
+    try:
+        while (got := ready.get()) is not None:
+            if isinstance(got, BaseException):
+                raise got
+            pixels, records, done = got
+            if done is not None and pixels is not None:
+                torch.cuda.current_stream(device).wait_event(done)
+                pixels.record_stream(torch.cuda.current_stream(device))  # made on the producer's stream
             yield pixels, records
+    finally:
+        stop.set()
+        producer.join()

@@ -9,18 +9,18 @@ import time
 from pathlib import Path
 
 from .catalog import ImageCatalog
-from .vectors import VectorIndex, choose_kind
+from .vectors import IndexChoice, VectorIndex, choose_kind
 
 log = logging.getLogger(__name__)
 COLLECTIONS = ("images", "texts")
 
 
 class Store:
-    def __init__(self, folder: Path, index_kind: str = "auto", exact_limit: int = 100_000) -> None:
+    def __init__(self, folder: Path, index_kind: str = "auto", exact_limit: int = 100_000, ram_budget: int | None = None) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.catalog = ImageCatalog(folder / "catalog.sqlite")
-        self.index_kind, self.exact_limit = index_kind, exact_limit
+        self.index_kind, self.exact_limit, self.ram_budget = index_kind, exact_limit, ram_budget
         self._indexes: dict[str, tuple[int, VectorIndex]] = {}
         self._lock = threading.Lock()
         self._last_save = time.monotonic()
@@ -42,6 +42,9 @@ class Store:
             held = self._indexes.get(collection)
             if held is not None and held[0] == version:
                 return held[1]
+            # let go of the stale index first: two copies of a large one may not fit in RAM
+            self._indexes.pop(collection, None)
+            held = None
             dim = self.dim or 0
             index = VectorIndex.load(self.index_path(collection), version, dim) if dim else None
             if index is None:
@@ -52,12 +55,15 @@ class Store:
     def rebuild(self, collection: str) -> VectorIndex:
         dim = self.dim or 1
         n = self.catalog.count_images() if collection == "images" else self.catalog.count_texts()
-        choice = choose_kind(n, self.index_kind if collection == "images" else "flat", self.exact_limit)
+        choice = self.choose(collection, n)
         log.info("building %s index (%s) from the catalogue: %s", collection, choice.kind, choice.reason)
-        index = VectorIndex.build(self.catalog.iter_vectors(collection, dim), dim, choice.kind)
+        index = VectorIndex.build(self.catalog.iter_vectors(collection, dim), dim, choice.kind, expected=n)
         if n:
             index.save(self.index_path(collection), self.catalog.version(collection))
         return index
+
+    def choose(self, collection: str, n: int) -> IndexChoice:
+        return choose_kind(n, self.dim or 1, self.index_kind if collection == "images" else "flat", self.exact_limit, self.ram_budget)
 
     def note_change(self, collection: str, index: VectorIndex) -> None:
         """After the caller applied a committed catalogue change to `index` in memory."""
@@ -73,7 +79,7 @@ class Store:
         if held is None:
             return
         version, index = held
-        if index.dirty_removal or (collection == "images" and index.kind != choose_kind(len(index), self.index_kind, self.exact_limit).kind):
+        if index.dirty_removal or (collection == "images" and index.kind != self.choose(collection, len(index)).kind):
             index = self.rebuild(collection)
             with self._lock:
                 self._indexes[collection] = (version, index)

@@ -12,12 +12,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
+HNSW_M = 32
+IVFPQ_REFINE = 16  # IVF-PQ re-ranks k x this many candidates against the exact vectors
+IVFPQ_NPROBE = 32
 
 
 @dataclass(frozen=True)
@@ -26,31 +30,51 @@ class IndexChoice:
     reason: str
 
 
-def choose_kind(n: int, requested: str = "auto", exact_limit: int = 100_000) -> IndexChoice:
-    """Exact search while it is fast enough; HNSW above that. IVF-PQ only when asked (it trades
-    recall for memory, which only a collection that does not fit in RAM needs)."""
+def ram_bytes(kind: str, n: int, dim: int) -> int:
+    """Resident memory an index needs while being searched (estimates from FAISS's layouts, each
+    id map entry ~64 bytes; checked against measured RSS in benchmarks/bench_engine.py). IVF-PQ
+    holds only its 64-byte codes: its float32 vectors are memory-mapped and read per candidate."""
+    per_vector = {"flat": 4 * dim, "hnsw": 4 * dim + 2 * HNSW_M * 4 + 16, "ivfpq": 64 + 8}[kind]
+    return n * (per_vector + 64)
+
+
+def default_ram_budget() -> int:
+    """Half of this machine's physical memory: the rest is for the model, decoding and the OS."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def choose_kind(n: int, dim: int = 256, requested: str = "auto", exact_limit: int = 100_000,
+                ram_budget: int | None = None) -> IndexChoice:
+    """Exact search while it is fast enough (docs/benchmarks.md: 11 ms at 100k vectors); HNSW
+    above that while its vectors and graph fit in the RAM budget; IVF-PQ with exact re-ranking
+    beyond, which keeps only compact codes in RAM and the vectors on disk."""
     if requested not in KINDS:
         raise ValueError(f"index kind {requested!r}: choose one of {', '.join(KINDS)}")
     if requested != "auto":
         return IndexChoice(requested, "requested")
     if n <= exact_limit:
-        return IndexChoice("flat", f"{n} vectors <= exact limit {exact_limit}: exact search")
-    return IndexChoice("hnsw", f"{n} vectors > exact limit {exact_limit}: HNSW")
+        return IndexChoice("flat", f"{n:,} vectors <= exact limit {exact_limit:,}: exact search")
+    budget = default_ram_budget() if ram_budget is None else ram_budget
+    need = ram_bytes("hnsw", n, dim)
+    if need <= budget:
+        return IndexChoice("hnsw", f"{n:,} vectors > exact limit {exact_limit:,}: HNSW ({need / 2**30:.1f} GiB of RAM)")
+    return IndexChoice("ivfpq", f"HNSW over {n:,} vectors would need {need / 2**30:.1f} GiB of RAM, over the "
+                                f"{budget / 2**30:.1f} GiB budget: IVF-PQ codes in RAM, exact re-ranking from disk")
 
 
 class VectorIndex:
-    def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 128) -> None:
+    def __init__(self, dim: int, kind: str = "flat", expected: int = 0) -> None:
         import faiss
 
-        self.dim, self.kind = dim, kind
-        self._ef_search = ef_search
+        self.dim, self.kind, self.expected = dim, kind, expected
+        self.nprobe, self.refine = IVFPQ_NPROBE, IVFPQ_REFINE
         self.dirty_removal = False  # HNSW cannot delete in place: rebuild before saving
+        self._mapped: BinaryIO | None = None  # the open file behind a memory-mapped index
         if kind == "flat":
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         elif kind == "hnsw":
-            inner = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = 80
-            inner.hnsw.efSearch = ef_search
             self.index = faiss.IndexIDMap2(inner)
         elif kind == "ivfpq":
             self.index = None  # built on the first add, when there is data to train on
@@ -65,28 +89,45 @@ class VectorIndex:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.index is None:
-            self.index = _train_ivfpq(self.dim, vectors)
+            self.index = _train_ivfpq(self.dim, vectors, max(self.expected, len(vectors)))
+        self._own()
         self.index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
 
     def remove(self, ids: list[int]) -> None:
         if not ids or self.index is None:
             return
         if self.kind == "flat":
+            self._own()
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
         else:
             self.dirty_removal = True
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (n_queries, k); missing slots have id -1."""
+        import faiss
+
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if self.index is None or len(self) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         k = min(k, len(self))
+        params = None
         if self.kind == "hnsw":
-            import faiss
+            params = faiss.SearchParametersHNSW(efSearch=max(128, k))
+        elif self.kind == "ivfpq":
+            params = faiss.IndexRefineSearchParameters(k_factor=self.refine, base_index_params=faiss.SearchParametersIVF(nprobe=self.nprobe))
+        return self.index.search(queries, k, params=params)
 
-            faiss.downcast_index(self.index.index).hnsw.efSearch = max(self._ef_search, k)
-        return self.index.search(queries, k)
+    def _own(self) -> None:
+        """A memory-mapped index is read-only (FAISS aborts on writes to it): before the first
+        change, read it into memory, from the same open file even if it was replaced since."""
+        if self._mapped is None:
+            return
+        import faiss
+
+        self._mapped.seek(0)
+        self.index = faiss.read_index(faiss.PyCallbackIOReader(self._mapped.read))
+        self._mapped.close()
+        self._mapped = None
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: Path, version: int) -> None:
@@ -100,8 +141,10 @@ class VectorIndex:
         _write_json(path.with_name(path.name + ".json"), {"version": version, "kind": self.kind, "dim": self.dim, "count": len(self)})
 
     @classmethod
-    def load(cls, path: Path, version: int, dim: int) -> "VectorIndex | None":
-        """The saved index if it reflects catalogue `version`, else None."""
+    def load(cls, path: Path, version: int, dim: int, mmap: bool = True) -> "VectorIndex | None":
+        """The saved index if it reflects catalogue `version`, else None. With `mmap`, the float32
+        vectors stay in the file (the OS pages them in and may drop them), so a searching process
+        holds no second copy of them."""
         import faiss
 
         meta_path = path.with_name(path.name + ".json")
@@ -112,33 +155,36 @@ class VectorIndex:
         if meta.get("version") != version or meta.get("dim") != dim or not path.exists():
             return None
         try:
-            raw = faiss.read_index(str(path))
-        except RuntimeError as exc:
+            handle = open(path, "rb") if mmap else None
+            raw = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+        except (OSError, RuntimeError) as exc:
             log.warning("index file %s unreadable (%s); rebuilding it from the catalogue", path, exc)
             return None
-        out = cls.__new__(cls)
-        out.dim, out.kind, out.index, out._ef_search, out.dirty_removal = dim, meta["kind"], raw, 128, False
+        out = cls(dim, "flat")
+        out.kind, out.index, out._mapped = meta["kind"], raw, handle
         return out
 
     @classmethod
-    def build(cls, chunks, dim: int, kind: str) -> "VectorIndex":
-        out = cls(dim, kind)
+    def build(cls, chunks, dim: int, kind: str, expected: int = 0) -> "VectorIndex":
+        out = cls(dim, kind, expected)
         for ids, vecs in chunks:
             out.add(ids, vecs)
         return out
 
 
-def _train_ivfpq(dim: int, sample: np.ndarray, max_train: int = 100_000):
+def _train_ivfpq(dim: int, sample: np.ndarray, expected: int, max_train: int = 100_000):
+    """IVF-PQ for `expected` vectors, trained on (up to max_train of) the first batch, wrapped in
+    an exact re-ranking stage whose float32 vectors live in the same file (memory-mapped on load)."""
     import faiss
 
     # k-means cost grows with the sample: 100k points are plenty for the coarse quantiser
     sample = sample[np.random.default_rng(0).permutation(len(sample))[:max_train]] if len(sample) > max_train else sample
-    nlist = int(max(1, min(65536, 4 * np.sqrt(max(len(sample), 1)), len(sample) // 39)))
+    nlist = int(max(1, min(65536, 4 * np.sqrt(expected), len(sample) // 39)))
     m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim // 4 or m == 1)
-    index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+    base = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexRefineFlat(base)
     index.train(sample)
-    index.nprobe = min(nlist, 32)
-    return faiss.IndexIDMap2(index) if not isinstance(index, faiss.IndexIDMap2) else index
+    return faiss.IndexIDMap2(index)
 
 
 def _write_json(path: Path, data: dict) -> None:
