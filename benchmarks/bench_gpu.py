@@ -3,12 +3,15 @@ both RANDOMLY INITIALISED (the real architectures; speed does not depend on weig
 real weights cannot travel to the GPU machine). One run, one table.
 
     python benchmarks/bench_gpu.py                      # on the GPU machine
+    python benchmarks/bench_gpu.py --pipeline-only --readers 4 14 --compile   # the table in docs/benchmarks.md
     python benchmarks/bench_gpu.py --images 200 --model-batch 16 --iters 3   # smoke run on a CPU
 
 Rows: model-only images/s on preprocessed tensors already on the device (bf16 autocast); end to
 end from JPEGs on disk through viewfinder's own ingest stages (decode + resize in DataLoader
 worker processes with JPEG draft mode, pinned memory, non-blocking copies, bf16); the same with
-JPEG decoding on the GPU (torchvision.io.decode_jpeg / nvJPEG, resize on the GPU); text encoding."""
+JPEG decoding on the GPU (torchvision.io.decode_jpeg / nvJPEG, resize on the GPU); text encoding.
+--pipeline-only: the ceiling, each stage of viewfinder's CUDA path alone, the path itself (with the
+producer thread's time split), and Engine.index with its catalogue writes."""
 
 from __future__ import annotations
 
@@ -20,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from viewfinder.config import Config
 from viewfinder.ingest.gpu_decode import resize_crop
 
 from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
 
 
-READERS = max(1, (os.cpu_count() or 2) - 2)  # Engine's default worker count on a GPU
+READERS = Config().workers  # the default worker count
 
 
 def model_only(enc, batch: int, iters: int, compile_model: bool = False) -> float:
@@ -150,7 +154,7 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     return n / elapsed, util.mean
 
 
-def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int = 0) -> tuple[float, str]:
+def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int = 0, cpu_share: float = 0.0, model: bool = True) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py), without the catalogue writes."""
     from viewfinder.ingest.gpu_decode import gpu_batches
     from viewfinder.ingest.walk import FileStat
@@ -159,22 +163,25 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int = 0) ->
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
     rates = []
     for _ in range(2):  # the first pass includes nvJPEG's and the allocator's start-up
-        n = 0
+        n, clock = 0, {}
         with GpuUtilisation() as util:
             t = time.perf_counter()
-            for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers or READERS):
-                enc.encode_image_tensors(pixels)
+            for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers or READERS,
+                                         cpu_share, timings=clock):
+                if model:
+                    enc.encode_image_tensors(pixels)
                 n += len(pixels)
             synchronize(enc.device)
-            rates.append(n / (time.perf_counter() - t))
-    return rates[1], f"{util.mean} (first pass {rates[0]:,.0f}/s)"
+            elapsed = time.perf_counter() - t
+            rates.append(n / elapsed)
+    split = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in clock.items())
+    return rates[1], f"{util.mean} (first pass {rates[0]:,.0f}/s; producer thread: {split})"
 
 
 def viewfinder_index(enc, folder: Path) -> tuple[float, str]:
     """`Engine.index` itself: the CUDA path plus the SQLite catalogue, the FAISS index and its
     checkpoint, default batch size: what `viewfinder index DIR` does on this machine."""
     from viewfinder import Engine
-    from viewfinder.config import Config
 
     reports = []
     for _ in range(2):  # each pass into a new catalogue; the second is reported
@@ -256,6 +263,8 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=16384)
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
     ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: cores - 2)")
+    ap.add_argument("--cpu-share", type=float, nargs="*", default=[0.0], help="fractions of JPEGs the reader processes decode")
+    ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
     args = ap.parse_args()
@@ -270,6 +279,8 @@ def main() -> None:
     models = [("ViT-B/32", random_vit_b_32, ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))),
               ("mini", lambda device: random_mini(device, args.vocab), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))]
     for name, build, (mean, std) in models:
+        if args.models and name not in args.models:
+            continue
         enc = build(device)
         ceiling = model_only(enc, args.model_batch, args.iters)
         rows.append((name, "model only (tensors on device)", f"{ceiling:,.0f}", "1.00", ""))
@@ -277,8 +288,13 @@ def main() -> None:
             if args.pipeline_only:
                 rows += [(name, what, rate, "", note) for what, rate, note in stage_rates(enc, files, args.pipeline_batch)]
             for readers in args.readers or [READERS]:
-                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers)
-                rows.append((name, f"viewfinder CUDA path: {readers} reader processes, nvJPEG + resize on a side stream", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+                for share in args.cpu_share:
+                    vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, share)
+                    rows.append((name, f"viewfinder CUDA path: {readers} reader processes, {share:.0%} of JPEGs decoded by them, the rest by nvJPEG",
+                                 f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+            if args.pipeline_only:
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, model=False)
+                rows.append((name, "the same, all nvJPEG, no model (decode + resize only)", f"{vf:,.0f}", "", vutil))
             ix, ixnote = viewfinder_index(enc, folder)
             rows.append((name, "Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint)", f"{ix:,.0f}", f"{ix / ceiling:.2f}", ixnote))
         if args.compile and device == "cuda":

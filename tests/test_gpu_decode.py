@@ -84,3 +84,14 @@ def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, 
     assert by_name["cut.jpg"].error and "cut.jpg" in by_name["cut.jpg"].error
     assert by_name["rocket.jpg"].error is None and by_name["aloeL.jpg"].error is None
     assert pixels.shape[0] == 2 and [r.error for r in records[:2]] == [None, None]
+
+
+def test_a_share_of_the_jpegs_can_be_decoded_by_the_workers(tmp_path, photos, tiny_spec):
+    from viewfinder.ingest.gpu_decode import read_batch
+
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "aloeL.jpg"])
+    transform, _, _ = load_encoder(tiny_spec, device="cpu").uint8_transform()
+    raw = read_batch(scan(folder), 89_478_485, transform, cpu_share=0.5)
+    assert len(raw.jpeg_records) == 2 and len(raw.pillow_records) == 2 and raw.pillow_pixels.shape[0] == 2
+    assert {r.path for r in raw.jpeg_records + raw.pillow_records} == {f.path for f in scan(folder)}
+    assert all(len(r.sha256) == 64 and r.width for r in raw.jpeg_records + raw.pillow_records)

@@ -28,7 +28,9 @@ class Config:
     model: str | None = None  # None: the model stored in the catalogue, else DEFAULT_MODEL
     device: str = "auto"
     batch_size: int | None = None  # images per model batch; None: 256 on a GPU, 32 on a CPU
-    workers: int | None = None  # decode processes; None: up to 4 on a CPU, all cores but two on a GPU
+    # decode processes. On a GPU 4 outpace nvJPEG, and more slowed it: its Huffman decoding needs
+    # the other cores (docs/benchmarks.md)
+    workers: int = max(1, min(4, (os.cpu_count() or 1)))
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
     gpu_decode: bool = True  # on CUDA, decode JPEGs with nvJPEG (ingest/gpu_decode.py)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -65,14 +64,6 @@ class Engine:
         """Large batches keep a GPU busy (docs/benchmarks.md); small ones bound CPU memory."""
         return self.config.batch_size or (256 if self.encoder.device == "cuda" else 32)
 
-    @property
-    def workers(self) -> int:
-        """On a CPU the model needs the cores; on a GPU the workers only read, check and hash."""
-        if self.config.workers is not None:
-            return self.config.workers
-        cores = os.cpu_count() or 1
-        return max(1, cores - 2) if self.encoder.device == "cuda" else max(1, min(4, cores))
-
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.encoder.encode_images(list(images), batch_size=self.batch_size)
 
@@ -83,7 +74,7 @@ class Engine:
     def index(self, folder: str | Path, progress: bool = True, on_error: Callable[[str], None] | None = None) -> IndexReport:
         """Add, update and drop the images under `folder`; resumable, skips unchanged files."""
         return index_folder(
-            Path(folder), self.store, self.encoder, batch_size=self.batch_size, workers=self.workers,
+            Path(folder), self.store, self.encoder, batch_size=self.batch_size, workers=self.config.workers,
             max_pixels=self.config.max_pixels, checkpoint_seconds=self.config.checkpoint_seconds,
             progress=progress, on_error=on_error, gpu_decode=self.config.gpu_decode,
         )

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import ViewfinderError
 from ..store import NewImage, Store
-from .pipeline import DRAFT_SIZE, IndexReport, commit_batch, start_run
+from .decode import DRAFT_SIZE
+from .pipeline import IndexReport, commit_batch, start_run
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from PIL import Image
 
 from ..errors import BadImageError, ImageTooLargeError
 from ..store import NewImage
-from .decode import read_image
+from .decode import DRAFT_SIZE, read_image
 from .walk import FileStat
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
@@ -46,7 +47,7 @@ class RawBatch:
 def _pillow(stat: FileStat, max_pixels: int, transform: Callable) -> tuple[NewImage, object]:
     """(record, uint8 CHW tensor or None) through Pillow, for what nvJPEG does not take."""
     try:
-        dec = read_image(Path(stat.path), max_pixels)
+        dec = read_image(Path(stat.path), max_pixels, DRAFT_SIZE)
     except (BadImageError, ImageTooLargeError) as exc:
         return NewImage(stat.path, stat.size, stat.mtime, error=str(exc)), None
     return NewImage(stat.path, stat.size, stat.mtime, dec.sha256, dec.width, dec.height), transform(dec.image)
@@ -72,12 +73,16 @@ def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> NewImage | 
     return NewImage(stat.path, stat.size, stat.mtime, hashlib.sha256(slot).hexdigest(), w, h)
 
 
-def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) -> RawBatch:
+def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, cpu_share: float = 0.0) -> RawBatch:
     """One batch, in a worker: JPEG bytes into one tensor already in shared memory (the DataLoader
-    then passes a handle, not a copy), other formats and refused JPEGs decoded by Pillow."""
+    then passes a handle, not a copy), other formats and refused JPEGs decoded by Pillow. With
+    `cpu_share`, that fraction of the batch's JPEGs is decoded here too, when nvJPEG is the
+    slowest stage and the workers have cores to spare."""
     import torch
 
     jpeg = [f for f in files if f.path.lower().endswith(JPEG_SUFFIXES)]
+    jpeg = jpeg[: len(jpeg) - int(cpu_share * len(jpeg))]
+    on_gpu = {f.path for f in jpeg}
     # allocated in shared memory from the start, as DataLoader's own collate does, so the bytes
     # are written once (by the read) and never copied on their way to the main process
     buf = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(sum(f.size for f in jpeg)))
@@ -86,7 +91,7 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) 
     start = 0
     for f in files:
         record = None
-        if f.path.lower().endswith(JPEG_SUFFIXES):
+        if f.path in on_gpu:
             record = _read_jpeg(f, view[start : start + f.size], max_pixels)
             if record is not None and record.error is None:
                 spans.append((start, start + f.size))
@@ -105,15 +110,15 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) 
 class _Batches:
     """A map-style dataset whose items are whole batches, read by DataLoader workers."""
 
-    def __init__(self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable) -> None:
+    def __init__(self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable, cpu_share: float = 0.0) -> None:
         self.batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-        self.max_pixels, self.transform = max_pixels, transform
+        self.max_pixels, self.transform, self.cpu_share = max_pixels, transform, cpu_share
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> RawBatch:
-        return read_batch(self.batches[i], self.max_pixels, self.transform)
+        return read_batch(self.batches[i], self.max_pixels, self.transform, self.cpu_share)
 
 
 def _as_is(batch: RawBatch) -> RawBatch:
@@ -144,11 +149,15 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
 
 
 def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: int, mean, std, max_pixels: int,
-                fallback: Callable, workers: int = 8) -> Iterator[tuple[object, list[NewImage]]]:
+                fallback: Callable, workers: int = 8, cpu_share: float = 0.0,
+                timings: dict[str, float] | None = None) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
-    tensor` is the model's own Pillow transform, for what nvJPEG does not take."""
+    tensor` is the model's own Pillow transform, for what nvJPEG does not take. `timings`, if
+    given, collects the producer thread's seconds per step (where the time goes)."""
     import torch
+
+    clock = timings if timings is not None else {}
 
     m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=device).view(1, 3, 1, 1)
@@ -156,7 +165,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     stream = torch.cuda.Stream(device) if cuda else None  # on a CPU (the tests) everything is synchronous
     ready: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None, collate_fn=_as_is,
+    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback, cpu_share), batch_size=None, collate_fn=_as_is,
                                          num_workers=workers, prefetch_factor=2 if workers else None)
 
     def offer(item) -> bool:
@@ -177,8 +186,11 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
             tensors = []
             if jpeg_records:
                 try:
+                    t = time.perf_counter()
                     decoded = decode_jpeg(raw.jpegs(), mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+                    t = _tick(clock, "nvJPEG decode call", t)
                     tensors.append(resize_crop(decoded, side))
+                    _tick(clock, "resize launch", t)
                 except RuntimeError:  # a JPEG nvJPEG refuses (CMYK, odd progressive): Pillow for this batch
                     retry = [_pillow(FileStat(r.path, r.size, r.mtime), max_pixels, fallback) for r in jpeg_records]
                     jpeg_records = []
@@ -197,9 +209,14 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
 
     def produce() -> None:
         try:
+            t = time.perf_counter()
             for raw in loader:
-                if not offer(prepare(raw)):
+                t = _tick(clock, "wait for the readers", t)
+                item = prepare(raw)
+                t = _tick(clock, "decode + resize (all)", t)
+                if not offer(item):
                     return
+                t = _tick(clock, "wait for the model", t)
             offer(None)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the consumer)
             offer(exc)
@@ -218,3 +235,9 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     finally:
         stop.set()
         producer.join()
+
+
+def _tick(clock: dict[str, float], step: str, since: float) -> float:
+    now = time.perf_counter()
+    clock[step] = clock.get(step, 0.0) + now - since
+    return now

@@ -15,13 +15,10 @@ import numpy as np
 
 from ..errors import BadImageError, ViewfinderError
 from ..store import NewImage, Store
-from .decode import read_image, sha256_file
+from .decode import DRAFT_SIZE, read_image, sha256_file
 from .walk import FileStat, scan
 
 log = logging.getLogger(__name__)
-# JPEGs are decoded at the smallest DCT scale that still gives this many pixels a side: twice the
-# usual 224 model input, so the resize that follows keeps its quality.
-DRAFT_SIZE = 448
 
 
 @dataclass
