@@ -81,17 +81,24 @@ class GpuUtilisation:
         self._stop = threading.Event()
 
     def __enter__(self) -> "GpuUtilisation":
-        if shutil.which("nvidia-smi"):
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
+        try:  # NVML in this process: starting nvidia-smi every 200 ms would itself take most of a core
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self._read = lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        except Exception:  # noqa: BLE001  (no NVML: fall back to the command line tool, or to nothing)
+            if not shutil.which("nvidia-smi"):
+                return self
+            self._read = _nvidia_smi_utilisation
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"],
-                                     capture_output=True, text=True, timeout=5).stdout.strip()
-                self.samples.append(float(out.splitlines()[0]))
+                self.samples.append(self._read())
             except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
                 pass
             time.sleep(0.2)
@@ -102,6 +109,12 @@ class GpuUtilisation:
     @property
     def mean(self) -> str:
         return f"{np.mean(self.samples):.0f}%" if self.samples else "n/a"
+
+
+def _nvidia_smi_utilisation() -> float:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"],
+                         capture_output=True, text=True, timeout=5).stdout.strip()
+    return float(out.splitlines()[0])
 
 
 def synchronize(device: str) -> None:

@@ -39,6 +39,7 @@ class RawBatch:
     pillow_pixels: object  # uint8 (N,3,side,side) tensor or None
     pillow_records: list[NewImage]
     failed: list[NewImage]
+    seconds: float = 0.0  # the worker's time on it
 
     def jpegs(self) -> list:
         return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
@@ -80,6 +81,7 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, 
     slowest stage and the workers have cores to spare."""
     import torch
 
+    started = time.perf_counter()
     jpeg = [f for f in files if f.path.lower().endswith(JPEG_SUFFIXES)]
     jpeg = jpeg[: len(jpeg) - int(cpu_share * len(jpeg))]
     on_gpu = {f.path for f in jpeg}
@@ -104,7 +106,8 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, 
                 pixels.append(tensor)
         if record.error is not None:
             failed.append(record)
-    return RawBatch(buf, spans, jpeg_records, torch.stack(pixels) if pixels else None, pillow_records, failed)
+    return RawBatch(buf, spans, jpeg_records, torch.stack(pixels) if pixels else None, pillow_records, failed,
+                    time.perf_counter() - started)
 
 
 class _Batches:
@@ -165,6 +168,9 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     stream = torch.cuda.Stream(device) if cuda else None  # on a CPU (the tests) everything is synchronous
     ready: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
+    # Pass shared memory by name: the default passes a file descriptor, which the receiving thread
+    # must fetch from a helper thread in the (busy, GIL-bound) worker for every batch.
+    torch.multiprocessing.set_sharing_strategy("file_system")
     loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback, cpu_share), batch_size=None, collate_fn=_as_is,
                                          num_workers=workers, prefetch_factor=2 if workers else None)
 
@@ -212,6 +218,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
             t = time.perf_counter()
             for raw in loader:
                 t = _tick(clock, "wait for the readers", t)
+                clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
                 item = prepare(raw)
                 t = _tick(clock, "decode + resize (all)", t)
                 if not offer(item):
