@@ -70,7 +70,7 @@ def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
     batches = gpu_batches(scan(folder), 1, "cpu", 32, mean, std, 89_478_485, transform, workers=2)
     next(batches)
     batches.close()  # the consumer goes away (an error in the model, Ctrl-C)
-    assert not any(t.name == "nvjpeg-producer" for t in threading.enumerate())
+    assert not any(t.name in ("nvjpeg-producer", "reader-batches") for t in threading.enumerate())
 
 
 def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, tiny_spec):
@@ -95,3 +95,17 @@ def test_a_share_of_the_jpegs_can_be_decoded_by_the_workers(tmp_path, photos, ti
     assert len(raw.jpeg_records) == 2 and len(raw.pillow_records) == 2 and raw.pillow_pixels.shape[0] == 2
     assert {r.path for r in raw.jpeg_records + raw.pillow_records} == {f.path for f in scan(folder)}
     assert all(len(r.sha256) == 64 and r.width for r in raw.jpeg_records + raw.pillow_records)
+
+
+def test_background_stage_raises_its_error_in_the_caller():
+    from viewfinder.ingest.gpu_decode import in_background
+
+    def items():
+        yield 1
+        raise ValueError("bad batch")
+
+    got = []
+    with pytest.raises(ValueError, match="bad batch"):
+        for x in in_background(items(), "test-stage"):
+            got.append(x)
+    assert got == [1]

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 
@@ -161,32 +161,20 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     import torch
 
     clock = timings if timings is not None else {}
-
     m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=device).view(1, 3, 1, 1)
     cuda = torch.device(device).type == "cuda"
     stream = torch.cuda.Stream(device) if cuda else None  # on a CPU (the tests) everything is synchronous
-    ready: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
     # Pass shared memory by name: the default passes a file descriptor, which the receiving thread
     # must fetch from a helper thread in the (busy, GIL-bound) worker for every batch.
     torch.multiprocessing.set_sharing_strategy("file_system")
-    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback, cpu_share), batch_size=None, collate_fn=_as_is,
-                                         num_workers=workers, prefetch_factor=2 if workers else None)
-
-    def offer(item) -> bool:
-        """Hand an item to the consumer unless it has gone away."""
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback, cpu_share), batch_size=None,
+                                         collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
     def prepare(raw: RawBatch):
         from torchvision.io import ImageReadMode, decode_jpeg
 
+        clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
         jpeg_records, pillow_records, pillow_pixels = raw.jpeg_records, raw.pillow_records, raw.pillow_pixels
         with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
             tensors = []
@@ -213,35 +201,65 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
                 done.record(stream)
         return pixels, jpeg_records + pillow_records + raw.failed, done
 
-    def produce() -> None:
-        try:
+    def timed(batches: Iterator, step: str) -> Iterator:
+        t = time.perf_counter()
+        for item in batches:
+            _tick(clock, step, t)
+            yield item
             t = time.perf_counter()
-            for raw in loader:
-                t = _tick(clock, "wait for the readers", t)
-                clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
-                item = prepare(raw)
-                t = _tick(clock, "decode + resize (all)", t)
-                if not offer(item):
-                    return
-                t = _tick(clock, "wait for the model", t)
-            offer(None)
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the consumer)
-            offer(exc)
 
-    producer = threading.Thread(target=produce, name="nvjpeg-producer", daemon=True)
-    producer.start()
+    # Three threads: one receives batches from the reader processes, one decodes them, and the
+    # caller's runs the model; each hands over through a short queue.
+    received = in_background(loader, "reader-batches")
+    prepared = (prepare(raw) for raw in timed(received, "wait for the readers"))
+    for pixels, records, done in in_background(prepared, "nvjpeg-producer"):
+        if done is not None and pixels is not None:
+            torch.cuda.current_stream(device).wait_event(done)
+            pixels.record_stream(torch.cuda.current_stream(device))  # made on the producer's stream
+        yield pixels, records
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def in_background(items: Iterable, name: str, depth: int = 2) -> Iterator:
+    """Iterate `items` in a thread of its own, up to `depth` items ahead of the caller. An error
+    there is raised here; closing the returned generator stops the thread (and closes `items`)."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            with contextlib.closing(items) if hasattr(items, "close") else contextlib.nullcontext():
+                for item in items:
+                    if not offer(item):
+                        return
+            offer(end)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
+            offer(_Raised(exc))
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
     try:
-        while (got := ready.get()) is not None:
-            if isinstance(got, BaseException):
-                raise got
-            pixels, records, done = got
-            if done is not None and pixels is not None:
-                torch.cuda.current_stream(device).wait_event(done)
-                pixels.record_stream(torch.cuda.current_stream(device))  # made on the producer's stream
-            yield pixels, records
+        while (item := ready.get()) is not end:
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
     finally:
         stop.set()
-        producer.join()
+        thread.join()
 
 
 def _tick(clock: dict[str, float], step: str, since: float) -> float:
