@@ -1,9 +1,10 @@
 """JPEG decoding on the GPU (nvJPEG through torchvision) for the indexing pipeline.
 
-Three stages run at once (measured on an H100, docs/benchmarks.md):
+Four stages run at once (measured on an H100, docs/benchmarks.md):
 - worker processes read a whole batch of files, check headers against the pixel limit and hash
   them, and hand the JPEG bytes back as one shared-memory tensor (one handle per batch, not one
   pickle per file); other formats are decoded there by Pillow;
+- a thread receives those batches from the workers;
 - a producer thread decodes each batch with nvJPEG and resizes it, on its own CUDA stream;
 - the caller runs the model on batch n on the default stream while batch n+1 is decoded.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
