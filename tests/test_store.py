@@ -117,3 +117,22 @@ def test_memory_mapped_index_searches_then_copies_itself_before_a_change(tmp_pat
     mapped.remove([0])
     assert len(mapped) == (5000 if kind == "flat" else 5001)
     assert 7000 in mapped.search(data[:1], 2)[1][0]
+
+
+def test_checkpoint_switches_kind_when_the_collection_outgrows_exact_search(tmp_path):
+    store = Store(tmp_path / "db", exact_limit=50)
+    store.catalog.bind_model("m", 8, "w")
+    vecs = _unit(120, 8)
+    all_ids = []
+    for start in range(0, 120, 40):  # as the indexing pipeline commits batches
+        index = store.vectors("images")
+        ids = store.catalog.write_batch([NewImage(f"/{i}.jpg", 1, 1.0, f"h{i}") for i in range(start, start + 40)], vecs[start : start + 40])
+        index.add(np.asarray(ids), vecs[start : start + 40])
+        all_ids += ids
+        store.note_change("images", index)
+        store.checkpoint("images")
+    index = store.vectors("images")
+    assert index.kind == "hnsw" and len(index) == 120
+    _, got = index.search(vecs[70:71], 1)
+    assert got[0][0] == all_ids[70]
+    assert Store(tmp_path / "db", exact_limit=50).vectors("images").kind == "hnsw"  # saved as such

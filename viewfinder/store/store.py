@@ -80,9 +80,12 @@ class Store:
             return
         version, index = held
         if index.dirty_removal or (collection == "images" and index.kind != self.choose(collection, len(index)).kind):
-            index = self.rebuild(collection)
+            # rebuilt from the catalogue with the old one let go first: a large index may not fit
+            # twice (searches wait for the new one)
+            del index, held
             with self._lock:
-                self._indexes[collection] = (version, index)
+                self._indexes.pop(collection, None)
+                self._indexes[collection] = (version, self.rebuild(collection))
         else:
             index.save(self.index_path(collection), version)
         self._last_save = time.monotonic()
