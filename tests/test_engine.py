@@ -99,3 +99,21 @@ def test_image_to_text(tmp_path, folder, tiny_spec):
         assert {h.text for h in res.hits} == {"a cat", "a rocket"}
         want = eng.encode_texts(["a cat", "a rocket"]) @ eng.encode_images([__import__("PIL.Image").Image.open(folder / "chelsea.png")])[0]
         assert res.hits[0].score == pytest.approx(float(np.max(want)), abs=1e-5)
+
+
+def test_in_order_writer_keeps_order_and_raises_its_error_at_the_end():
+    from viewfinder.ingest.pipeline import InOrderWriter
+
+    written = []
+
+    def write(n):
+        if n == 3:
+            raise OSError("disk full")
+        written.append(n)
+
+    with pytest.raises(OSError, match="disk full"):
+        with InOrderWriter(write) as writer:
+            for n in range(3):
+                writer.put(n)
+            writer.put(3)
+    assert written == [0, 1, 2]
