@@ -129,13 +129,14 @@ def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int
         truth = _exact_top10(collection(centres, n), q)
         for kind in kinds:
             t = time.perf_counter()
-            index = VectorIndex.build(collection(centres, n), dim, kind, expected=n)
+            impl = USearchIndex if kind == "usearch" else VectorIndex
+            index = impl.build(collection(centres, n), dim, kind, expected=n)
             build = time.perf_counter() - t
-            index.save(tmp / "index.faiss", version=1)
+            index.save(tmp / "index.bin", version=1)
             del index
             _release_freed_memory()
             before = anon_rss()
-            index = VectorIndex.load(tmp / "index.faiss", 1, dim)
+            index = impl.load(tmp / "index.bin", 1, dim)
             settings = [(32, 16)] if kind != "ivfpq" else ([(p, r) for p in (16, 32, 64) for r in (4, 16, 64)] if grid else [(index.nprobe, index.refine)])
             for nprobe, refine in settings:
                 index.nprobe, index.refine = nprobe, refine
@@ -149,11 +150,43 @@ def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int
                 label = f"{n:>10,} x {dim}  {kind:<5}" + (f" nprobe {nprobe:<2} refine {refine:<2}" if kind == "ivfpq" else "")
                 rows.append((label, f"p50 {percentile_ms(times, 50):7.2f} ms  p95 {percentile_ms(times, 95):7.2f} ms",
                              f"batch 64: {per_batch64:7.1f} ms; first pass p50 {percentile_ms(cold, 50):.2f} ms; recall@10 {recall:.3f}; build {build:.1f} s; "
-                             f"RAM {(anon_rss() - before) / 2**20:,.0f} MiB; file {(tmp / 'index.faiss').stat().st_size / 2**20:,.0f} MiB"))
+                             f"RAM {(anon_rss() - before) / 2**20:,.0f} MiB; file {(tmp / 'index.bin').stat().st_size / 2**20:,.0f} MiB"))
                 print(rows[-1], flush=True)
             del index
     shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+class USearchIndex:
+    """usearch's HNSW (connectivity 32, expansion 80 / 128 like the FAISS HNSW row), behind the
+    same build / save / load / search calls as VectorIndex, loaded as a memory-mapped view."""
+
+    nprobe = refine = 0
+
+    def __init__(self, index) -> None:
+        self.index = index
+
+    @classmethod
+    def build(cls, chunks, dim: int, kind: str, expected: int = 0) -> "USearchIndex":
+        from usearch.index import Index
+
+        index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=32, expansion_add=80, expansion_search=128)
+        for ids, vecs in chunks:
+            index.add(ids, vecs)
+        return cls(index)
+
+    def save(self, path: Path, version: int) -> None:
+        self.index.save(str(path))
+
+    @classmethod
+    def load(cls, path: Path, version: int, dim: int) -> "USearchIndex":
+        from usearch.index import Index
+
+        return cls(Index.restore(str(path), view=True))
+
+    def search(self, queries: np.ndarray, k: int):
+        found = self.index.search(queries, k)  # one query comes back as 1-d arrays
+        return np.atleast_2d(found.distances), np.atleast_2d(found.keys).astype(np.int64)
 
 
 def _time_queries(index, q: np.ndarray) -> tuple[list[float], list[np.ndarray]]:
@@ -188,7 +221,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=256, help="mini's embedding size")
-    ap.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"])
+    ap.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"], help="also: usearch (pip install usearch)")
     ap.add_argument("--ivfpq-grid", action="store_true", help="IVF-PQ at several nprobe / re-rank factors")
     args = ap.parse_args()
     import faiss
