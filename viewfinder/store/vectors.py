@@ -34,9 +34,10 @@ class IndexChoice:
 
 
 def ram_bytes(kind: str, n: int, dim: int) -> int:
-    """Resident memory an index needs while being searched (estimates from FAISS's layouts, each
-    id map entry ~64 bytes; checked against measured RSS in benchmarks/bench_engine.py). IVF-PQ
-    holds only its 64-byte codes: its float32 vectors are memory-mapped and read per candidate."""
+    """Memory an index needs while being searched fast (estimates from FAISS's layouts, each id
+    map entry ~64 bytes; checked against measured RSS in benchmarks/bench_engine.py). HNSW walks
+    its graph over the vectors, so those must stay in RAM; IVF-PQ scans its 64-byte codes and
+    reads its re-ranking copies only for the candidates, which can come from disk."""
     per_vector = {"flat": 4 * dim, "hnsw": 4 * dim + 2 * HNSW_M * 4 + 16, "ivfpq": 64 + 8}[kind]
     return n * (per_vector + 64)
 
@@ -176,8 +177,11 @@ class VectorIndex:
 
 
 def _train_ivfpq(dim: int, sample: np.ndarray, expected: int, max_train: int = 100_000):
-    """IVF-PQ for `expected` vectors, trained on (up to max_train of) the first batch, wrapped in
-    an exact re-ranking stage whose float32 vectors live in the same file (memory-mapped on load)."""
+    """IVF-PQ for `expected` vectors, trained on (up to max_train of) the first batch, wrapped in a
+    re-ranking stage over float16 copies of the vectors (half of float32, so building a 10M x 512
+    index needs 11 GB; memory-mapped on load). It only orders the candidates: the scores shown
+    are recomputed from the catalogue's float32. (8-bit copies, a quarter, lost half the true
+    neighbours of near-duplicates, whose scores differ in the third decimal.)"""
     import faiss
 
     # k-means cost grows with the sample: 100k points are plenty for the coarse quantiser
@@ -185,7 +189,7 @@ def _train_ivfpq(dim: int, sample: np.ndarray, expected: int, max_train: int = 1
     nlist = int(max(1, min(65536, 4 * np.sqrt(expected), len(sample) // 39)))
     m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim // 4 or m == 1)
     base = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
-    index = faiss.IndexRefineFlat(base)
+    index = faiss.IndexRefine(base, faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT))
     index.train(sample)
     return faiss.IndexIDMap2(index)
 
