@@ -64,11 +64,7 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             width, height = im.size
-            if width * height > max_pixels:
-                raise ImageTooLargeError(
-                    f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,}; "
-                    "raise max_pixels (--max-pixels) to index it"
-                )
+            check_pixels(name, width, height, max_pixels)
             if draft_size and im.format == "JPEG":
                 im.draft("RGB", (draft_size, draft_size))  # decode at reduced scale: far less work
             im.seek(0)
@@ -84,6 +80,15 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImageError(f"{name}: truncated or corrupt image ({exc}); re-export or re-download it") from exc
     return DecodedImage(rgb, digest, width, height)
+
+
+def check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image bigger than max_pixels, from its header, before decoding it."""
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,}; "
+            "raise max_pixels (--max-pixels) to index it"
+        )
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

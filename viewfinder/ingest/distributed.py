@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import ViewfinderError
 from ..store import NewImage, Store
-from .decode import DRAFT_SIZE
-from .pipeline import IndexReport, commit_batch, start_run
+from .pipeline import IndexReport, commit_batch, decode_for_model, start_run
+from .walk import FileStat
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +38,14 @@ class EmbedActor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from ..errors import BadImageError
-        from .decode import read_image
-
         tensors, errors, shas, widths, heights = [], [], [], [], []
         for path in batch["path"]:
-            try:
-                dec = read_image(Path(path), self.max_pixels, DRAFT_SIZE)
-                tensors.append(self.transform(dec.image))
-                errors.append("")
-                shas.append(dec.sha256)
-                widths.append(dec.width)
-                heights.append(dec.height)
-            except BadImageError as exc:
-                tensors.append(None)
-                errors.append(str(exc))
-                shas.append("")
-                widths.append(0)
-                heights.append(0)
+            record, tensor = decode_for_model(FileStat(str(path), 0, 0.0), self.transform, self.max_pixels)
+            tensors.append(tensor)
+            errors.append(record.error or "")
+            shas.append(record.sha256 or "")
+            widths.append(record.width or 0)
+            heights.append(record.height or 0)
         ok = [t for t in tensors if t is not None]
         vecs = self.encoder.encode_image_tensors(torch.stack(ok), self.mean, self.std) if ok else np.zeros((0, 1), np.float32)
         dim = vecs.shape[1] if len(ok) else 1

@@ -23,9 +23,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 
-from ..errors import BadImageError, ImageTooLargeError
+from ..errors import ImageTooLargeError
 from ..store import NewImage
-from .decode import DRAFT_SIZE, read_image
+from .decode import check_pixels
+from .pipeline import decode_for_model
 from .walk import FileStat
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
@@ -46,15 +47,6 @@ class RawBatch:
         return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
 
 
-def _pillow(stat: FileStat, max_pixels: int, transform: Callable) -> tuple[NewImage, object]:
-    """(record, uint8 CHW tensor or None) through Pillow, for what nvJPEG does not take."""
-    try:
-        dec = read_image(Path(stat.path), max_pixels, DRAFT_SIZE)
-    except (BadImageError, ImageTooLargeError) as exc:
-        return NewImage(stat.path, stat.size, stat.mtime, error=str(exc)), None
-    return NewImage(stat.path, stat.size, stat.mtime, dec.sha256, dec.width, dec.height), transform(dec.image)
-
-
 def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> NewImage | None:
     """Check a JPEG's header, read it into `slot` (sized at scan time) and hash it there, with no
     copy of the bytes. None when Pillow should take it (not a plain JPEG, or changed on disk)."""
@@ -69,9 +61,10 @@ def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> NewImage | 
                 return None
     except Exception:  # noqa: BLE001  (Pillow gives the precise reason)
         return None
-    if w * h > max_pixels:
-        return NewImage(stat.path, stat.size, stat.mtime, error=f"{stat.path}: {w}x{h} = {w * h:,} pixels is over the "
-                                                                 f"limit of {max_pixels:,}; raise max_pixels (--max-pixels) to index it")
+    try:
+        check_pixels(stat.path, w, h, max_pixels)
+    except ImageTooLargeError as exc:
+        return NewImage(stat.path, stat.size, stat.mtime, error=str(exc))
     return NewImage(stat.path, stat.size, stat.mtime, hashlib.sha256(slot).hexdigest(), w, h)
 
 
@@ -101,7 +94,7 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, 
                 jpeg_records.append(record)
             start += f.size
         if record is None:
-            record, tensor = _pillow(f, max_pixels, transform)
+            record, tensor = decode_for_model(f, transform, max_pixels)
             if tensor is not None:
                 pillow_records.append(record)
                 pixels.append(tensor)
@@ -187,7 +180,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
                     tensors.append(resize_crop(decoded, side))
                     _tick(clock, "resize launch", t)
                 except RuntimeError:  # a JPEG nvJPEG refuses (CMYK, odd progressive): Pillow for this batch
-                    retry = [_pillow(FileStat(r.path, r.size, r.mtime), max_pixels, fallback) for r in jpeg_records]
+                    retry = [decode_for_model(FileStat(r.path, r.size, r.mtime), fallback, max_pixels) for r in jpeg_records]
                     jpeg_records = []
                     pillow_records = pillow_records + [r for r, t in retry if t is not None]
                     extra = [t for _, t in retry if t is not None]

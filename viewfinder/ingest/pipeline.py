@@ -90,8 +90,20 @@ def _same_hash(f: FileStat, sha: str) -> bool:
         return False
 
 
+def decode_for_model(f: FileStat, transform: Callable, max_pixels: int, draft_size: int | None = DRAFT_SIZE) -> tuple[NewImage, object]:
+    """(record, model input tensor), or (record with the failure reason, None)."""
+    try:
+        dec = read_image(Path(f.path), max_pixels, draft_size)
+        tensor = transform(dec.image)
+    except BadImageError as exc:
+        return NewImage(f.path, f.size, f.mtime, error=str(exc)), None
+    except Exception as exc:  # a transform or codec bug must not stop the run either
+        return NewImage(f.path, f.size, f.mtime, error=f"{f.path}: cannot be processed ({type(exc).__name__}: {exc})"), None
+    return NewImage(f.path, f.size, f.mtime, dec.sha256, dec.width, dec.height), tensor
+
+
 class _DecodeFiles:
-    """Runs in DataLoader workers: file -> (model input tensor, metadata) or the failure reason."""
+    """Runs in DataLoader workers: file -> (metadata, model input tensor) or the failure reason."""
 
     def __init__(self, files: Sequence[FileStat], transform: Callable, max_pixels: int, draft_size: int) -> None:
         self.files, self.transform = files, transform
@@ -100,23 +112,15 @@ class _DecodeFiles:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int):
-        f = self.files[i]
-        try:
-            dec = read_image(Path(f.path), self.max_pixels, self.draft_size)
-            tensor = self.transform(dec.image)
-        except BadImageError as exc:
-            return f, None, NewImage(f.path, f.size, f.mtime, error=str(exc))
-        except Exception as exc:  # a transform or codec bug must not stop the run either
-            return f, None, NewImage(f.path, f.size, f.mtime, error=f"{f.path}: cannot be processed ({type(exc).__name__}: {exc})")
-        return f, tensor, NewImage(f.path, f.size, f.mtime, dec.sha256, dec.width, dec.height)
+    def __getitem__(self, i: int) -> tuple[NewImage, object]:
+        return decode_for_model(self.files[i], self.transform, self.max_pixels, self.draft_size)
 
 
 def _collate(items):
     import torch
 
-    tensors = [t for _, t, _ in items if t is not None]
-    return (torch.stack(tensors) if tensors else None), [rec for _, _, rec in items]
+    tensors = [t for _, t in items if t is not None]
+    return (torch.stack(tensors) if tensors else None), [rec for rec, _ in items]
 
 
 def start_run(folder: Path, store: Store) -> tuple[IndexPlan, IndexReport]:
