@@ -11,7 +11,7 @@ end from JPEGs on disk through viewfinder's own ingest stages (decode + resize i
 worker processes with JPEG draft mode, pinned memory, non-blocking copies, bf16); the same with
 JPEG decoding on the GPU (torchvision.io.decode_jpeg / nvJPEG, resize on the GPU); text encoding.
 --pipeline-only: the ceiling, each stage of viewfinder's CUDA path alone, the path itself (with the
-producer thread's time split), and Engine.index with its catalogue writes."""
+decoder and resize threads' time split), and Engine.index with its catalogue writes."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int = 0, cp
             elapsed = time.perf_counter() - t
             rates.append(n / elapsed)
     split = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in clock.items())
-    return rates[1], f"{util.mean} (first pass {rates[0]:,.0f}/s; producer thread: {split})"
+    return rates[1], f"{util.mean} (first pass {rates[0]:,.0f}/s; {split})"
 
 
 def viewfinder_index(enc, folder: Path) -> tuple[float, str]:
@@ -241,6 +241,40 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     return rows
 
 
+def _decode_in_process(paths: list[str], batch: int, rounds: int, start, results) -> None:
+    """One process of parallel_decode_rate: its own nvJPEG decoder, timed after a warm-up."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p in paths]
+    decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device="cuda")
+    torch.cuda.synchronize()
+    start.wait()
+    t = time.perf_counter()
+    for _ in range(rounds):
+        for i in range(0, len(data), batch):
+            decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device="cuda")
+    torch.cuda.synchronize()
+    results.put((rounds * len(data), time.perf_counter() - t))
+
+
+def parallel_decode_rate(files: list[Path], batch: int, procs: int, rounds: int = 3) -> float:
+    """nvJPEG in `procs` processes at once (torchvision decodes one batch at a time per process):
+    does the GPU's decoder have room for a second caller?"""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Barrier(procs), ctx.Queue()
+    share = [[str(f) for f in files[i::procs]] for i in range(procs)]
+    workers = [ctx.Process(target=_decode_in_process, args=(share[i], batch, rounds, start, results)) for i in range(procs)]
+    for w in workers:
+        w.start()
+    done = [results.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return sum(n for n, _ in done) / max(t for _, t in done)
+
+
 def text_rate(enc, n: int, batch: int) -> float:
     words = "a photo of the red car dog cat on beach with two people at night in snow house tree".split()
     rng = np.random.default_rng(0)
@@ -265,6 +299,7 @@ def main() -> None:
     ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: cores - 2)")
     ap.add_argument("--cpu-share", type=float, nargs="*", default=[0.0], help="fractions of JPEGs the reader processes decode")
     ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
+    ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
     args = ap.parse_args()
@@ -287,6 +322,9 @@ def main() -> None:
         if device == "cuda":
             if args.pipeline_only:
                 rows += [(name, what, rate, "", note) for what, rate, note in stage_rates(enc, files, args.pipeline_batch)]
+                for procs in args.decode_procs:
+                    rate = parallel_decode_rate(files, args.pipeline_batch, procs)
+                    rows.append((name, f"stage: nvJPEG decode in {procs} processes at once (all of them together)", f"{rate:,.0f}", "", ""))
             for readers in args.readers or [READERS]:
                 for share in args.cpu_share:
                     vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, share)

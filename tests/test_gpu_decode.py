@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from PIL import Image
+
 from viewfinder.ingest.gpu_decode import gpu_batches
 from viewfinder.ingest.walk import scan
 from viewfinder.models import load_encoder
@@ -70,7 +72,7 @@ def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
     batches = gpu_batches(scan(folder), 1, "cpu", 32, mean, std, 89_478_485, transform, workers=2)
     next(batches)
     batches.close()  # the consumer goes away (an error in the model, Ctrl-C)
-    assert not any(t.name in ("nvjpeg-producer", "reader-batches") for t in threading.enumerate())
+    assert not any(t.name in ("nvjpeg-decoder", "resize", "reader-batches") for t in threading.enumerate())
 
 
 def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, tiny_spec):
@@ -109,3 +111,57 @@ def test_background_stage_raises_its_error_in_the_caller():
         for x in in_background(items(), "test-stage"):
             got.append(x)
     assert got == [1]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_turns_as_pillow_does(orientation):
+    import torch
+    from PIL import ImageOps
+
+    from viewfinder.ingest.gpu_decode import upright
+
+    pixels = np.random.default_rng(orientation).integers(0, 256, (3, 5, 3), dtype=np.uint8)  # H 3, W 5
+    im = Image.fromarray(pixels)
+    im.getexif()[0x0112] = orientation
+    want = np.asarray(ImageOps.exif_transpose(im))
+    got = upright(torch.from_numpy(pixels).permute(2, 0, 1), orientation).permute(1, 2, 0).numpy()
+    assert got.shape == want.shape and (got == want).all()
+
+
+def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
+    """nvJPEG ignores EXIF: a phone photo stored sideways must still reach the model upright."""
+    import torch
+
+    from viewfinder.ingest.pipeline import decode_for_model
+
+    src = Image.open(next(photos.rglob("rocket.jpg"))).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src.save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    (pixels, (record,)), = gpu_batches(scan(tmp_path), 4, "cpu", 32, mean, std, 89_478_485, transform, workers=0)
+    ref_record, ref = decode_for_model(scan(tmp_path)[0], transform, 89_478_485)
+    ref = (ref.float() / 255.0 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    assert (record.width, record.height) == (ref_record.width, ref_record.height)
+    upright_diff = float((pixels[0] - ref).abs().mean())
+    sideways_diff = float((pixels[0] - ref.transpose(-2, -1)).abs().mean())
+    assert upright_diff < 0.1 < sideways_diff
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec):
+    """nvJPEG, the threads and the side stream on a real GPU: same records, same pixels (up to the
+    decoders' rounding) as the CPU run that CI checks against Pillow."""
+    x, y = np.meshgrid(np.linspace(0, 255, 640), np.linspace(0, 255, 480))
+    for i in range(6):
+        im = Image.fromarray(np.stack([x, y, (x + y * i) % 256], -1).astype(np.uint8))
+        exif = Image.Exif()
+        exif[0x0112] = (1, 6, 8, 3, 1, 1)[i]
+        im.resize((500, 375) if i % 2 else (640, 480)).save(tmp_path / f"p{i}.jpg", exif=exif)
+    Image.fromarray(np.uint8(x)).save(tmp_path / "gray.png")
+    transform, mean, std = load_encoder(tiny_spec, device="cpu").uint8_transform()
+    runs = {d: list(gpu_batches(scan(tmp_path), 4, d, 32, mean, std, 89_478_485, transform, workers=2)) for d in ("cpu", "cuda")}
+    for (cpu_px, cpu_recs), (gpu_px, gpu_recs) in zip(runs["cpu"], runs["cuda"]):
+        assert [(r.path, r.sha256, r.width, r.height, r.error) for r in cpu_recs] == [(r.path, r.sha256, r.width, r.height, r.error) for r in gpu_recs]
+        assert gpu_px.is_cuda and float((gpu_px.cpu() - cpu_px).abs().mean()) < 0.05

@@ -1,12 +1,15 @@
 """JPEG decoding on the GPU (nvJPEG through torchvision) for the indexing pipeline.
 
-Four stages run at once (measured on an H100, docs/benchmarks.md):
-- worker processes read a whole batch of files, check headers against the pixel limit and hash
-  them, and hand the JPEG bytes back as one shared-memory tensor (one handle per batch, not one
-  pickle per file); other formats are decoded there by Pillow;
+Five stages run at once (measured on an H100, docs/benchmarks.md):
+- worker processes read a whole batch of files, check headers against the pixel limit, note the
+  EXIF orientation and hash them, and hand the JPEG bytes back as one shared-memory tensor (one
+  handle per batch, not one pickle per file); other formats are decoded there by Pillow;
 - a thread receives those batches from the workers;
-- a producer thread decodes each batch with nvJPEG and resizes it, on its own CUDA stream;
-- the caller runs the model on batch n on the default stream while batch n+1 is decoded.
+- a decoder thread does nothing but call nvJPEG, batch after batch: torchvision runs one decode
+  at a time per process and returns only when it is done, so any other work in this thread
+  would leave the hardware decoder idle;
+- a thread resizes, crops and normalises each decoded batch, on the same side CUDA stream;
+- the caller runs the model on batch n on the default stream while the next ones are prepared.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
 per-file Python work serialises on the GIL.)"""
 
@@ -38,6 +41,7 @@ class RawBatch:
     jpeg_bytes: object  # uint8 tensor
     jpeg_spans: list[tuple[int, int]]  # (start, end) in jpeg_bytes, one per jpeg record
     jpeg_records: list[NewImage]
+    jpeg_orientations: list[int]  # EXIF orientation (1-8), one per jpeg record: nvJPEG ignores it
     pillow_pixels: object  # uint8 (N,3,side,side) tensor or None
     pillow_records: list[NewImage]
     failed: list[NewImage]
@@ -47,15 +51,17 @@ class RawBatch:
         return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
 
 
-def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> NewImage | None:
+def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> tuple[NewImage, int] | None:
     """Check a JPEG's header, read it into `slot` (sized at scan time) and hash it there, with no
-    copy of the bytes. None when Pillow should take it (not a plain JPEG, or changed on disk)."""
+    copy of the bytes; return the record and the EXIF orientation. None when Pillow should take
+    it (not a plain JPEG, or changed on disk)."""
     try:
         with open(stat.path, "rb") as fh:
             with Image.open(fh) as im:  # header only: refuse bombs before any decoding
                 w, h = im.size
                 if im.format != "JPEG" or im.mode not in ("RGB", "L"):
                     return None
+                orientation = im.getexif().get(EXIF_ORIENTATION, 1)
             fh.seek(0)
             if fh.readinto(slot) != len(slot) or fh.read(1):
                 return None
@@ -64,8 +70,28 @@ def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> NewImage | 
     try:
         check_pixels(stat.path, w, h, max_pixels)
     except ImageTooLargeError as exc:
-        return NewImage(stat.path, stat.size, stat.mtime, error=str(exc))
-    return NewImage(stat.path, stat.size, stat.mtime, hashlib.sha256(slot).hexdigest(), w, h)
+        return NewImage(stat.path, stat.size, stat.mtime, error=str(exc)), 1
+    return NewImage(stat.path, stat.size, stat.mtime, hashlib.sha256(slot).hexdigest(), w, h), orientation
+
+
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the tensor operation on (C,H,W) that shows the image upright, as Pillow's
+# ImageOps.exif_transpose does (6 and 8 are the phone camera's quarter turns)
+_UPRIGHT = {
+    2: lambda x: x.flip(-1),
+    3: lambda x: x.flip(-2, -1),
+    4: lambda x: x.flip(-2),
+    5: lambda x: x.transpose(-2, -1),
+    6: lambda x: x.rot90(-1, (-2, -1)),
+    7: lambda x: x.transpose(-2, -1).flip(-2, -1),
+    8: lambda x: x.rot90(1, (-2, -1)),
+}
+
+
+def upright(image, orientation: int):
+    """A decoded (C,H,W) image turned the way its EXIF orientation says it is shown."""
+    turn = _UPRIGHT.get(orientation)
+    return turn(image) if turn else image
 
 
 def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, cpu_share: float = 0.0) -> RawBatch:
@@ -83,15 +109,17 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, 
     # are written once (by the read) and never copied on their way to the main process
     buf = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(sum(f.size for f in jpeg)))
     view = memoryview(buf.numpy())
-    spans, jpeg_records, pillow_records, pixels, failed = [], [], [], [], []
+    spans, jpeg_records, orientations, pillow_records, pixels, failed = [], [], [], [], [], []
     start = 0
     for f in files:
         record = None
         if f.path in on_gpu:
-            record = _read_jpeg(f, view[start : start + f.size], max_pixels)
-            if record is not None and record.error is None:
+            read = _read_jpeg(f, view[start : start + f.size], max_pixels)
+            record = read[0] if read else None
+            if read is not None and record.error is None:
                 spans.append((start, start + f.size))
                 jpeg_records.append(record)
+                orientations.append(read[1])
             start += f.size
         if record is None:
             record, tensor = decode_for_model(f, transform, max_pixels)
@@ -100,7 +128,7 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, 
                 pixels.append(tensor)
         if record.error is not None:
             failed.append(record)
-    return RawBatch(buf, spans, jpeg_records, torch.stack(pixels) if pixels else None, pillow_records, failed,
+    return RawBatch(buf, spans, jpeg_records, orientations, torch.stack(pixels) if pixels else None, pillow_records, failed,
                     time.perf_counter() - started)
 
 
@@ -151,7 +179,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what nvJPEG does not take. `timings`, if
-    given, collects the producer thread's seconds per step (where the time goes)."""
+    given, collects the decoder and resize threads' seconds per step (where the time goes)."""
     import torch
 
     clock = timings if timings is not None else {}
@@ -165,35 +193,43 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback, cpu_share), batch_size=None,
                                          collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
-    def prepare(raw: RawBatch):
+    def decode(raw: RawBatch) -> tuple[RawBatch, list]:
+        """nvJPEG on the batch's JPEGs -> (batch, upright images in jpeg_records' order); a batch
+        it refuses goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
         clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
-        jpeg_records, pillow_records, pillow_pixels = raw.jpeg_records, raw.pillow_records, raw.pillow_pixels
+        if not raw.jpeg_records:
+            return raw, []
         with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            tensors = []
-            if jpeg_records:
-                try:
-                    t = time.perf_counter()
-                    decoded = decode_jpeg(raw.jpegs(), mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
-                    t = _tick(clock, "nvJPEG decode call", t)
-                    tensors.append(resize_crop(decoded, side))
-                    _tick(clock, "resize launch", t)
-                except RuntimeError:  # a JPEG nvJPEG refuses (CMYK, odd progressive): Pillow for this batch
-                    retry = [decode_for_model(FileStat(r.path, r.size, r.mtime), fallback, max_pixels) for r in jpeg_records]
-                    jpeg_records = []
-                    pillow_records = pillow_records + [r for r, t in retry if t is not None]
-                    extra = [t for _, t in retry if t is not None]
-                    if extra:
-                        pillow_pixels = torch.cat([pillow_pixels, torch.stack(extra)]) if pillow_pixels is not None else torch.stack(extra)
-                    raw.failed.extend(r for r, t in retry if t is None)
-            if pillow_pixels is not None:
-                tensors.append(pillow_pixels.to(device).float())
+            try:
+                t = time.perf_counter()
+                decoded = decode_jpeg(raw.jpegs(), mode=ImageReadMode.RGB, device=device)
+                _tick(clock, "nvJPEG decode call", t)
+                return raw, [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
+            except RuntimeError:  # a JPEG nvJPEG refuses (CMYK, odd progressive): Pillow for this batch
+                retry = [decode_for_model(FileStat(r.path, r.size, r.mtime), fallback, max_pixels) for r in raw.jpeg_records]
+                raw.jpeg_records = []
+                raw.pillow_records = raw.pillow_records + [r for r, t in retry if t is not None]
+                extra = [t for _, t in retry if t is not None]
+                if extra:
+                    more = torch.stack(extra)
+                    raw.pillow_pixels = torch.cat([raw.pillow_pixels, more]) if raw.pillow_pixels is not None else more
+                raw.failed.extend(r for r, t in retry if t is None)
+        return raw, []
+
+    def resize(raw: RawBatch, images: list):
+        t = time.perf_counter()
+        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            tensors = [resize_crop(images, side)] if images else []
+            if raw.pillow_pixels is not None:
+                tensors.append(raw.pillow_pixels.to(device).float())
             pixels = (torch.cat(tensors) / 255.0 - m) / s if tensors else None
             done = torch.cuda.Event() if cuda else None
             if done is not None:
                 done.record(stream)
-        return pixels, jpeg_records + pillow_records + raw.failed, done
+        _tick(clock, "resize thread: launches", t)
+        return pixels, raw.jpeg_records + raw.pillow_records + raw.failed, done
 
     def timed(batches: Iterator, step: str) -> Iterator:
         t = time.perf_counter()
@@ -202,14 +238,16 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
             yield item
             t = time.perf_counter()
 
-    # Three threads: one receives batches from the reader processes, one decodes them, and the
-    # caller's runs the model; each hands over through a short queue.
+    # Four threads: one receives batches from the reader processes, one decodes them, one resizes
+    # them, and the caller's runs the model; each hands over through a short queue. Decoding and
+    # resizing share one CUDA stream, so the decoded images are ready (and their memory is not
+    # reused) before the resize kernels run.
     received = in_background(loader, "reader-batches")
-    prepared = (prepare(raw) for raw in timed(received, "wait for the readers"))
-    for pixels, records, done in in_background(prepared, "nvjpeg-producer"):
+    decoded = in_background((decode(raw) for raw in timed(received, "decoder thread: wait for the readers")), "nvjpeg-decoder")
+    for pixels, records, done in in_background((resize(raw, images) for raw, images in decoded), "resize"):
         if done is not None and pixels is not None:
             torch.cuda.current_stream(device).wait_event(done)
-            pixels.record_stream(torch.cuda.current_stream(device))  # made on the producer's stream
+            pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
         yield pixels, records
 
 

@@ -36,10 +36,16 @@ class IndexChoice:
 def ram_bytes(kind: str, n: int, dim: int) -> int:
     """Memory an index needs while being searched fast (estimates from FAISS's layouts, each id
     map entry ~64 bytes; checked against measured RSS in benchmarks/bench_engine.py). HNSW walks
-    its graph over the vectors, so those must stay in RAM; IVF-PQ scans its 64-byte codes and
-    reads its re-ranking copies only for the candidates, which can come from disk."""
-    per_vector = {"flat": 4 * dim, "hnsw": 4 * dim + 2 * HNSW_M * 4 + 16, "ivfpq": 64 + 8}[kind]
+    its graph over the vectors, so those must stay in RAM; IVF-PQ scans its codes (one byte per
+    sub-quantiser) and reads its re-ranking copies only for the candidates, which can come from disk."""
+    per_vector = {"flat": 4 * dim, "hnsw": 4 * dim + 2 * HNSW_M * 4 + 16, "ivfpq": pq_bytes(dim) + 8}[kind]
     return n * (per_vector + 64)
+
+
+def pq_bytes(dim: int) -> int:
+    """Sub-quantisers of the IVF-PQ codes: one per 4 dimensions, up to 128 (256-d: 64 bytes,
+    512-d: 128, where 64 bytes of 8 dimensions each recalled 0.877 at 10M; docs/benchmarks.md)."""
+    return next(m for m in (128, 96, 64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= max(1, dim // 4))
 
 
 def default_ram_budget() -> int:
@@ -187,8 +193,7 @@ def _train_ivfpq(dim: int, sample: np.ndarray, expected: int, max_train: int = 1
     # k-means cost grows with the sample: 100k points are plenty for the coarse quantiser
     sample = sample[np.random.default_rng(0).permutation(len(sample))[:max_train]] if len(sample) > max_train else sample
     nlist = int(max(1, min(65536, 4 * np.sqrt(expected), len(sample) // 39)))
-    m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim // 4 or m == 1)
-    base = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+    base = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_bytes(dim)}", faiss.METRIC_INNER_PRODUCT)
     index = faiss.IndexRefine(base, faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT))
     index.train(sample)
     return faiss.IndexIDMap2(index)
