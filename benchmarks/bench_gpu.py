@@ -3,7 +3,7 @@ both RANDOMLY INITIALISED (the real architectures; speed does not depend on weig
 real weights cannot travel to the GPU machine). One run, one table.
 
     python benchmarks/bench_gpu.py                      # on the GPU machine
-    python benchmarks/bench_gpu.py --pipeline-only --readers 4 14 --compile   # the table in docs/benchmarks.md
+    python benchmarks/bench_gpu.py --pipeline-only --decoders 4 8 --decode-procs 2 3   # docs/benchmarks.md
     python benchmarks/bench_gpu.py --images 200 --model-batch 16 --iters 3   # smoke run on a CPU
 
 Rows: model-only images/s on preprocessed tensors already on the device (bf16 autocast); end to
@@ -11,7 +11,7 @@ end from JPEGs on disk through viewfinder's own ingest stages (decode + resize i
 worker processes with JPEG draft mode, pinned memory, non-blocking copies, bf16); the same with
 JPEG decoding on the GPU (torchvision.io.decode_jpeg / nvJPEG, resize on the GPU); text encoding.
 --pipeline-only: the ceiling, each stage of viewfinder's CUDA path alone, the path itself (with the
-decoder and resize threads' time split), and Engine.index with its catalogue writes."""
+decode workers' time split), and Engine.index with its catalogue writes."""
 
 from __future__ import annotations
 
@@ -24,12 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from viewfinder.config import Config
-from viewfinder.ingest.gpu_decode import resize_crop
+from viewfinder.ingest.gpu_decode import decode_workers, resize_crop
 
 from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
-
-
-READERS = Config().workers  # the default worker count
 
 
 def model_only(enc, batch: int, iters: int, compile_model: bool = False) -> float:
@@ -154,7 +151,7 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     return n / elapsed, util.mean
 
 
-def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int = 0, cpu_share: float = 0.0, model: bool = True) -> tuple[float, str]:
+def viewfinder_gpu_path(enc, files: list[Path], batch: int, workers: int, model: bool = True) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py), without the catalogue writes."""
     from viewfinder.ingest.gpu_decode import gpu_batches
     from viewfinder.ingest.walk import FileStat
@@ -162,12 +159,11 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int = 0, cp
     transform, mean, std = enc.uint8_transform()
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
     rates = []
-    for _ in range(2):  # the first pass includes nvJPEG's and the allocator's start-up
+    for _ in range(2):  # the first pass includes starting the workers; the second is the steady state
         n, clock = 0, {}
         with GpuUtilisation() as util:
             t = time.perf_counter()
-            for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers or READERS,
-                                         cpu_share, timings=clock):
+            for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, workers, timings=clock):
                 if model:
                     enc.encode_image_tensors(pixels)
                 n += len(pixels)
@@ -201,36 +197,35 @@ def _side(enc) -> int:
 
 def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]]:
     """Each stage of the CUDA path alone, on the same files, to show where the time goes."""
-    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from viewfinder.ingest.gpu_decode import _Batches, _as_is, read_batch, resize_crop
+    from viewfinder.ingest.gpu_decode import decode_batch, read_jpegs, resize_crop
     from viewfinder.ingest.walk import FileStat
 
     rows = []
     transform = enc.uint8_transform()[0]
+    side = _side(enc)
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
-    read_batch(stats[:batch], 10**9, transform)
+    buf, spans, *_ = read_jpegs(stats[:batch], 10**9)
     t = time.perf_counter()
     for i in range(batch, 5 * batch, batch):
-        read_batch(stats[i : i + batch], 10**9, transform)
+        read_jpegs(stats[i : i + batch], 10**9)
     rows.append(("stage: read + header check + SHA-256, one process", f"{4 * batch / (time.perf_counter() - t):,.0f}", ""))
-    loader = torch.utils.data.DataLoader(_Batches(stats, batch, 10**9, transform), batch_size=None, collate_fn=_as_is,
-                                         num_workers=READERS, prefetch_factor=2)
+    decode_batch(stats[:batch], 10**9, transform, side, enc.device)
     t = time.perf_counter()
-    raws = list(loader)
-    rows.append((f"stage: the same in {READERS} worker processes, a batch each", f"{len(stats) / (time.perf_counter() - t):,.0f}", ""))
-    data = [j for raw in raws[:8] for j in raw.jpegs()]
-    decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device=enc.device)
+    for i in range(batch, 5 * batch, batch):
+        decode_batch(stats[i : i + batch], 10**9, transform, side, enc.device)
+    rows.append(("stage: a decode worker's whole step (read, nvJPEG, resize, copy back), one process",
+                 f"{4 * batch / (time.perf_counter() - t):,.0f}", ""))
+    data = [buf[a:b] for a, b in spans]
+    decode_jpeg(data, mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
     t = time.perf_counter()
-    for i in range(0, len(data), batch):
-        decoded = decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device=enc.device)
+    for _ in range(4):
+        decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
-    rows.append((f"stage: nvJPEG decode alone (bytes in memory, batch {batch})", f"{len(data) / (time.perf_counter() - t):,.0f}", ""))
-    side = _side(enc)
-    for label, mode, group in (("bicubic, grouped by size", "bicubic", 64), ("bilinear, grouped by size", "bilinear", 64),
-                               ("bicubic, one image at a time", "bicubic", 1)):
+    rows.append((f"stage: nvJPEG decode alone (bytes in memory, batch {len(data)})", f"{4 * len(data) / (time.perf_counter() - t):,.0f}", ""))
+    for label, mode, group in (("bicubic, grouped by size", "bicubic", 64), ("bicubic, one image at a time", "bicubic", 1)):
         resize_crop(decoded, side, mode, group)
         synchronize(enc.device)
         t = time.perf_counter()
@@ -296,8 +291,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--texts", type=int, default=16384)
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
-    ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: cores - 2)")
-    ap.add_argument("--cpu-share", type=float, nargs="*", default=[0.0], help="fractions of JPEGs the reader processes decode")
+    ap.add_argument("--decoders", type=int, nargs="*", help="decode worker counts to try on the CUDA path (default: decode_workers())")
     ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
     ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
@@ -325,13 +319,12 @@ def main() -> None:
                 for procs in args.decode_procs:
                     rate = parallel_decode_rate(files, args.pipeline_batch, procs)
                     rows.append((name, f"stage: nvJPEG decode in {procs} processes at once (all of them together)", f"{rate:,.0f}", "", ""))
-            for readers in args.readers or [READERS]:
-                for share in args.cpu_share:
-                    vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, share)
-                    rows.append((name, f"viewfinder CUDA path: {readers} reader processes, {share:.0%} of JPEGs decoded by them, the rest by nvJPEG",
-                                 f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+            default = decode_workers(device)
+            for workers in args.decoders or [default]:
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, workers)
+                rows.append((name, f"viewfinder CUDA path: {workers} decode workers", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
             if args.pipeline_only:
-                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, model=False)
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, default, model=False)
                 rows.append((name, "the same, all nvJPEG, no model (decode + resize only)", f"{vf:,.0f}", "", vutil))
             ix, ixnote = viewfinder_index(enc, folder)
             rows.append((name, "Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint)", f"{ix:,.0f}", f"{ix / ceiling:.2f}", ixnote))
