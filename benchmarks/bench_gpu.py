@@ -151,27 +151,30 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     return n / elapsed, util.mean
 
 
-def viewfinder_gpu_path(enc, files: list[Path], batch: int, workers: int, model: bool = True) -> tuple[float, str]:
-    """viewfinder's own CUDA indexing path (ingest/gpu_decode.py), without the catalogue writes."""
+def viewfinder_gpu_path(enc, files: list[Path], batch: int, workers: int, model: bool = True, repeat: int = 1) -> tuple[float, str]:
+    """viewfinder's own CUDA indexing path (ingest/gpu_decode.py), without the catalogue writes,
+    over the files `repeat` times (a longer run from the same JPEGs). Returns the rate after the
+    first batch (the steady state) and a note with the whole run's rate and the start-up time."""
     from viewfinder.ingest.gpu_decode import gpu_batches
     from viewfinder.ingest.walk import FileStat
 
     transform, mean, std = enc.uint8_transform()
-    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
-    rates = []
-    for _ in range(2):  # the first pass includes starting the workers; the second is the steady state
-        n, clock = 0, {}
-        with GpuUtilisation() as util:
-            t = time.perf_counter()
-            for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, workers, timings=clock):
-                if model:
-                    enc.encode_image_tensors(pixels)
-                n += len(pixels)
-            synchronize(enc.device)
-            elapsed = time.perf_counter() - t
-            rates.append(n / elapsed)
+    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files] * repeat
+    n, clock = 0, {}
+    with GpuUtilisation() as util:
+        t = time.perf_counter()
+        for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, workers, timings=clock):
+            if model:
+                enc.encode_image_tensors(pixels)
+            if not n:
+                synchronize(enc.device)
+                first, first_n = time.perf_counter() - t, len(pixels)
+            n += len(pixels)
+        synchronize(enc.device)
+        elapsed = time.perf_counter() - t
+    steady = (n - first_n) / (elapsed - first)
     split = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in clock.items())
-    return rates[1], f"{util.mean} (first pass {rates[0]:,.0f}/s; {split})"
+    return steady, f"{util.mean} ({n} images; whole run {n / elapsed:,.0f}/s, first batch after {first:.1f} s; {split})"
 
 
 def viewfinder_index(enc, folder: Path) -> tuple[float, str]:
@@ -253,6 +256,32 @@ def _decode_in_process(paths: list[str], batch: int, rounds: int, start, results
     results.put((rounds * len(data), time.perf_counter() - t))
 
 
+def _start_worker(ready) -> None:
+    import torch
+
+    import viewfinder.ingest.gpu_decode  # noqa: F401  (what a decode worker imports)
+
+    torch.zeros(1, device="cuda")  # the CUDA context
+    ready.put(time.perf_counter())
+
+
+def start_cost(procs: int) -> float:
+    """Seconds until `procs` spawned processes have imported what a decode worker imports and
+    each made its CUDA context: the start-up a decode worker pool pays."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    t = time.perf_counter()
+    workers = [ctx.Process(target=_start_worker, args=(ready,)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    last = max(ready.get() for _ in workers)
+    for w in workers:
+        w.join()
+    return last - t
+
+
 def parallel_decode_rate(files: list[Path], batch: int, procs: int, rounds: int = 3) -> float:
     """nvJPEG in `procs` processes at once (torchvision decodes one batch at a time per process):
     does the GPU's decoder have room for a second caller?"""
@@ -293,6 +322,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
     ap.add_argument("--decoders", type=int, nargs="*", help="decode worker counts to try on the CUDA path (default: decode_workers())")
     ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
+    ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
     ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
@@ -319,13 +349,15 @@ def main() -> None:
                 for procs in args.decode_procs:
                     rate = parallel_decode_rate(files, args.pipeline_batch, procs)
                     rows.append((name, f"stage: nvJPEG decode in {procs} processes at once (all of them together)", f"{rate:,.0f}", "", ""))
+                for procs in args.decoders or [decode_workers(device)]:
+                    rows.append((name, f"stage: start {procs} spawned workers (imports + CUDA context), seconds", f"{start_cost(procs):.1f}", "", ""))
             default = decode_workers(device)
             for workers in args.decoders or [default]:
-                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, workers)
-                rows.append((name, f"viewfinder CUDA path: {workers} decode workers", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, workers, repeat=args.repeat)
+                rows.append((name, f"viewfinder CUDA path: {workers} decode workers, after the first batch", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
             if args.pipeline_only:
-                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, default, model=False)
-                rows.append((name, "the same, all nvJPEG, no model (decode + resize only)", f"{vf:,.0f}", "", vutil))
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, default, model=False, repeat=args.repeat)
+                rows.append((name, "the same, no model (decode + resize only)", f"{vf:,.0f}", "", vutil))
             ix, ixnote = viewfinder_index(enc, folder)
             rows.append((name, "Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint)", f"{ix:,.0f}", f"{ix / ceiling:.2f}", ixnote))
         if args.compile and device == "cuda":
