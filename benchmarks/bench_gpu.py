@@ -3,15 +3,15 @@ both RANDOMLY INITIALISED (the real architectures; speed does not depend on weig
 real weights cannot travel to the GPU machine). One run, one table.
 
     python benchmarks/bench_gpu.py                      # on the GPU machine
-    python benchmarks/bench_gpu.py --pipeline-only --decoders 4 8 --decode-procs 2 3   # docs/benchmarks.md
+    python benchmarks/bench_gpu.py --pipeline-only --readers 4 8 --decode-procs 2 3 --repeat 4   # docs/benchmarks.md
     python benchmarks/bench_gpu.py --images 200 --model-batch 16 --iters 3   # smoke run on a CPU
 
 Rows: model-only images/s on preprocessed tensors already on the device (bf16 autocast); end to
 end from JPEGs on disk through viewfinder's own ingest stages (decode + resize in DataLoader
 worker processes with JPEG draft mode, pinned memory, non-blocking copies, bf16); the same with
 JPEG decoding on the GPU (torchvision.io.decode_jpeg / nvJPEG, resize on the GPU); text encoding.
---pipeline-only: the ceiling, each stage of viewfinder's CUDA path alone, the path itself (with the
-decode workers' time split), and Engine.index with its catalogue writes."""
+--pipeline-only: the ceiling, each stage of viewfinder's CUDA path alone, the path itself (with its
+threads' time split), and Engine.index with its catalogue writes."""
 
 from __future__ import annotations
 
@@ -24,9 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from viewfinder.config import Config
-from viewfinder.ingest.gpu_decode import decode_workers, resize_crop
+from viewfinder.ingest.gpu_decode import resize_crop
 
 from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
+
+
+READERS = Config().workers  # the default reader process count
 
 
 def model_only(enc, batch: int, iters: int, compile_model: bool = False) -> float:
@@ -151,7 +154,7 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     return n / elapsed, util.mean
 
 
-def viewfinder_gpu_path(enc, files: list[Path], batch: int, workers: int, model: bool = True, repeat: int = 1) -> tuple[float, str]:
+def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model: bool = True, repeat: int = 1) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py), without the catalogue writes,
     over the files `repeat` times (a longer run from the same JPEGs). Returns the rate after the
     first batch (the steady state) and a note with the whole run's rate and the start-up time."""
@@ -163,7 +166,7 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, workers: int, model:
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()
-        for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, workers, timings=clock):
+        for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers, timings=clock):
             if model:
                 enc.encode_image_tensors(pixels)
             if not n:
@@ -200,35 +203,36 @@ def _side(enc) -> int:
 
 def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]]:
     """Each stage of the CUDA path alone, on the same files, to show where the time goes."""
+    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from viewfinder.ingest.gpu_decode import decode_batch, read_jpegs, resize_crop
+    from viewfinder.ingest.gpu_decode import _Batches, _as_is, read_batch, resize_crop
     from viewfinder.ingest.walk import FileStat
 
     rows = []
     transform = enc.uint8_transform()[0]
-    side = _side(enc)
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
-    buf, spans, *_ = read_jpegs(stats[:batch], 10**9)
+    read_batch(stats[:batch], 10**9, transform)
     t = time.perf_counter()
     for i in range(batch, 5 * batch, batch):
-        read_jpegs(stats[i : i + batch], 10**9)
+        read_batch(stats[i : i + batch], 10**9, transform)
     rows.append(("stage: read + header check + SHA-256, one process", f"{4 * batch / (time.perf_counter() - t):,.0f}", ""))
-    decode_batch(stats[:batch], 10**9, transform, side, enc.device)
+    loader = torch.utils.data.DataLoader(_Batches(stats, batch, 10**9, transform), batch_size=None, collate_fn=_as_is,
+                                         num_workers=READERS, prefetch_factor=2)
     t = time.perf_counter()
-    for i in range(batch, 5 * batch, batch):
-        decode_batch(stats[i : i + batch], 10**9, transform, side, enc.device)
-    rows.append(("stage: a decode worker's whole step (read, nvJPEG, resize, copy back), one process",
-                 f"{4 * batch / (time.perf_counter() - t):,.0f}", ""))
-    data = [buf[a:b] for a, b in spans]
-    decode_jpeg(data, mode=ImageReadMode.RGB, device=enc.device)
+    raws = list(loader)
+    rows.append((f"stage: the same in {READERS} worker processes, a batch each", f"{len(stats) / (time.perf_counter() - t):,.0f}", ""))
+    data = [j for raw in raws[:8] for j in raw.jpegs()]
+    decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
     t = time.perf_counter()
-    for _ in range(4):
-        decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=enc.device)
+    for i in range(0, len(data), batch):
+        decoded = decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
-    rows.append((f"stage: nvJPEG decode alone (bytes in memory, batch {len(data)})", f"{4 * len(data) / (time.perf_counter() - t):,.0f}", ""))
-    for label, mode, group in (("bicubic, grouped by size", "bicubic", 64), ("bicubic, one image at a time", "bicubic", 1)):
+    rows.append((f"stage: nvJPEG decode alone (bytes in memory, batch {batch})", f"{len(data) / (time.perf_counter() - t):,.0f}", ""))
+    side = _side(enc)
+    for label, mode, group in (("bicubic, grouped by size", "bicubic", 64), ("bilinear, grouped by size", "bilinear", 64),
+                               ("bicubic, one image at a time", "bicubic", 1)):
         resize_crop(decoded, side, mode, group)
         synchronize(enc.device)
         t = time.perf_counter()
@@ -237,49 +241,6 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
         synchronize(enc.device)
         rows.append((f"stage: resize + crop on the GPU, {label}", f"{5 * len(decoded) / (time.perf_counter() - t):,.0f}", ""))
     return rows
-
-
-def _decode_in_process(paths: list[str], batch: int, rounds: int, start, results) -> None:
-    """One process of parallel_decode_rate: its own nvJPEG decoder, timed after a warm-up."""
-    import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    data = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p in paths]
-    decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device="cuda")
-    torch.cuda.synchronize()
-    start.wait()
-    t = time.perf_counter()
-    for _ in range(rounds):
-        for i in range(0, len(data), batch):
-            decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device="cuda")
-    torch.cuda.synchronize()
-    results.put((rounds * len(data), time.perf_counter() - t))
-
-
-def _start_worker(ready) -> None:
-    import torch
-
-    import viewfinder.ingest.gpu_decode  # noqa: F401  (what a decode worker imports)
-
-    torch.zeros(1, device="cuda")  # the CUDA context
-    ready.put(time.perf_counter())
-
-
-def start_cost(procs: int) -> float:
-    """Seconds until `procs` spawned processes have imported what a decode worker imports and
-    each made its CUDA context: the start-up a decode worker pool pays."""
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    ready = ctx.Queue()
-    t = time.perf_counter()
-    workers = [ctx.Process(target=_start_worker, args=(ready,)) for _ in range(procs)]
-    for w in workers:
-        w.start()
-    last = max(ready.get() for _ in workers)
-    for w in workers:
-        w.join()
-    return last - t
 
 
 def parallel_decode_rate(files: list[Path], batch: int, procs: int, rounds: int = 3) -> float:
@@ -320,7 +281,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--texts", type=int, default=16384)
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
-    ap.add_argument("--decoders", type=int, nargs="*", help="decode worker counts to try on the CUDA path (default: decode_workers())")
+    ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: Config().workers)")
     ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
     ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
     ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
@@ -349,14 +310,11 @@ def main() -> None:
                 for procs in args.decode_procs:
                     rate = parallel_decode_rate(files, args.pipeline_batch, procs)
                     rows.append((name, f"stage: nvJPEG decode in {procs} processes at once (all of them together)", f"{rate:,.0f}", "", ""))
-                for procs in args.decoders or [decode_workers(device)]:
-                    rows.append((name, f"stage: start {procs} spawned workers (imports + CUDA context), seconds", f"{start_cost(procs):.1f}", "", ""))
-            default = decode_workers(device)
-            for workers in args.decoders or [default]:
-                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, workers, repeat=args.repeat)
-                rows.append((name, f"viewfinder CUDA path: {workers} decode workers, after the first batch", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+            for readers in args.readers or [READERS]:
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, repeat=args.repeat)
+                rows.append((name, f"viewfinder CUDA path: {readers} reader processes, after the first batch", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
             if args.pipeline_only:
-                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, default, model=False, repeat=args.repeat)
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, READERS, model=False, repeat=args.repeat)
                 rows.append((name, "the same, no model (decode + resize only)", f"{vf:,.0f}", "", vutil))
             ix, ixnote = viewfinder_index(enc, folder)
             rows.append((name, "Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint)", f"{ix:,.0f}", f"{ix / ceiling:.2f}", ixnote))

@@ -28,8 +28,8 @@ class Config:
     model: str | None = None  # None: the model stored in the catalogue, else DEFAULT_MODEL
     device: str = "auto"
     batch_size: int | None = None  # images per model batch; None: 256 on a GPU, 32 on a CPU
-    # decode processes; None: up to 4 on a CPU, gpu_decode.decode_workers() on a GPU (8 on an H100)
-    workers: int | None = None
+    # decode processes; on a GPU too, where 8 or 14 made indexing slower than 4 (docs/benchmarks.md)
+    workers: int = max(1, min(4, (os.cpu_count() or 1)))
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
     gpu_decode: bool = True  # on CUDA, decode JPEGs with nvJPEG (ingest/gpu_decode.py)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq

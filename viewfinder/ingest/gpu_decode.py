@@ -1,26 +1,27 @@
 """JPEG decoding on the GPU (nvJPEG through torchvision) for the indexing pipeline.
 
-Decode workers, each a process with its own nvJPEG decoder, take a batch of files at a time:
-read them (checking headers against the pixel limit, noting the EXIF orientation, hashing),
-decode the JPEGs on the GPU, turn them upright, resize and crop them there, decode other formats
-with Pillow, and hand back one uint8 batch in shared memory. The main process copies it to the
-GPU and normalises it in a thread of its own, on a side CUDA stream, while the caller runs the
-model on the previous batch.
-
-Why processes: torchvision runs one nvJPEG decode at a time per process and returns only when
-it is done; on an H100 one process decoded 8,826 images/s, three at once 19,209 together
-(docs/benchmarks.md). Threads in one process measured 2,200-3,100 files/s for the reading alone:
-the per-file Python work serialises on the GIL."""
+Five stages run at once (measured on an H100, docs/benchmarks.md):
+- worker processes read a whole batch of files, check headers against the pixel limit, note the
+  EXIF orientation and hash them, and hand the JPEG bytes back as one shared-memory tensor (one
+  handle per batch, not one pickle per file); other formats are decoded there by Pillow;
+- a thread receives those batches from the workers;
+- a decoder thread does nothing but call nvJPEG, batch after batch: torchvision runs one decode
+  at a time per process and returns only when it is done, so any other work in this thread
+  would leave the hardware decoder idle;
+- a thread resizes, crops and normalises each decoded batch, on the same side CUDA stream;
+- the caller runs the model on batch n on the default stream while the next ones are prepared.
+(Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
+per-file Python work serialises on the GIL.)"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
@@ -35,11 +36,19 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
 
 
 @dataclass
-class DecodedBatch:
-    """What a decode worker hands back for one batch."""
-    pixels: object  # uint8 (N,3,side,side) tensor in shared memory, or None
-    records: list[NewImage]  # the first N have rows in `pixels`, in order; then the failures
-    seconds: dict[str, float] = field(default_factory=dict)  # the worker's time per step
+class RawBatch:
+    """What a worker hands back for one batch: the JPEG files' bytes in one shared-memory tensor."""
+    jpeg_bytes: object  # uint8 tensor
+    jpeg_spans: list[tuple[int, int]]  # (start, end) in jpeg_bytes, one per jpeg record
+    jpeg_records: list[NewImage]
+    jpeg_orientations: list[int]  # EXIF orientation (1-8), one per jpeg record: nvJPEG ignores it
+    pillow_pixels: object  # uint8 (N,3,side,side) tensor or None
+    pillow_records: list[NewImage]
+    failed: list[NewImage]
+    seconds: float = 0.0  # the worker's time on it
+
+    def jpegs(self) -> list:
+        return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
 
 
 def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> tuple[NewImage, int] | None:
@@ -85,94 +94,57 @@ def upright(image, orientation: int):
     return turn(image) if turn else image
 
 
-def read_jpegs(files: Sequence[FileStat], max_pixels: int):
-    """Read a batch's plain JPEGs into one buffer with no copies: (buffer, spans, records,
-    orientations, files for Pillow, refused records)."""
+def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) -> RawBatch:
+    """One batch, in a worker: JPEG bytes into one tensor already in shared memory (the DataLoader
+    then passes a handle, not a copy), other formats and refused JPEGs decoded by Pillow."""
     import torch
 
+    started = time.perf_counter()
     jpeg = [f for f in files if f.path.lower().endswith(JPEG_SUFFIXES)]
-    buf = torch.empty(sum(f.size for f in jpeg), dtype=torch.uint8)
+    on_gpu = {f.path for f in jpeg}
+    # allocated in shared memory from the start, as DataLoader's own collate does, so the bytes
+    # are written once (by the read) and never copied on their way to the main process
+    buf = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(sum(f.size for f in jpeg)))
     view = memoryview(buf.numpy())
-    spans, records, orientations, others, failed = [], [], [], [], []
+    spans, jpeg_records, orientations, pillow_records, pixels, failed = [], [], [], [], [], []
     start = 0
     for f in files:
-        if not f.path.lower().endswith(JPEG_SUFFIXES):
-            others.append(f)
-            continue
-        read = _read_jpeg(f, view[start : start + f.size], max_pixels)
-        if read is None:
-            others.append(f)
-        elif read[0].error is not None:
-            failed.append(read[0])
-        else:
-            spans.append((start, start + f.size))
-            records.append(read[0])
-            orientations.append(read[1])
-        start += f.size
-    return buf, spans, records, orientations, others, failed
+        record = None
+        if f.path in on_gpu:
+            read = _read_jpeg(f, view[start : start + f.size], max_pixels)
+            record = read[0] if read else None
+            if read is not None and record.error is None:
+                spans.append((start, start + f.size))
+                jpeg_records.append(record)
+                orientations.append(read[1])
+            start += f.size
+        if record is None:
+            record, tensor = decode_for_model(f, transform, max_pixels)
+            if tensor is not None:
+                pillow_records.append(record)
+                pixels.append(tensor)
+        if record.error is not None:
+            failed.append(record)
+    return RawBatch(buf, spans, jpeg_records, orientations, torch.stack(pixels) if pixels else None, pillow_records, failed,
+                    time.perf_counter() - started)
 
 
-def decode_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, side: int, device: str) -> DecodedBatch:
-    """One batch, in a decode worker: JPEGs by nvJPEG on `device`, everything else (and a batch
-    nvJPEG refuses: CMYK, odd progressive files) by Pillow through the model's `transform`."""
-    import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
+class _Batches:
+    """A map-style dataset whose items are whole batches, read by DataLoader workers."""
 
-    clock: dict[str, float] = {}
-    t = time.perf_counter()
-    buf, spans, records, orientations, others, failed = read_jpegs(files, max_pixels)
-    t = _tick(clock, "read + check + hash", t)
-    rows = []
-    if records:
-        try:
-            decoded = decode_jpeg([buf[a:b] for a, b in spans], mode=ImageReadMode.RGB, device=device)
-            t = _tick(clock, "nvJPEG", t)
-            rows.append(resize_crop([upright(im, o) for im, o in zip(decoded, orientations)], side).round_().to(torch.uint8))
-            t = _tick(clock, "resize", t)
-        except RuntimeError:
-            others, records = [FileStat(r.path, r.size, r.mtime) for r in records] + others, []
-    pillow = [decode_for_model(f, transform, max_pixels) for f in others]
-    records += [r for r, x in pillow if x is not None]
-    failed += [r for r, x in pillow if x is None]
-    if any(x is not None for _, x in pillow):
-        rows.append(torch.stack([x for _, x in pillow if x is not None]).to(device))
-    t = _tick(clock, "Pillow", t)
-    pixels = None
-    if rows:
-        # allocated in shared memory, as DataLoader's own collate does, so the copy from the GPU
-        # is the only one on the batch's way to the main process
-        n = sum(len(r) for r in rows)
-        pixels = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(n * 3 * side * side)).view(n, 3, side, side)
-        pixels.copy_(torch.cat(rows))
-        _tick(clock, "copy back", t)
-    return DecodedBatch(pixels, records + failed, clock)
+    def __init__(self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable) -> None:
+        self.batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+        self.max_pixels, self.transform = max_pixels, transform
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> RawBatch:
+        return read_batch(self.batches[i], self.max_pixels, self.transform)
 
 
-class _DecodeBatches:
-    """A map-style dataset whose keys are whole batches of files (so the workers get only their
-    batch, not the whole file list: spawned processes would each receive a copy)."""
-
-    def __init__(self, max_pixels: int, transform: Callable, side: int, device: str) -> None:
-        self.max_pixels, self.transform, self.side, self.device = max_pixels, transform, side, device
-
-    def __getitem__(self, files: Sequence[FileStat]) -> DecodedBatch:
-        return decode_batch(files, self.max_pixels, self.transform, self.side, self.device)
-
-
-def _as_is(batch: DecodedBatch) -> DecodedBatch:
+def _as_is(batch: RawBatch) -> RawBatch:
     return batch
-
-
-def decode_workers(device: str, cores: int | None = None, gpu_bytes: int | None = None) -> int:
-    """Decode processes for a GPU: enough to keep nvJPEG and the model busy (8 on a 16-core H100
-    machine), two cores left for the main process, and about 4 GiB of GPU memory each (a CUDA
-    context plus a batch of full-size decoded photos)."""
-    import torch
-
-    cores = cores or os.cpu_count() or 1
-    if gpu_bytes is None:
-        gpu_bytes = torch.cuda.get_device_properties(torch.device(device)).total_memory
-    return max(1, min(8, cores - 2, gpu_bytes // 2**32))
 
 
 def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
@@ -204,7 +176,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what nvJPEG does not take. `timings`, if
-    given, collects the workers' seconds per step, summed, and the main process's waits."""
+    given, collects the decoder and resize threads' seconds per step (where the time goes)."""
     import torch
 
     clock = timings if timings is not None else {}
@@ -213,35 +185,67 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     cuda = torch.device(device).type == "cuda"
     stream = torch.cuda.Stream(device) if cuda else None  # on a CPU (the tests) everything is synchronous
     # Pass shared memory by name: the default passes a file descriptor, which the receiving thread
-    # must fetch from a helper thread in the (busy) worker for every batch.
+    # must fetch from a helper thread in the (busy, GIL-bound) worker for every batch.
     torch.multiprocessing.set_sharing_strategy("file_system")
-    batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-    loader = torch.utils.data.DataLoader(
-        _DecodeBatches(max_pixels, fallback, side, device), sampler=batches, batch_size=None, collate_fn=_as_is,
-        num_workers=workers, prefetch_factor=2 if workers else None,
-        # a forked child cannot use CUDA once the parent has; on a CPU forking is faster
-        multiprocessing_context="spawn" if cuda and workers else None)
+    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None,
+                                         collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
-    def to_device(batch: DecodedBatch):
-        for step, seconds in batch.seconds.items():
-            clock[f"workers: {step}"] = clock.get(f"workers: {step}", 0.0) + seconds
-        if batch.pixels is None:
-            return None, batch.records, None
+    def decode(raw: RawBatch) -> tuple[RawBatch, list]:
+        """nvJPEG on the batch's JPEGs -> (batch, upright images in jpeg_records' order); a batch
+        it refuses goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
+        if not raw.jpeg_records:
+            return raw, []
         with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            pixels = (batch.pixels.to(device, non_blocking=True).float() / 255.0 - m) / s
+            try:
+                t = time.perf_counter()
+                decoded = decode_jpeg(raw.jpegs(), mode=ImageReadMode.RGB, device=device)
+                _tick(clock, "nvJPEG decode call", t)
+                return raw, [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
+            except RuntimeError:  # a JPEG nvJPEG refuses (CMYK, odd progressive): Pillow for this batch
+                retry = [decode_for_model(FileStat(r.path, r.size, r.mtime), fallback, max_pixels) for r in raw.jpeg_records]
+                raw.jpeg_records = []
+                raw.pillow_records = raw.pillow_records + [r for r, t in retry if t is not None]
+                extra = [t for _, t in retry if t is not None]
+                if extra:
+                    more = torch.stack(extra)
+                    raw.pillow_pixels = torch.cat([raw.pillow_pixels, more]) if raw.pillow_pixels is not None else more
+                raw.failed.extend(r for r, t in retry if t is None)
+        return raw, []
+
+    def resize(raw: RawBatch, images: list):
+        t = time.perf_counter()
+        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            tensors = [resize_crop(images, side)] if images else []
+            if raw.pillow_pixels is not None:
+                tensors.append(raw.pillow_pixels.to(device).float())
+            pixels = (torch.cat(tensors) / 255.0 - m) / s if tensors else None
             done = torch.cuda.Event() if cuda else None
             if done is not None:
                 done.record(stream)
-        return pixels, batch.records, done
+        _tick(clock, "resize thread: launches", t)
+        return pixels, raw.jpeg_records + raw.pillow_records + raw.failed, done
 
-    t = time.perf_counter()
-    for pixels, records, done in in_background((to_device(b) for b in loader), "decoded-batches"):
-        _tick(clock, "main: wait for decoded batches", t)
-        if done is not None:
+    def timed(batches: Iterator, step: str) -> Iterator:
+        t = time.perf_counter()
+        for item in batches:
+            _tick(clock, step, t)
+            yield item
+            t = time.perf_counter()
+
+    # Four threads: one receives batches from the reader processes, one decodes them, one resizes
+    # them, and the caller's runs the model; each hands over through a short queue. Decoding and
+    # resizing share one CUDA stream, so the decoded images are ready (and their memory is not
+    # reused) before the resize kernels run.
+    received = in_background(loader, "reader-batches")
+    decoded = in_background((decode(raw) for raw in timed(received, "decoder thread: wait for the readers")), "nvjpeg-decoder")
+    for pixels, records, done in in_background((resize(raw, images) for raw, images in decoded), "resize"):
+        if done is not None and pixels is not None:
             torch.cuda.current_stream(device).wait_event(done)
             pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
         yield pixels, records
-        t = time.perf_counter()
 
 
 class _Raised:

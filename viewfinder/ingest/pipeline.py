@@ -5,7 +5,6 @@ write. Each batch is one catalogue transaction, so a kill loses at most the batc
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -199,17 +198,12 @@ class InOrderWriter:
             raise self._error
 
 
-def cpu_workers() -> int:
-    """Pillow decode processes: one per core, up to 4."""
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def index_folder(
     folder: Path,
     store: Store,
     encoder,
     batch_size: int = 32,
-    workers: int | None = None,
+    workers: int = 2,
     max_pixels: int = 89_478_485,
     checkpoint_seconds: float = 30.0,
     progress: bool = True,
@@ -217,8 +211,7 @@ def index_folder(
     gpu_decode: bool = True,
 ) -> IndexReport:
     """Bring the catalogue in line with `folder`. Safe to interrupt at any point. On a CUDA
-    device JPEGs are decoded by nvJPEG unless gpu_decode=False (see gpu_decode.py). `workers`:
-    decode processes, None for the default of the path taken."""
+    device JPEGs are decoded by nvJPEG unless gpu_decode=False (see gpu_decode.py)."""
     import time
 
     import torch
@@ -232,16 +225,15 @@ def index_folder(
         if gpu_decode and encoder.device == "cuda" and split is not None:
             from PIL import Image
 
-            from .gpu_decode import decode_workers, gpu_batches
+            from .gpu_decode import gpu_batches
 
             side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
-            loader = gpu_batches(plan.to_embed, batch_size, encoder.device, side, mean, std, max_pixels, transform,
-                                 decode_workers(encoder.device) if workers is None else workers)
+            loader = gpu_batches(plan.to_embed, batch_size, encoder.device, side, mean, std, max_pixels, transform, workers)
             mean = std = None  # the GPU batches arrive normalised
         else:
             loader = torch.utils.data.DataLoader(
                 _DecodeFiles(plan.to_embed, transform, max_pixels, DRAFT_SIZE), batch_size=batch_size,
-                num_workers=cpu_workers() if workers is None else workers, collate_fn=_collate, prefetch_factor=4 if workers else None, persistent_workers=False,
+                num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None, persistent_workers=False,
                 # pinned batches let the host->device copy run asynchronously (pinned in the main
                 # process: a forked worker cannot initialise CUDA)
                 pin_memory=encoder.device == "cuda",
