@@ -5,13 +5,15 @@ Five stages run at once (measured on an H100, docs/benchmarks.md):
   EXIF orientation and hash them, and hand the JPEG bytes back as one shared-memory tensor (one
   handle per batch, not one pickle per file); other formats are decoded there by Pillow;
 - a thread receives those batches from the workers;
-- a decoder thread does nothing but call nvJPEG, batch after batch: torchvision runs one decode
-  at a time per process and returns only when it is done, so any other work in this thread
-  would leave the hardware decoder idle;
+- a decoder thread calls nvJPEG batch after batch and only turns the images upright besides:
+  torchvision runs one decode at a time per process and returns only when it is done, so other
+  work in this thread would leave the hardware decoder idle (with it here: 56% of the time in
+  nvJPEG; without: 76-92%, and 4,773 -> 5,667 images/s on the same 6,000 files);
 - a thread resizes, crops and normalises each decoded batch, on the same side CUDA stream;
 - the caller runs the model on batch n on the default stream while the next ones are prepared.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
-per-file Python work serialises on the GIL.)"""
+per-file Python work serialises on the GIL. Decode worker processes with an nvJPEG each measured
+slower still, bound by handing pixel batches between processes: docs/benchmarks.md, runs 12-13.)"""
 
 from __future__ import annotations
 
