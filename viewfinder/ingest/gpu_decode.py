@@ -13,7 +13,7 @@ Five stages run at once (measured on an H100, docs/benchmarks.md):
 - the caller runs the model on batch n on the default stream while the next ones are prepared.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
 per-file Python work serialises on the GIL. Decode worker processes with an nvJPEG each measured
-slower still, bound by handing pixel batches between processes: docs/benchmarks.md, runs 12-13.)"""
+slower still, most likely because the GPU time-slices between processes: docs/benchmarks.md.)"""
 
 from __future__ import annotations
 
