@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -154,19 +155,22 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     return n / elapsed, util.mean
 
 
-def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model: bool = True, repeat: int = 1) -> tuple[float, str]:
-    """viewfinder's own CUDA indexing path (ingest/gpu_decode.py), without the catalogue writes,
-    over the files `repeat` times (a longer run from the same JPEGs). Returns the rate after the
-    first batch (the steady state) and a note with the whole run's rate and the start-up time."""
+def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model: bool = True, repeat: int = 1,
+                        batches: Callable | None = None) -> tuple[float, str]:
+    """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
+    signature), without the catalogue writes, over the files `repeat` times (a longer run from the
+    same JPEGs). Returns the rate after the first batch (the steady state) and a note with the
+    whole run's rate and the start-up time."""
     from viewfinder.ingest.gpu_decode import gpu_batches
     from viewfinder.ingest.walk import FileStat
 
+    batches = batches or gpu_batches
     transform, mean, std = enc.uint8_transform()
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files] * repeat
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()
-        for pixels, _ in gpu_batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers, timings=clock):
+        for pixels, _ in batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers, timings=clock):
             if model:
                 enc.encode_image_tensors(pixels)
             if not n:

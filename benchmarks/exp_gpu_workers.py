@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from viewfinder.ingest.gpu_decode import JPEG_SUFFIXES, _read_jpeg, _tick, in_background, resize_crop, upright
+from viewfinder.ingest.gpu_decode import JPEG_SUFFIXES, _read_jpeg, _tick, device_setup, in_background, resize_crop, upright
 from viewfinder.ingest.pipeline import decode_for_model
 from viewfinder.ingest.walk import FileStat
 from viewfinder.store import NewImage
@@ -119,13 +119,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     import torch
 
     clock = timings if timings is not None else {}
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    cuda = torch.device(device).type == "cuda"
-    stream = torch.cuda.Stream(device) if cuda else None  # on a CPU (the tests) everything is synchronous
-    # Pass shared memory by name: the default passes a file descriptor, which the receiving thread
-    # must fetch from a helper thread in the (busy) worker for every batch.
-    torch.multiprocessing.set_sharing_strategy("file_system")
+    m, s, cuda, stream = device_setup(device, mean, std)
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     loader = torch.utils.data.DataLoader(
         _DecodeBatches(max_pixels, fallback, side, device), sampler=batches, batch_size=None, collate_fn=_as_is,

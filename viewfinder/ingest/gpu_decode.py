@@ -172,6 +172,19 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
     return out
 
 
+def device_setup(device: str, mean, std):
+    """(mean and std as (1,3,1,1) tensors on `device`, whether it is CUDA, a side stream or None
+    on a CPU, where the tests run everything synchronously). Also makes this process pass shared
+    memory by name: the default passes a file descriptor, which the receiving thread must fetch
+    from a helper thread in the (busy, GIL-bound) worker for every batch."""
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1),
+            cuda, torch.cuda.Stream(device) if cuda else None)
+
+
 def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: int, mean, std, max_pixels: int,
                 fallback: Callable, workers: int = 8,
                 timings: dict[str, float] | None = None) -> Iterator[tuple[object, list[NewImage]]]:
@@ -182,13 +195,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     import torch
 
     clock = timings if timings is not None else {}
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    cuda = torch.device(device).type == "cuda"
-    stream = torch.cuda.Stream(device) if cuda else None  # on a CPU (the tests) everything is synchronous
-    # Pass shared memory by name: the default passes a file descriptor, which the receiving thread
-    # must fetch from a helper thread in the (busy, GIL-bound) worker for every batch.
-    torch.multiprocessing.set_sharing_strategy("file_system")
+    m, s, cuda, stream = device_setup(device, mean, std)
     loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None,
                                          collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
