@@ -117,3 +117,21 @@ def test_in_order_writer_keeps_order_and_raises_its_error_at_the_end():
                 writer.put(n)
             writer.put(3)
     assert written == [0, 1, 2]
+
+
+def test_compile_option_compiles_the_image_tower_once(tmp_path, folder, tiny_spec, monkeypatch):
+    import torch
+
+    compiled = []
+
+    def fake_compile(fn, **kw):  # the wiring, without paying inductor's compile time on CPU
+        compiled.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    with _open(tmp_path, tiny_spec) as eng:
+        eng.index(folder, progress=False)
+    assert compiled == []
+    with _open(tmp_path, tiny_spec, compile=True) as eng:
+        assert len(eng.search("a cat", k=3).hits) == 3
+        assert len(compiled) == 1 and compiled[0].__name__ == "_image_features"

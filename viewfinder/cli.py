@@ -45,6 +45,7 @@ def index(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per model batch."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
     index_kind: Optional[str] = typer.Option(None, "--index-kind", help="auto, flat, hnsw or ivfpq."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the image tower (pays off on a GPU, for large runs)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Distribute decode + embed on Ray: 'local' or a cluster address."),
     actors: int = typer.Option(2, "--actors", help="With --ray: embedding actors."),
     gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", help="With --ray: GPUs per actor (0: CPU)."),
@@ -53,7 +54,8 @@ def index(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Index (or bring up to date) the images under FOLDER."""
-    with _engine(db, model, workers=workers, batch_size=batch_size, max_pixels=max_pixels, index_kind=index_kind) as engine:
+    with _engine(db, model, workers=workers, batch_size=batch_size, max_pixels=max_pixels, index_kind=index_kind,
+                 compile=compile_model or None) as engine:
         if ray:
             report = engine.index_distributed(folder, None if ray == "local" else ray, actors, gpus_per_actor, on_error=_skipped)
         else:

@@ -32,6 +32,7 @@ class Config:
     workers: int = max(1, min(4, (os.cpu_count() or 1)))
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
     gpu_decode: bool = True  # on CUDA, decode JPEGs with nvJPEG (ingest/gpu_decode.py)
+    compile: bool = False  # torch.compile the image tower (Encoder.compile_image_tower)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
     exact_limit: int = 100_000  # up to this many vectors "auto" searches exactly (docs/benchmarks.md)
     index_ram_gb: float | None = None  # RAM the vector index may hold; None: half of physical memory

@@ -56,6 +56,8 @@ class Engine:
         if not self._bound:
             self._encoder.ensure_loaded()
             self.store.catalog.bind_model(self.model_spec, self._encoder.dim, self._encoder.fingerprint())
+            if self.config.compile:
+                self._encoder.compile_image_tower()
             self._bound = True
         return self._encoder
 
