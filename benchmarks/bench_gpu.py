@@ -5,6 +5,7 @@ real weights cannot travel to the GPU machine). One run, one table.
     python benchmarks/bench_gpu.py                      # on the GPU machine
     python benchmarks/bench_gpu.py --pipeline-only --readers 4 8 --decode-procs 2 3 --repeat 4   # docs/benchmarks.md
     python benchmarks/bench_gpu.py --images 200 --model-batch 16 --iters 3   # smoke run on a CPU
+    python benchmarks/bench_gpu.py --pipeline-only --models ViT-B/32 --nvimgcodec 1 2 4   # needs the [bench] extra
 
 Rows: model-only images/s on preprocessed tensors already on the device (bf16 autocast); end to
 end from JPEGs on disk through viewfinder's own ingest stages (decode + resize in DataLoader
