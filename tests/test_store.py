@@ -136,3 +136,10 @@ def test_checkpoint_switches_kind_when_the_collection_outgrows_exact_search(tmp_
     _, got = index.search(vecs[70:71], 1)
     assert got[0][0] == all_ids[70]
     assert Store(tmp_path / "db", exact_limit=50).vectors("images").kind == "hnsw"  # saved as such
+
+
+def test_pq_code_size_follows_the_dimension():
+    from viewfinder.store.vectors import pq_bytes
+
+    assert [pq_bytes(d) for d in (256, 512, 384, 768, 1000, 8, 3)] == [64, 128, 96, 128, 125, 2, 1]
+    assert all(d % pq_bytes(d) == 0 for d in range(1, 2049))
