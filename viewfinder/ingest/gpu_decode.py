@@ -172,38 +172,6 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
     return out
 
 
-def nvimgcodec_decoder(device: str) -> Callable | None:
-    """NVIDIA nvImageCodec's JPEG decoder (`pip install viewfinder[gpu]`), run beside torchvision's
-    in a second thread: torchvision decodes one batch per process at a time, and on an H100 the
-    two together decoded 13,453 images/s against 10,815 for torchvision alone (run 17 in
-    docs/benchmarks.md). None when it is not installed. The returned function takes a RawBatch
-    and gives its JPEGs upright (nvImageCodec applies the EXIF orientation itself) as uint8
-    (3,H,W) tensors on `device`, or raises RuntimeError when it cannot decode one of them."""
-    try:
-        from nvidia import nvimgcodec
-    except ImportError:
-        return None
-    import torch
-
-    decoder = nvimgcodec.Decoder(device_id=torch.device(device).index or 0)
-    params = nvimgcodec.DecodeParams(apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.SRGB,
-                                     sample_format=nvimgcodec.SampleFormat.I_RGB)
-    stream = torch.cuda.Stream(device)
-
-    def decode(raw: RawBatch) -> list:
-        with torch.cuda.stream(stream):
-            images = decoder.decode([nvimgcodec.CodeStream(b.numpy()) for b in raw.jpegs()], params=params,
-                                    cuda_stream=stream.cuda_stream)
-            if any(im is None for im in images):
-                raise RuntimeError("nvImageCodec could not decode a JPEG of this batch")
-            # copies in torch's memory, finished before nvImageCodec's own buffers go away
-            out = [torch.as_tensor(im, device=device).permute(2, 0, 1).clone() for im in images]
-            stream.synchronize()
-        return out
-
-    return decode
-
-
 def device_setup(device: str, mean, std):
     """(mean and std as (1,3,1,1) tensors on `device`, whether it is CUDA, a side stream or None
     on a CPU, where the tests run everything synchronously). Also makes this process pass shared
@@ -231,24 +199,20 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None,
                                          collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
-    def torchvision_decode(raw: RawBatch) -> list:
+    def decode(raw: RawBatch) -> tuple[RawBatch, list]:
+        """nvJPEG on the batch's JPEGs -> (batch, upright images in jpeg_records' order); a batch
+        it refuses goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        decoded = decode_jpeg(raw.jpegs(), mode=ImageReadMode.RGB, device=device)
-        return [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
-
-    def decode(raw: RawBatch, decoder: Callable, step: str) -> tuple[RawBatch, list]:
-        """`decoder` on the batch's JPEGs -> (batch, upright images in jpeg_records' order); a
-        batch it refuses goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
         clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
         if not raw.jpeg_records:
             return raw, []
         with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
             try:
                 t = time.perf_counter()
-                images = decoder(raw)
-                _tick(clock, step, t)
-                return raw, images
+                decoded = decode_jpeg(raw.jpegs(), mode=ImageReadMode.RGB, device=device)
+                _tick(clock, "nvJPEG decode call", t)
+                return raw, [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
             except RuntimeError:  # a JPEG nvJPEG refuses (CMYK, odd progressive): Pillow for this batch
                 retry = [decode_for_model(FileStat(r.path, r.size, r.mtime), fallback, max_pixels) for r in raw.jpeg_records]
                 raw.jpeg_records = []
@@ -263,9 +227,6 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     def resize(raw: RawBatch, images: list):
         t = time.perf_counter()
         with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            if cuda:
-                for im in images:  # nvImageCodec's were made on its own stream
-                    im.record_stream(stream)
             tensors = [resize_crop(images, side)] if images else []
             if raw.pillow_pixels is not None:
                 tensors.append(raw.pillow_pixels.to(device).float())
@@ -283,16 +244,12 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
             yield item
             t = time.perf_counter()
 
-    # Threads: one receives batches from the reader processes, one or two decode them, one
-    # resizes them, and the caller's runs the model; each hands over through a short queue.
-    # torchvision's decoder shares the resize thread's CUDA stream, so its images are ready (and
-    # their memory is not reused) before the resize kernels run; nvImageCodec's returns them ready.
+    # Four threads: one receives batches from the reader processes, one decodes them, one resizes
+    # them, and the caller's runs the model; each hands over through a short queue. Decoding and
+    # resizing share one CUDA stream, so the decoded images are ready (and their memory is not
+    # reused) before the resize kernels run.
     received = in_background(loader, "reader-batches")
-    decoders = {"nvjpeg-decoder": lambda raw: decode(raw, torchvision_decode, "decoder threads: torchvision nvJPEG")}
-    second = nvimgcodec_decoder(device) if cuda else None
-    if second is not None:
-        decoders["nvimgcodec-decoder"] = lambda raw: decode(raw, second, "decoder threads: nvImageCodec")
-    decoded = in_threads(timed(received, "decoder threads: wait for the readers"), decoders)
+    decoded = in_background((decode(raw) for raw in timed(received, "decoder thread: wait for the readers")), "nvjpeg-decoder")
     for pixels, records, done in in_background((resize(raw, images) for raw, images in decoded), "resize"):
         if done is not None and pixels is not None:
             torch.cuda.current_stream(device).wait_event(done)
@@ -308,18 +265,8 @@ class _Raised:
 def in_background(items: Iterable, name: str, depth: int = 2) -> Iterator:
     """Iterate `items` in a thread of its own, up to `depth` items ahead of the caller. An error
     there is raised here; closing the returned generator stops the thread (and closes `items`)."""
-    return in_threads(items, {name: lambda item: item}, depth)
-
-
-def in_threads(items: Iterable, workers: dict[str, Callable], depth: int = 2) -> Iterator:
-    """Apply a function to each of `items` in threads of their own, one per entry of `workers`
-    (thread name -> function), each taking the next item when it is free; results come in the
-    order they are done, up to `depth` ahead of the caller. An error in any thread is raised
-    here; closing the returned generator stops the threads (and closes `items`)."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    take = threading.Lock()
-    source = iter(items)
     end = object()
 
     def offer(item: object) -> bool:
@@ -331,36 +278,26 @@ def in_threads(items: Iterable, workers: dict[str, Callable], depth: int = 2) ->
                 continue
         return False
 
-    def run(fn: Callable) -> None:
+    def run() -> None:
         try:
-            while not stop.is_set():
-                with take:
-                    item = next(source, end)
-                if item is end or not offer(fn(item)):
-                    break
+            with contextlib.closing(items) if hasattr(items, "close") else contextlib.nullcontext():
+                for item in items:
+                    if not offer(item):
+                        return
             offer(end)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
             offer(_Raised(exc))
 
-    threads = [threading.Thread(target=run, args=(fn,), name=name, daemon=True) for name, fn in workers.items()]
-    for thread in threads:
-        thread.start()
-    running = len(threads)
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
     try:
-        while running:
-            item = ready.get()
-            if item is end:
-                running -= 1
-            elif isinstance(item, _Raised):
+        while (item := ready.get()) is not end:
+            if isinstance(item, _Raised):
                 raise item.exc
-            else:
-                yield item
+            yield item
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
-        if hasattr(items, "close"):
-            items.close()
+        thread.join()
 
 
 def _tick(clock: dict[str, float], step: str, since: float) -> float:
