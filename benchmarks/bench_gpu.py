@@ -157,7 +157,7 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
 
 
 def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model: bool = True, repeat: int = 1,
-                        batches: Callable | None = None, cpu_share: float = 0.0) -> tuple[float, str]:
+                        batches: Callable | None = None) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
     same JPEGs). Returns the rate after the first batch (the steady state) and a note with the
@@ -171,8 +171,7 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model:
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()
-        extra = {"cpu_share": cpu_share} if cpu_share else {}
-        for pixels, _ in batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers, timings=clock, **extra):
+        for pixels, _ in batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers, timings=clock):
             if model:
                 enc.encode_image_tensors(pixels)
             if not n:
@@ -321,7 +320,6 @@ def main() -> None:
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
     ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: Config().workers)")
     ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
-    ap.add_argument("--cpu-share", type=float, nargs="*", default=[0.0], help="fractions of JPEGs the readers decode with Pillow")
     ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
     ap.add_argument("--nvimgcodec", type=int, nargs="*", default=[], help="also time nvImageCodec with this many threads")
     ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
@@ -357,11 +355,8 @@ def main() -> None:
                     rate = parallel_decode_rate(files, args.pipeline_batch, procs)
                     rows.append((name, f"stage: nvJPEG decode in {procs} processes at once (all of them together)", f"{rate:,.0f}", "", ""))
             for readers in args.readers or [READERS]:
-                for share in args.cpu_share:
-                    vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, repeat=args.repeat, cpu_share=share)
-                    what = f", {share:.0%} of JPEGs by Pillow in them" if share else ""
-                    rows.append((name, f"viewfinder CUDA path: {readers} reader processes{what}, after the first batch", f"{vf:,.0f}",
-                                 f"{vf / ceiling:.2f}", vutil))
+                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, repeat=args.repeat)
+                rows.append((name, f"viewfinder CUDA path: {readers} reader processes, after the first batch", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
             if args.pipeline_only:
                 vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, READERS, model=False, repeat=args.repeat)
                 rows.append((name, "the same, no model (decode + resize only)", f"{vf:,.0f}", "", vutil))

@@ -96,15 +96,13 @@ def upright(image, orientation: int):
     return turn(image) if turn else image
 
 
-def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, cpu_share: float = 0.0) -> RawBatch:
+def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) -> RawBatch:
     """One batch, in a worker: JPEG bytes into one tensor already in shared memory (the DataLoader
-    then passes a handle, not a copy), other formats and refused JPEGs decoded by Pillow. With
-    `cpu_share`, that fraction of the batch's JPEGs is decoded here by Pillow too."""
+    then passes a handle, not a copy), other formats and refused JPEGs decoded by Pillow."""
     import torch
 
     started = time.perf_counter()
     jpeg = [f for f in files if f.path.lower().endswith(JPEG_SUFFIXES)]
-    jpeg = jpeg[: len(jpeg) - int(cpu_share * len(jpeg))]
     on_gpu = {f.path for f in jpeg}
     # allocated in shared memory from the start, as DataLoader's own collate does, so the bytes
     # are written once (by the read) and never copied on their way to the main process
@@ -136,15 +134,15 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, 
 class _Batches:
     """A map-style dataset whose items are whole batches, read by DataLoader workers."""
 
-    def __init__(self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable, cpu_share: float = 0.0) -> None:
+    def __init__(self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable) -> None:
         self.batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-        self.max_pixels, self.transform, self.cpu_share = max_pixels, transform, cpu_share
+        self.max_pixels, self.transform = max_pixels, transform
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> RawBatch:
-        return read_batch(self.batches[i], self.max_pixels, self.transform, self.cpu_share)
+        return read_batch(self.batches[i], self.max_pixels, self.transform)
 
 
 def _as_is(batch: RawBatch) -> RawBatch:
@@ -188,7 +186,7 @@ def device_setup(device: str, mean, std):
 
 
 def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: int, mean, std, max_pixels: int,
-                fallback: Callable, workers: int = 8, cpu_share: float = 0.0,
+                fallback: Callable, workers: int = 8,
                 timings: dict[str, float] | None = None) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
@@ -198,7 +196,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
 
     clock = timings if timings is not None else {}
     m, s, cuda, stream = device_setup(device, mean, std)
-    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback, cpu_share), batch_size=None,
+    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None,
                                          collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
     def decode(raw: RawBatch) -> tuple[RawBatch, list]:
