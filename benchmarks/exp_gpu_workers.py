@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from viewfinder.ingest.gpu_decode import JPEG_SUFFIXES, _read_jpeg, _tick, device_setup, in_background, resize_crop, upright
+from viewfinder.ingest.gpu_decode import _tick, device_setup, in_background, read_jpegs, resize_crop, upright
 from viewfinder.ingest.pipeline import decode_for_model
 from viewfinder.ingest.walk import FileStat
 from viewfinder.store import NewImage
@@ -22,33 +22,6 @@ class DecodedBatch:
     pixels: object  # uint8 (N,3,side,side) tensor in shared memory, or None
     records: list[NewImage]  # the first N have rows in `pixels`, in order; then the failures
     seconds: dict[str, float] = field(default_factory=dict)  # the worker's time per step
-
-
-def read_jpegs(files: Sequence[FileStat], max_pixels: int):
-    """Read a batch's plain JPEGs into one buffer with no copies: (buffer, spans, records,
-    orientations, files for Pillow, refused records)."""
-    import torch
-
-    jpeg = [f for f in files if f.path.lower().endswith(JPEG_SUFFIXES)]
-    buf = torch.empty(sum(f.size for f in jpeg), dtype=torch.uint8)
-    view = memoryview(buf.numpy())
-    spans, records, orientations, others, failed = [], [], [], [], []
-    start = 0
-    for f in files:
-        if not f.path.lower().endswith(JPEG_SUFFIXES):
-            others.append(f)
-            continue
-        read = _read_jpeg(f, view[start : start + f.size], max_pixels)
-        if read is None:
-            others.append(f)
-        elif read[0].error is not None:
-            failed.append(read[0])
-        else:
-            spans.append((start, start + f.size))
-            records.append(read[0])
-            orientations.append(read[1])
-        start += f.size
-    return buf, spans, records, orientations, others, failed
 
 
 def decode_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable, side: int, device: str) -> DecodedBatch:

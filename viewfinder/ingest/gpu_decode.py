@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
+from PIL.ExifTags import Base as ExifTag
 
 from ..errors import ImageTooLargeError
 from ..store import NewImage
@@ -63,7 +64,7 @@ def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> tuple[NewIm
                 w, h = im.size
                 if im.format != "JPEG" or im.mode not in ("RGB", "L"):
                     return None
-                orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+                orientation = im.getexif().get(ExifTag.Orientation, 1)
             fh.seek(0)
             if fh.readinto(slot) != len(slot) or fh.read(1):
                 return None
@@ -76,7 +77,6 @@ def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> tuple[NewIm
     return NewImage(stat.path, stat.size, stat.mtime, hashlib.sha256(slot).hexdigest(), w, h), orientation
 
 
-EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the tensor operation on (C,H,W) that shows the image upright, as Pillow's
 # ImageOps.exif_transpose does (6 and 8 are the phone camera's quarter turns)
 _UPRIGHT = {
@@ -96,39 +96,49 @@ def upright(image, orientation: int):
     return turn(image) if turn else image
 
 
+def read_jpegs(files: Sequence[FileStat], max_pixels: int, shared: bool = False):
+    """Read a batch's plain JPEGs into one buffer with no copies (allocated in shared memory if
+    `shared`): (buffer, spans, records, orientations, files for Pillow, refused records)."""
+    import torch
+
+    size = sum(f.size for f in files if f.path.lower().endswith(JPEG_SUFFIXES))
+    buf = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size)) if shared else torch.empty(size, dtype=torch.uint8)
+    view = memoryview(buf.numpy())
+    spans, records, orientations, others, failed = [], [], [], [], []
+    start = 0
+    for f in files:
+        if not f.path.lower().endswith(JPEG_SUFFIXES):
+            others.append(f)
+            continue
+        read = _read_jpeg(f, view[start : start + f.size], max_pixels)
+        if read is None:
+            others.append(f)
+        elif read[0].error is not None:
+            failed.append(read[0])
+        else:
+            spans.append((start, start + f.size))
+            records.append(read[0])
+            orientations.append(read[1])
+        start += f.size
+    return buf, spans, records, orientations, others, failed
+
+
 def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) -> RawBatch:
     """One batch, in a worker: JPEG bytes into one tensor already in shared memory (the DataLoader
     then passes a handle, not a copy), other formats and refused JPEGs decoded by Pillow."""
     import torch
 
     started = time.perf_counter()
-    jpeg = [f for f in files if f.path.lower().endswith(JPEG_SUFFIXES)]
-    on_gpu = {f.path for f in jpeg}
-    # allocated in shared memory from the start, as DataLoader's own collate does, so the bytes
-    # are written once (by the read) and never copied on their way to the main process
-    buf = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(sum(f.size for f in jpeg)))
-    view = memoryview(buf.numpy())
-    spans, jpeg_records, orientations, pillow_records, pixels, failed = [], [], [], [], [], []
-    start = 0
-    for f in files:
-        record = None
-        if f.path in on_gpu:
-            read = _read_jpeg(f, view[start : start + f.size], max_pixels)
-            record = read[0] if read else None
-            if read is not None and record.error is None:
-                spans.append((start, start + f.size))
-                jpeg_records.append(record)
-                orientations.append(read[1])
-            start += f.size
-        if record is None:
-            record, tensor = decode_for_model(f, transform, max_pixels)
-            if tensor is not None:
-                pillow_records.append(record)
-                pixels.append(tensor)
-        if record.error is not None:
-            failed.append(record)
-    return RawBatch(buf, spans, jpeg_records, orientations, torch.stack(pixels) if pixels else None, pillow_records, failed,
-                    time.perf_counter() - started)
+    # in shared memory from the start, as DataLoader's own collate does, so the bytes are written
+    # once (by the read) and never copied on their way to the main process
+    buf, spans, jpeg_records, orientations, others, failed = read_jpegs(files, max_pixels, shared=True)
+    pillow = [decode_for_model(f, transform, max_pixels) for f in others]
+    failed += [r for r, t in pillow if t is None]
+    position = {f.path: i for i, f in enumerate(files)}
+    failed.sort(key=lambda r: position[r.path])  # reported in the order of the files
+    pixels = [t for _, t in pillow if t is not None]
+    return RawBatch(buf, spans, jpeg_records, orientations, torch.stack(pixels) if pixels else None,
+                    [r for r, t in pillow if t is not None], failed, time.perf_counter() - started)
 
 
 class _Batches:
