@@ -5,7 +5,6 @@ real weights cannot travel to the GPU machine). One run, one table.
     python benchmarks/bench_gpu.py                      # on the GPU machine
     python benchmarks/bench_gpu.py --pipeline-only --readers 4 8 --decode-procs 2 3 --repeat 4   # docs/benchmarks.md
     python benchmarks/bench_gpu.py --images 200 --model-batch 16 --iters 3   # smoke run on a CPU
-    python benchmarks/bench_gpu.py --pipeline-only --models ViT-B/32 --nvimgcodec 1 2 4   # needs the [bench] extra
 
 Rows: model-only images/s on preprocessed tensors already on the device (bf16 autocast); end to
 end from JPEGs on disk through viewfinder's own ingest stages (decode + resize in DataLoader
@@ -265,38 +264,6 @@ def parallel_decode_rate(files: list[Path], batch: int, procs: int, rounds: int 
     return sum(n for n, _ in done) / max(t for _, t in done)
 
 
-def nvimgcodec_rate(files: list[Path], batch: int, threads: int = 1) -> float:
-    """NVIDIA nvImageCodec (pip nvidia-nvimgcodec-cu13[nvjpeg]) decoding the same JPEGs in this one
-    process, batch by batch, in `threads` threads with a decoder each: does a decoder without
-    torchvision's per-process lock go faster? Output as torch tensors, EXIF orientation applied."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import torch
-    from nvidia import nvimgcodec
-
-    params = nvimgcodec.DecodeParams(apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.SRGB,
-                                     sample_format=nvimgcodec.SampleFormat.I_RGB)
-    data = [np.fromfile(f, dtype=np.uint8) for f in files]
-    chunks = [data[i : i + batch] for i in range(0, len(data), batch)]
-    decoders = [nvimgcodec.Decoder(device_id=0) for _ in range(threads)]
-
-    def run(k: int) -> int:
-        n = 0
-        for chunk in chunks[k::threads]:
-            images = decoders[k].decode([nvimgcodec.CodeStream(a) for a in chunk], params=params)
-            n += len([torch.as_tensor(im, device="cuda").permute(2, 0, 1) for im in images if im is not None])
-        return n
-
-    for k in range(threads):
-        decoders[k].decode([nvimgcodec.CodeStream(a) for a in chunks[0]], params=params)  # start-up
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        n = sum(pool.map(run, range(threads)))
-    torch.cuda.synchronize()
-    return n / (time.perf_counter() - t)
-
-
 def text_rate(enc, n: int, batch: int) -> float:
     words = "a photo of the red car dog cat on beach with two people at night in snow house tree".split()
     rng = np.random.default_rng(0)
@@ -321,7 +288,6 @@ def main() -> None:
     ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: Config().workers)")
     ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
     ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
-    ap.add_argument("--nvimgcodec", type=int, nargs="*", default=[], help="also time nvImageCodec with this many threads")
     ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
@@ -345,12 +311,6 @@ def main() -> None:
         if device == "cuda":
             if args.pipeline_only:
                 rows += [(name, what, rate, "", note) for what, rate, note in stage_rates(enc, files, args.pipeline_batch)]
-                for threads in args.nvimgcodec:
-                    try:
-                        rate = f"{nvimgcodec_rate(files, args.pipeline_batch, threads):,.0f}"
-                    except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
-                        rate = f"failed: {type(exc).__name__}: {exc}"[:120]
-                    rows.append((name, f"stage: nvImageCodec decode, {threads} thread(s), one process", rate, "", ""))
                 for procs in args.decode_procs:
                     rate = parallel_decode_rate(files, args.pipeline_batch, procs)
                     rows.append((name, f"stage: nvJPEG decode in {procs} processes at once (all of them together)", f"{rate:,.0f}", "", ""))
