@@ -156,7 +156,7 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
 
 
 def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model: bool = True, repeat: int = 1,
-                        batches: Callable | None = None) -> tuple[float, str]:
+                        batches: Callable | None = None, decoders: tuple[str, ...] = ("torchvision",)) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
     same JPEGs). Returns the rate after the first batch (the steady state) and a note with the
@@ -170,7 +170,8 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model:
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()
-        for pixels, _ in batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers, timings=clock):
+        for pixels, _ in batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers,
+                                 decoders=decoders, timings=clock):
             if model:
                 enc.encode_image_tensors(pixels)
             if not n:
@@ -184,7 +185,7 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model:
     return steady, f"{util.mean} ({n} images; whole run {n / elapsed:,.0f}/s, first batch after {first:.1f} s; {split})"
 
 
-def viewfinder_index(enc, folder: Path) -> tuple[float, str]:
+def viewfinder_index(enc, folder: Path, decoders: tuple[str, ...] = ("torchvision",)) -> tuple[float, str]:
     """`Engine.index` itself: the CUDA path plus the SQLite catalogue, the FAISS index and its
     checkpoint, default batch size: what `viewfinder index DIR` does on this machine."""
     from viewfinder import Engine
@@ -192,7 +193,7 @@ def viewfinder_index(enc, folder: Path) -> tuple[float, str]:
     reports = []
     for _ in range(2):  # each pass into a new catalogue; the second is reported
         with GpuUtilisation() as util:
-            with Engine(Config(db=Path(tempfile.mkdtemp(prefix="vf-db-")), model="bench", device=enc.device), encoder=enc) as engine:
+            with Engine(Config(db=Path(tempfile.mkdtemp(prefix="vf-db-")), model="bench", device=enc.device, gpu_decoders=decoders), encoder=enc) as engine:
                 reports.append(engine.index(folder, progress=False))
     first, rep = reports
     return rep.images_per_second, (f"{util.mean} (batch {engine.batch_size}, {rep.embedded} embedded in {rep.seconds:.1f} s; "
@@ -288,6 +289,8 @@ def main() -> None:
     ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: Config().workers)")
     ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
     ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
+    ap.add_argument("--decoders", nargs="*", default=["torchvision"],
+                    help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py)")
     ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
@@ -314,14 +317,16 @@ def main() -> None:
                 for procs in args.decode_procs:
                     rate = parallel_decode_rate(files, args.pipeline_batch, procs)
                     rows.append((name, f"stage: nvJPEG decode in {procs} processes at once (all of them together)", f"{rate:,.0f}", "", ""))
-            for readers in args.readers or [READERS]:
-                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, repeat=args.repeat)
-                rows.append((name, f"viewfinder CUDA path: {readers} reader processes, after the first batch", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
-            if args.pipeline_only:
-                vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, READERS, model=False, repeat=args.repeat)
-                rows.append((name, "the same, no model (decode + resize only)", f"{vf:,.0f}", "", vutil))
-            ix, ixnote = viewfinder_index(enc, folder)
-            rows.append((name, "Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint)", f"{ix:,.0f}", f"{ix / ceiling:.2f}", ixnote))
+            for mix in args.decoders:
+                decoders, by = tuple(mix.split("+")), "" if mix == "torchvision" else f", decoders {mix}"
+                for readers in args.readers or [READERS]:
+                    vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, repeat=args.repeat, decoders=decoders)
+                    rows.append((name, f"viewfinder CUDA path: {readers} reader processes{by}, after the first batch", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+                if args.pipeline_only:
+                    vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, READERS, model=False, repeat=args.repeat, decoders=decoders)
+                    rows.append((name, f"the same, no model (decode + resize only){by}", f"{vf:,.0f}", "", vutil))
+                ix, ixnote = viewfinder_index(enc, folder, decoders)
+                rows.append((name, f"Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint){by}", f"{ix:,.0f}", f"{ix / ceiling:.2f}", ixnote))
         if args.compile and device == "cuda":
             try:
                 rows.append((name, "model only, torch.compile", f"{model_only(enc, args.model_batch, args.iters, True):,.0f}", "", ""))

@@ -1,82 +1,122 @@
-"""Experiment (session 3): JPEG decoders side by side in ONE process, each in a thread of its own
-with its own decoder: torchvision's nvJPEG ("tv", one decode per process at a time) and NVIDIA
-nvImageCodec ("nvi:N", N = its CPU threads, 0 = its default). Can two decoders in one process
-(one CUDA context, so no time-slicing between processes) decode more than one?
+"""Experiment: GPU JPEG decoders (ingest/gpu_jpeg.py) side by side in ONE process, each in a
+thread of its own with its own CUDA stream, alone or while a model runs on the same GPU (as it
+does when indexing). Can two decoders decode more than one? Does the hardware JPEG engine
+("nvimgcodec-hw") leave the SMs to the model?
 
-    python benchmarks/exp_decoders.py --images 6000 tv nvi:0 nvi:2 nvi:2+nvi:2 tv+nvi:0 tv+nvi:2
+    python benchmarks/exp_decoders.py --images 6000 torchvision nvimgcodec nvimgcodec-hw torchvision+nvimgcodec-hw
+    python benchmarks/exp_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw
+
+A decoder is named as in gpu_jpeg.DECODERS, optionally with ":N" for nvImageCodec's host threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
-from common import make_jpegs, print_table
+from common import make_jpegs, print_table, random_mini, random_vit_b_32
 
 
-def _decoder(kind: str):
-    """A function: list of JPEG byte arrays -> list of uint8 (C,H,W) CUDA tensors."""
+def _decoder(spec: str):
+    """(decoder function, its CUDA stream) for "name" or "name:threads"."""
     import torch
 
-    if kind == "tv":
-        from torchvision.io import ImageReadMode, decode_jpeg
+    from viewfinder.ingest.gpu_jpeg import jpeg_decoder
 
-        return lambda arrays: decode_jpeg([torch.from_numpy(a) for a in arrays], mode=ImageReadMode.RGB, device="cuda")
-    from nvidia import nvimgcodec
-
-    dec = nvimgcodec.Decoder(device_id=0, max_num_cpu_threads=int(kind.split(":")[1]))
-    params = nvimgcodec.DecodeParams(apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.SRGB,
-                                     sample_format=nvimgcodec.SampleFormat.I_RGB)
-
-    def decode(arrays):
-        images = dec.decode([nvimgcodec.CodeStream(a) for a in arrays], params=params)
-        return [torch.as_tensor(im, device="cuda").permute(2, 0, 1) for im in images if im is not None]
-
-    return decode
+    name, _, threads = spec.partition(":")
+    return jpeg_decoder(name, "cuda", int(threads or 0)), torch.cuda.Stream()
 
 
-def rate(kinds: list[str], data: list[np.ndarray], batch: int) -> float:
-    """Images/s of all the decoders together, the batches dealt out in turn."""
+def _model_loop(enc, stop: threading.Event, batch: int = 256) -> tuple[int, float]:
+    """Run the image tower on random batches until `stop`: (images, seconds)."""
     import torch
 
-    decoders = [_decoder(k) for k in kinds]
+    pixels = torch.randn(batch, 3, 224, 224, device="cuda")
+    enc.encode_image_tensors(pixels)
+    torch.cuda.synchronize()
+    n, t = 0, time.perf_counter()
+    while not stop.is_set():
+        enc.encode_image_tensors(pixels)
+        n += batch
+    torch.cuda.synchronize()
+    return n, time.perf_counter() - t
+
+
+def rate(specs: list[str], data: list, batch: int, enc=None) -> tuple[float, float | None]:
+    """Images/s of all the decoders together, the batches dealt out in turn, and the model's
+    images/s meanwhile (None without a model)."""
+    import torch
+
+    decoders = [_decoder(s) for s in specs]
     chunks = [data[i : i + batch] for i in range(0, len(data), batch)]
-    for d in decoders:
-        d(chunks[0])  # start-up
+    for fn, stream in decoders:  # start-up
+        with torch.cuda.stream(stream):
+            fn(chunks[0])
     torch.cuda.synchronize()
 
     def run(k: int) -> int:
-        return sum(len(decoders[k](c)) for c in chunks[k :: len(decoders)])
+        fn, stream = decoders[k]
+        n = 0
+        with torch.cuda.stream(stream):
+            for c in chunks[k :: len(decoders)]:
+                n += len(fn(c))
+            stream.synchronize()
+        return n
 
-    t = time.perf_counter()
-    with ThreadPoolExecutor(len(decoders)) as pool:
+    stop = threading.Event()
+    with ThreadPoolExecutor(len(decoders) + 1) as pool:
+        model = pool.submit(_model_loop, enc, stop) if enc is not None else None
+        time.sleep(0.5 if enc is not None else 0)  # the model is running before decoding starts
+        t = time.perf_counter()
         n = sum(pool.map(run, range(len(decoders))))
-    torch.cuda.synchronize()
-    return n / (time.perf_counter() - t)
+        decoding = n / (time.perf_counter() - t)
+        stop.set()
+        if model is None:
+            return decoding, None
+        m, seconds = model.result()
+    return decoding, m / seconds
 
 
 def main() -> None:
+    import torch
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("mixes", nargs="+", help="decoders joined by +, e.g. tv+nvi:2")
+    ap.add_argument("--with-model", choices=["ViT-B/32", "mini"], help="also run this model (random init) meanwhile")
+    ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt for mini where the package is not installed")
+    ap.add_argument("mixes", nargs="+", help="decoders joined by +, e.g. torchvision+nvimgcodec-hw")
     args = ap.parse_args()
     files = make_jpegs(Path(tempfile.mkdtemp(prefix="vf-jpegs-")), args.images)
-    data = [np.fromfile(f, dtype=np.uint8) for f in files]
+    data = [torch.from_file(str(f), size=f.stat().st_size, dtype=torch.uint8) for f in files]
+    enc = None
+    if args.with_model:
+        enc = random_vit_b_32("cuda") if args.with_model == "ViT-B/32" else random_mini("cuda", args.vocab)
+        enc.ensure_loaded()
+        m, seconds = _model_loop_for(enc, 3.0)
+        print(f"{args.with_model} alone: {m / seconds:,.0f} images/s", flush=True)
     rows = []
     for mix in args.mixes:
         try:
-            rows.append((mix, f"{rate(mix.split('+'), data, args.batch):,.0f}"))
+            decoding, model = rate(mix.split("+"), data, args.batch, enc)
+            rows.append((mix, f"{decoding:,.0f}") + ((f"{model:,.0f}",) if enc is not None else ()))
         except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
-            rows.append((mix, f"failed: {type(exc).__name__}: {exc}"[:100]))
+            rows.append((mix, f"failed: {type(exc).__name__}: {exc}"[:100]) + (("",) if enc is not None else ()))
         print(rows[-1], flush=True)
-    print_table(f"{len(files)} JPEGs (500x375 and 1024x768), batch {args.batch}, decoders in one process",
-                ("decoders (one thread each)", "images/s"), rows)
+    head = ("decoders (one thread each)", "decoded images/s") + ((f"{args.with_model} images/s meanwhile",) if enc is not None else ())
+    print_table(f"{len(files)} JPEGs (500x375 and 1024x768), batch {args.batch}, decoders in one process on "
+                f"{torch.cuda.get_device_name(0)}" + (f", {args.with_model} (random init) running meanwhile" if enc else ""),
+                head, rows)
+
+
+def _model_loop_for(enc, seconds: float) -> tuple[int, float]:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return _model_loop(enc, stop)
 
 
 if __name__ == "__main__":

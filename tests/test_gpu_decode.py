@@ -138,19 +138,37 @@ def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
     assert upright_diff < 0.1 < sideways_diff
 
 
+def _nvimgcodec_missing() -> bool:
+    try:
+        from nvidia import nvimgcodec  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
-def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec):
-    """nvJPEG, the threads and the side stream on a real GPU: same records, same pixels (up to the
-    decoders' rounding) as the CPU run that CI checks against Pillow."""
+@pytest.mark.parametrize("decoders", [("torchvision",), ("nvimgcodec-hw",), ("torchvision", "nvimgcodec-hw")])
+def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, decoders):
+    """The GPU decoders, the threads and the streams on a real GPU: same records, same pixels (up
+    to the decoders' rounding) as the CPU run that CI checks against Pillow."""
+    if "nvimgcodec-hw" in decoders and _nvimgcodec_missing():
+        pytest.skip("nvImageCodec is not installed (pip install 'viewfinder[gpu]')")
     x, y = np.meshgrid(np.linspace(0, 255, 640), np.linspace(0, 255, 480))
-    for i in range(6):
+    for i in range(10):
         im = Image.fromarray(np.stack([x, y, (x + y * i) % 256], -1).astype(np.uint8))
         exif = Image.Exif()
-        exif[0x0112] = (1, 6, 8, 3, 1, 1)[i]
+        exif[0x0112] = (1, 6, 8, 3, 1, 1, 2, 5, 7, 4)[i]
         im.resize((500, 375) if i % 2 else (640, 480)).save(tmp_path / f"p{i}.jpg", exif=exif)
     Image.fromarray(np.uint8(x)).save(tmp_path / "gray.png")
     transform, mean, std = load_encoder(tiny_spec, device="cpu").uint8_transform()
-    runs = {d: list(gpu_batches(scan(tmp_path), 4, d, 32, mean, std, 89_478_485, transform, workers=2)) for d in ("cpu", "cuda")}
-    for (cpu_px, cpu_recs), (gpu_px, gpu_recs) in zip(runs["cpu"], runs["cuda"]):
-        assert [(r.path, r.sha256, r.width, r.height, r.error) for r in cpu_recs] == [(r.path, r.sha256, r.width, r.height, r.error) for r in gpu_recs]
-        assert gpu_px.is_cuda and float((gpu_px.cpu() - cpu_px).abs().mean()) < 0.05
+    runs = {}
+    for device, names in (("cpu", ("torchvision",)), ("cuda", decoders)):
+        rows = {}  # by path: with several decoders, batches come in the order they are done
+        for pixels, records in gpu_batches(scan(tmp_path), 4, device, 32, mean, std, 89_478_485, transform, workers=2, decoders=names):
+            for i, r in enumerate(records):
+                rows[r.path] = ((r.sha256, r.width, r.height, r.error), pixels[i].cpu() if not r.error else None)
+        runs[device] = rows
+    assert runs["cpu"].keys() == runs["cuda"].keys() and len(runs["cpu"]) == 11
+    for path, (record, px) in runs["cuda"].items():
+        assert record == runs["cpu"][path][0]
+        assert float((px - runs["cpu"][path][1]).abs().mean()) < 0.05, path

@@ -31,7 +31,8 @@ class Config:
     # decode processes; on a GPU too, where 8 or 14 made indexing slower than 4 (docs/benchmarks.md)
     workers: int = max(1, min(4, (os.cpu_count() or 1)))
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
-    gpu_decode: bool = True  # on CUDA, decode JPEGs with nvJPEG (ingest/gpu_decode.py)
+    gpu_decode: bool = True  # on CUDA, decode JPEGs on the GPU (ingest/gpu_decode.py)
+    gpu_decoders: tuple[str, ...] = ("torchvision",)  # GPU JPEG decoders, a thread each (ingest/gpu_jpeg.py)
     compile: bool = False  # torch.compile the image tower (Encoder.compile_image_tower)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
     exact_limit: int = 100_000  # up to this many vectors "auto" searches exactly (docs/benchmarks.md)
@@ -53,8 +54,9 @@ class Config:
             clean["db"] = Path(str(clean["db"])).expanduser()
         if "cache_dir" in clean:
             clean["cache_dir"] = Path(str(clean["cache_dir"])).expanduser()
-        if "allowed_roots" in clean:
-            clean["allowed_roots"] = tuple(str(r) for r in clean["allowed_roots"])  # type: ignore[union-attr]
+        for name in ("allowed_roots", "gpu_decoders"):  # lists in TOML
+            if name in clean:
+                clean[name] = tuple(str(r) for r in clean[name])  # type: ignore[union-attr]
         return replace(self, **clean)  # type: ignore[arg-type]
 
 

@@ -78,7 +78,7 @@ class Engine:
         return index_folder(
             Path(folder), self.store, self.encoder, batch_size=self.batch_size, workers=self.config.workers,
             max_pixels=self.config.max_pixels, checkpoint_seconds=self.config.checkpoint_seconds,
-            progress=progress, on_error=on_error, gpu_decode=self.config.gpu_decode,
+            progress=progress, on_error=on_error, gpu_decode=self.config.gpu_decode, gpu_decoders=self.config.gpu_decoders,
         )
 
     def index_distributed(self, folder: str | Path, address: str | None = None, actors: int = 2, gpus_per_actor: float = 0.0,

@@ -196,34 +196,40 @@ def device_setup(device: str, mean, std):
 
 
 def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: int, mean, std, max_pixels: int,
-                fallback: Callable, workers: int = 8,
+                fallback: Callable, workers: int = 8, decoders: Sequence[str] = ("torchvision",),
                 timings: dict[str, float] | None = None) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
-    tensor` is the model's own Pillow transform, for what nvJPEG does not take. `timings`, if
-    given, collects the decoder and resize threads' seconds per step (where the time goes)."""
+    tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
+    GPU JPEG decoders (gpu_jpeg.DECODERS), a thread each. `timings`, if given, collects the
+    decoder and resize threads' seconds per step (where the time goes)."""
     import torch
+
+    from .gpu_jpeg import jpeg_decoder
 
     clock = timings if timings is not None else {}
     m, s, cuda, stream = device_setup(device, mean, std)
     loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None,
                                          collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
-    def decode(raw: RawBatch) -> tuple[RawBatch, list]:
-        """nvJPEG on the batch's JPEGs -> (batch, upright images in jpeg_records' order); a batch
-        it refuses goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
-        from torchvision.io import ImageReadMode, decode_jpeg
-
+    def decode(raw: RawBatch, decoder: Callable, step: str, on) -> tuple[RawBatch, list, object]:
+        """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
+        jpeg_records' order, an event the resize stream must wait for or None); a batch it refuses
+        goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
         clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
         if not raw.jpeg_records:
-            return raw, []
-        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            return raw, [], None
+        with torch.cuda.stream(on) if cuda else contextlib.nullcontext():
             try:
                 t = time.perf_counter()
-                decoded = decode_jpeg(raw.jpegs(), mode=ImageReadMode.RGB, device=device)
-                _tick(clock, "nvJPEG decode call", t)
-                return raw, [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
-            except RuntimeError:  # a JPEG nvJPEG refuses (CMYK, odd progressive): Pillow for this batch
+                decoded = decoder(raw.jpegs())
+                _tick(clock, step, t)
+                images = [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
+                ready = torch.cuda.Event() if cuda and on is not stream else None
+                if ready is not None:
+                    ready.record(on)
+                return raw, images, ready
+            except RuntimeError:  # a JPEG the decoder refuses (CMYK, odd progressive): Pillow for this batch
                 retry = [decode_for_model(FileStat(r.path, r.size, r.mtime), fallback, max_pixels) for r in raw.jpeg_records]
                 raw.jpeg_records = []
                 raw.pillow_records = raw.pillow_records + [r for r, t in retry if t is not None]
@@ -232,11 +238,15 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
                     more = torch.stack(extra)
                     raw.pillow_pixels = torch.cat([raw.pillow_pixels, more]) if raw.pillow_pixels is not None else more
                 raw.failed.extend(r for r, t in retry if t is None)
-        return raw, []
+        return raw, [], None
 
-    def resize(raw: RawBatch, images: list):
+    def resize(raw: RawBatch, images: list, ready):
         t = time.perf_counter()
         with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            if ready is not None:  # decoded on another decoder thread's stream
+                stream.wait_event(ready)
+                for im in images:
+                    im.record_stream(stream)
             tensors = [resize_crop(images, side)] if images else []
             if raw.pillow_pixels is not None:
                 tensors.append(raw.pillow_pixels.to(device).float())
@@ -254,13 +264,18 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
             yield item
             t = time.perf_counter()
 
-    # Four threads: one receives batches from the reader processes, one decodes them, one resizes
-    # them, and the caller's runs the model; each hands over through a short queue. Decoding and
-    # resizing share one CUDA stream, so the decoded images are ready (and their memory is not
-    # reused) before the resize kernels run.
+    # Threads: one receives batches from the reader processes, one per decoder decodes them, one
+    # resizes them, and the caller's runs the model; each hands over through a short queue. The
+    # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
+    # memory is not reused) before the resize kernels run; others have streams of their own,
+    # which the resize stream waits for.
     received = in_background(loader, "reader-batches")
-    decoded = in_background((decode(raw) for raw in timed(received, "decoder thread: wait for the readers")), "nvjpeg-decoder")
-    for pixels, records, done in in_background((resize(raw, images) for raw, images in decoded), "resize"):
+    work = {}
+    for i, name in enumerate(decoders):
+        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else torch.cuda.Stream(device))
+        work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=f"decoder threads: {name} call": decode(raw, fn, step, on)
+    decoded = in_threads(timed(received, "decoder threads: wait for the readers"), work)
+    for pixels, records, done in in_background((resize(*item) for item in decoded), "resize"):
         if done is not None and pixels is not None:
             torch.cuda.current_stream(device).wait_event(done)
             pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
@@ -275,8 +290,18 @@ class _Raised:
 def in_background(items: Iterable, name: str, depth: int = 2) -> Iterator:
     """Iterate `items` in a thread of its own, up to `depth` items ahead of the caller. An error
     there is raised here; closing the returned generator stops the thread (and closes `items`)."""
+    return in_threads(items, {name: lambda item: item}, depth)
+
+
+def in_threads(items: Iterable, workers: dict[str, Callable], depth: int = 2) -> Iterator:
+    """Apply a function to each of `items` in threads of their own, one per entry of `workers`
+    (thread name -> function), each taking the next item when it is free; results come in the
+    order they are done, up to `depth` ahead of the caller. An error in any thread is raised
+    here; closing the returned generator stops the threads (and closes `items`)."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    take = threading.Lock()
+    source = iter(items)
     end = object()
 
     def offer(item: object) -> bool:
@@ -288,26 +313,36 @@ def in_background(items: Iterable, name: str, depth: int = 2) -> Iterator:
                 continue
         return False
 
-    def run() -> None:
+    def run(fn: Callable) -> None:
         try:
-            with contextlib.closing(items) if hasattr(items, "close") else contextlib.nullcontext():
-                for item in items:
-                    if not offer(item):
-                        return
+            while not stop.is_set():
+                with take:
+                    item = next(source, end)
+                if item is end or not offer(fn(item)):
+                    break
             offer(end)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
             offer(_Raised(exc))
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=run, args=(fn,), name=name, daemon=True) for name, fn in workers.items()]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
     try:
-        while (item := ready.get()) is not end:
-            if isinstance(item, _Raised):
+        while running:
+            item = ready.get()
+            if item is end:
+                running -= 1
+            elif isinstance(item, _Raised):
                 raise item.exc
-            yield item
+            else:
+                yield item
     finally:
         stop.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
+        if hasattr(items, "close"):
+            items.close()
 
 
 def _tick(clock: dict[str, float], step: str, since: float) -> float:

@@ -209,9 +209,10 @@ def index_folder(
     progress: bool = True,
     on_error: Callable[[str], None] | None = None,
     gpu_decode: bool = True,
+    gpu_decoders: Sequence[str] = ("torchvision",),
 ) -> IndexReport:
     """Bring the catalogue in line with `folder`. Safe to interrupt at any point. On a CUDA
-    device JPEGs are decoded by nvJPEG unless gpu_decode=False (see gpu_decode.py)."""
+    device JPEGs are decoded there by `gpu_decoders` unless gpu_decode=False (see gpu_decode.py)."""
     import time
 
     import torch
@@ -228,7 +229,8 @@ def index_folder(
             from .gpu_decode import gpu_batches
 
             side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
-            loader = gpu_batches(plan.to_embed, batch_size, encoder.device, side, mean, std, max_pixels, transform, workers)
+            loader = gpu_batches(plan.to_embed, batch_size, encoder.device, side, mean, std, max_pixels, transform, workers,
+                                 gpu_decoders)
             mean = std = None  # the GPU batches arrive normalised
         else:
             loader = torch.utils.data.DataLoader(

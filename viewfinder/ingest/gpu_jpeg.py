@@ -1,0 +1,67 @@
+"""JPEG decoders on a CUDA device, by name, for the GPU indexing path (gpu_decode.py) and the
+decoder benchmarks.
+
+- "torchvision": nvJPEG through torchvision.io.decode_jpeg; its CUDA kernels share the SMs with
+  the model, and torchvision runs one decode per process at a time.
+- "nvimgcodec": NVIDIA nvImageCodec (`pip install viewfinder[gpu]`), each image on the backend it
+  prefers.
+- "nvimgcodec-hw": nvImageCodec on the GPU's hardware JPEG engines (A100, H100 and later), which
+  leave the SMs to the model; CUDA decoding for what the engines do not take (e.g. progressive).
+- "nvimgcodec-cuda": nvImageCodec's CUDA decoder only.
+
+Each decoder takes a batch of JPEG files as uint8 CPU tensors and returns them decoded, as uint8
+(3,H,W) tensors on the device in the same order, queued on the caller's current CUDA stream, not
+turned by their EXIF orientation (the caller does that for every decoder alike). It raises
+RuntimeError when it cannot decode one of them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+DECODERS = ("torchvision", "nvimgcodec", "nvimgcodec-hw", "nvimgcodec-cuda")
+
+
+def jpeg_decoder(name: str, device: str, cpu_threads: int = 0) -> Callable[[list], list]:
+    """The decoder called `name` (one of DECODERS) on `device`. `cpu_threads`: nvImageCodec's own
+    host threads (0: its default, one per core). ImportError when nvImageCodec is missing."""
+    if name == "torchvision":
+        return _torchvision(device)
+    if name not in DECODERS:
+        raise ValueError(f"unknown GPU JPEG decoder {name!r}: use one of {', '.join(DECODERS)}")
+    return _nvimgcodec(name, device, cpu_threads)
+
+
+def _torchvision(device: str) -> Callable[[list], list]:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def decode(jpegs: list) -> list:
+        return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=False)
+
+    return decode
+
+
+def _nvimgcodec(name: str, device: str, cpu_threads: int) -> Callable[[list], list]:
+    import torch
+
+    try:
+        from nvidia import nvimgcodec
+    except ImportError as exc:
+        raise ImportError(f"GPU JPEG decoder {name!r} needs nvImageCodec: pip install 'viewfinder[gpu]'") from exc
+    kinds = {"nvimgcodec": [], "nvimgcodec-hw": [nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY],
+             "nvimgcodec-cuda": [nvimgcodec.BackendKind.GPU_ONLY]}[name]
+    decoder = nvimgcodec.Decoder(device_id=torch.device(device).index or 0, max_num_cpu_threads=cpu_threads,
+                                 backends=[nvimgcodec.Backend(k) for k in kinds] or None)
+    params = nvimgcodec.DecodeParams(apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB,
+                                     sample_format=nvimgcodec.SampleFormat.I_RGB)
+
+    def decode(jpegs: list) -> list:
+        stream = torch.cuda.current_stream(device)
+        images = decoder.decode([nvimgcodec.CodeStream(j.numpy()) for j in jpegs], params=params,
+                                cuda_stream=stream.cuda_stream)
+        if any(im is None for im in images):
+            raise RuntimeError(f"nvImageCodec ({name}) could not decode a JPEG of this batch")
+        # copies in torch's memory, queued on the same stream after the decode: nvImageCodec's
+        # own buffers go when its Image objects do
+        return [torch.as_tensor(im, device=device).permute(2, 0, 1).clone() for im in images]
+
+    return decode
