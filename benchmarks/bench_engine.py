@@ -114,10 +114,14 @@ def _release_freed_memory() -> None:
         pass
 
 
-def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int = 200, grid: bool = False) -> list[tuple]:
+def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int = 200, grid: bool = False,
+                      query_threads: int = 0) -> list[tuple]:
     """Build each kind from a stream of chunks, write it, then search it the way viewfinder does:
     loaded back memory-mapped. Memory is the anonymous RSS the loaded index adds after the
-    queries (vectors in a mapped file are page cache, shared and evictable, and not counted)."""
+    queries (vectors in a mapped file are page cache, shared and evictable, and not counted).
+    `query_threads`: FAISS threads for the searches (0: as for the build, all cores)."""
+    import faiss
+
     from viewfinder.store.vectors import VectorIndex
 
     centres, origin = real_centres(dim)
@@ -130,8 +134,11 @@ def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int
         for kind in kinds:
             t = time.perf_counter()
             impl = USearchIndex if kind == "usearch" else VectorIndex
+            faiss.omp_set_num_threads(os.cpu_count() or 1)
             index = impl.build(collection(centres, n), dim, kind, expected=n)
             build = time.perf_counter() - t
+            if query_threads:
+                faiss.omp_set_num_threads(query_threads)
             index.save(tmp / "index.bin", version=1)
             del index
             _release_freed_memory()
@@ -223,6 +230,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256, help="mini's embedding size")
     ap.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"], help="also: usearch (pip install usearch)")
     ap.add_argument("--ivfpq-grid", action="store_true", help="IVF-PQ at several nprobe / re-rank factors")
+    ap.add_argument("--queries", type=int, default=200, help="queries per index")
+    ap.add_argument("--query-threads", type=int, default=0,
+                    help="FAISS threads for searching (e.g. 2 on a larger machine, to compare with 2 cores); builds use all")
     args = ap.parse_args()
     import faiss
     import torch
@@ -231,8 +241,9 @@ def main() -> None:
     if args.images:
         rows += bench_indexing(args.images, args.model, args.workers, args.batch_size)
     if args.sizes:
-        rows += bench_index_kinds(args.sizes, args.dim, args.kinds, grid=args.ivfpq_grid)
-    print(f"\nviewfinder engine benchmark: {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__}")
+        rows += bench_index_kinds(args.sizes, args.dim, args.kinds, args.queries, args.ivfpq_grid, args.query_threads)
+    searching = f", FAISS searches on {args.query_threads} threads" if args.query_threads else ""
+    print(f"\nviewfinder engine benchmark: {os.cpu_count()} CPU cores{searching}, torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__}")
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}} | {'result':<32} | notes")
     print("-" * (width + 60))

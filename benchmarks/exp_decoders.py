@@ -5,6 +5,7 @@ does when indexing). Can two decoders decode more than one? Does the hardware JP
 
     python benchmarks/exp_decoders.py --images 6000 torchvision nvimgcodec nvimgcodec-hw torchvision+nvimgcodec-hw
     python benchmarks/exp_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw
+    python benchmarks/exp_decoders.py --with-model ViT-B/32 --graph torchvision   # model as one CUDA graph
 
 A decoder is named as in gpu_jpeg.DECODERS, optionally with ":N" for nvImageCodec's host threads.
 """
@@ -31,22 +32,47 @@ def _decoder(spec: str):
     return jpeg_decoder(name, "cuda", int(threads or 0)), torch.cuda.Stream()
 
 
-def _model_loop(enc, stop: threading.Event, batch: int = 256) -> tuple[int, float]:
+def graphed(enc, batch: int = 256):
+    """The image tower for one batch shape as a CUDA graph (one launch instead of hundreds of
+    Python-issued kernels): a function of no arguments that runs it once and returns the output."""
+    import torch
+
+    pixels = torch.randn(batch, 3, 224, 224, device="cuda")
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                enc._image_features(pixels)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = enc._image_features(pixels)
+
+    def run():
+        graph.replay()
+        return out.float().cpu()  # as encode_image_tensors: the embeddings come back to the host
+
+    return run
+
+
+def _model_loop(enc, stop: threading.Event, batch: int = 256, graph=None) -> tuple[int, float]:
     """Run the image tower on random batches until `stop`: (images, seconds)."""
     import torch
 
     pixels = torch.randn(batch, 3, 224, 224, device="cuda")
-    enc.encode_image_tensors(pixels)
+    step = graph or (lambda: enc.encode_image_tensors(pixels))
+    step()
     torch.cuda.synchronize()
     n, t = 0, time.perf_counter()
     while not stop.is_set():
-        enc.encode_image_tensors(pixels)
+        step()
         n += batch
     torch.cuda.synchronize()
     return n, time.perf_counter() - t
 
 
-def rate(specs: list[str], data: list, batch: int, enc=None) -> tuple[float, float | None]:
+def rate(specs: list[str], data: list, batch: int, enc=None, graph=None) -> tuple[float, float | None]:
     """Images/s of all the decoders together, the batches dealt out in turn, and the model's
     images/s meanwhile (None without a model)."""
     import torch
@@ -69,7 +95,7 @@ def rate(specs: list[str], data: list, batch: int, enc=None) -> tuple[float, flo
 
     stop = threading.Event()
     with ThreadPoolExecutor(len(decoders) + 1) as pool:
-        model = pool.submit(_model_loop, enc, stop) if enc is not None else None
+        model = pool.submit(_model_loop, enc, stop, 256, graph) if enc is not None else None
         time.sleep(0.5 if enc is not None else 0)  # the model is running before decoding starts
         t = time.perf_counter()
         n = sum(pool.map(run, range(len(decoders))))
@@ -88,35 +114,37 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--with-model", choices=["ViT-B/32", "mini"], help="also run this model (random init) meanwhile")
+    ap.add_argument("--graph", action="store_true", help="run the model as a CUDA graph")
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt for mini where the package is not installed")
     ap.add_argument("mixes", nargs="+", help="decoders joined by +, e.g. torchvision+nvimgcodec-hw")
     args = ap.parse_args()
     files = make_jpegs(Path(tempfile.mkdtemp(prefix="vf-jpegs-")), args.images)
     data = [torch.from_file(str(f), size=f.stat().st_size, dtype=torch.uint8) for f in files]
-    enc = None
+    enc = graph = None
     if args.with_model:
         enc = random_vit_b_32("cuda") if args.with_model == "ViT-B/32" else random_mini("cuda", args.vocab)
         enc.ensure_loaded()
-        m, seconds = _model_loop_for(enc, 3.0)
-        print(f"{args.with_model} alone: {m / seconds:,.0f} images/s", flush=True)
+        graph = graphed(enc) if args.graph else None
+        m, seconds = _model_loop_for(enc, 3.0, graph)
+        print(f"{args.with_model}{' as a CUDA graph' if graph else ''} alone: {m / seconds:,.0f} images/s", flush=True)
     rows = []
     for mix in args.mixes:
         try:
-            decoding, model = rate(mix.split("+"), data, args.batch, enc)
+            decoding, model = rate(mix.split("+"), data, args.batch, enc, graph)
             rows.append((mix, f"{decoding:,.0f}") + ((f"{model:,.0f}",) if enc is not None else ()))
         except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
             rows.append((mix, f"failed: {type(exc).__name__}: {exc}"[:100]) + (("",) if enc is not None else ()))
         print(rows[-1], flush=True)
     head = ("decoders (one thread each)", "decoded images/s") + ((f"{args.with_model} images/s meanwhile",) if enc is not None else ())
     print_table(f"{len(files)} JPEGs (500x375 and 1024x768), batch {args.batch}, decoders in one process on "
-                f"{torch.cuda.get_device_name(0)}" + (f", {args.with_model} (random init) running meanwhile" if enc else ""),
+                f"{torch.cuda.get_device_name(0)}" + (f", {args.with_model} (random init{', CUDA graph' if graph else ''}) running meanwhile" if enc else ""),
                 head, rows)
 
 
-def _model_loop_for(enc, seconds: float) -> tuple[int, float]:
+def _model_loop_for(enc, seconds: float, graph=None) -> tuple[int, float]:
     stop = threading.Event()
     threading.Timer(seconds, stop.set).start()
-    return _model_loop(enc, stop)
+    return _model_loop(enc, stop, 256, graph)
 
 
 if __name__ == "__main__":
