@@ -7,7 +7,7 @@ does when indexing). Can two decoders decode more than one? Does the hardware JP
     python benchmarks/exp_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw
     python benchmarks/exp_decoders.py --with-model ViT-B/32 --graph torchvision   # model as one CUDA graph
 
-A decoder is named as in gpu_jpeg.DECODERS, optionally with ":N" for nvImageCodec's host threads.
+A decoder is named as gpu_jpeg.jpeg_decoder takes it, e.g. "nvimgcodec-hw:4" (4 host threads).
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ from pathlib import Path
 from common import make_jpegs, print_table, random_mini, random_vit_b_32
 
 
-def _decoder(spec: str):
+def _decoder(spec: str, high_priority: bool):
     """(decoder function, its CUDA stream) for "name" or "name:threads"."""
-    import torch
-
+    from viewfinder.ingest.gpu_decode import side_stream
     from viewfinder.ingest.gpu_jpeg import jpeg_decoder
 
-    name, _, threads = spec.partition(":")
-    return jpeg_decoder(name, "cuda", int(threads or 0)), torch.cuda.Stream()
+    return jpeg_decoder(spec, "cuda"), side_stream("cuda", high_priority)
 
 
 def graphed(enc, batch: int = 256):
@@ -72,12 +70,12 @@ def _model_loop(enc, stop: threading.Event, batch: int = 256, graph=None) -> tup
     return n, time.perf_counter() - t
 
 
-def rate(specs: list[str], data: list, batch: int, enc=None, graph=None) -> tuple[float, float | None]:
+def rate(specs: list[str], data: list, batch: int, enc=None, graph=None, high_priority: bool = False) -> tuple[float, float | None]:
     """Images/s of all the decoders together, the batches dealt out in turn, and the model's
     images/s meanwhile (None without a model)."""
     import torch
 
-    decoders = [_decoder(s) for s in specs]
+    decoders = [_decoder(s, high_priority) for s in specs]
     chunks = [data[i : i + batch] for i in range(0, len(data), batch)]
     for fn, stream in decoders:  # start-up
         with torch.cuda.stream(stream):
@@ -114,6 +112,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--with-model", choices=["ViT-B/32", "mini"], help="also run this model (random init) meanwhile")
+    ap.add_argument("--priorities", nargs="+", choices=["normal", "high"], default=["normal"],
+                    help="the decoders' CUDA stream priority; one row per mix and priority")
     ap.add_argument("--graph", action="store_true", help="run the model as a CUDA graph")
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt for mini where the package is not installed")
     ap.add_argument("mixes", nargs="+", help="decoders joined by +, e.g. torchvision+nvimgcodec-hw")
@@ -129,12 +129,14 @@ def main() -> None:
         print(f"{args.with_model}{' as a CUDA graph' if graph else ''} alone: {m / seconds:,.0f} images/s", flush=True)
     rows = []
     for mix in args.mixes:
-        try:
-            decoding, model = rate(mix.split("+"), data, args.batch, enc, graph)
-            rows.append((mix, f"{decoding:,.0f}") + ((f"{model:,.0f}",) if enc is not None else ()))
-        except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
-            rows.append((mix, f"failed: {type(exc).__name__}: {exc}"[:100]) + (("",) if enc is not None else ()))
-        print(rows[-1], flush=True)
+        for priority in args.priorities:
+            label = mix + (", high-priority streams" if priority == "high" else "")
+            try:
+                decoding, model = rate(mix.split("+"), data, args.batch, enc, graph, priority == "high")
+                rows.append((label, f"{decoding:,.0f}") + ((f"{model:,.0f}",) if enc is not None else ()))
+            except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
+                rows.append((label, f"failed: {type(exc).__name__}: {exc}"[:100]) + (("",) if enc is not None else ()))
+            print(rows[-1], flush=True)
     head = ("decoders (one thread each)", "decoded images/s") + ((f"{args.with_model} images/s meanwhile",) if enc is not None else ())
     print_table(f"{len(files)} JPEGs (500x375 and 1024x768), batch {args.batch}, decoders in one process on "
                 f"{torch.cuda.get_device_name(0)}" + (f", {args.with_model} (random init{', CUDA graph' if graph else ''}) running meanwhile" if enc else ""),

@@ -39,6 +39,20 @@ def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
     assert ok.width and ok.height and len(ok.sha256) == 64
 
 
+def test_jpeg_decoders_by_name(photos):
+    import torch
+
+    from viewfinder.ingest.gpu_jpeg import jpeg_decoder
+
+    path = next(photos.rglob("fruits.jpg"))
+    data = torch.from_file(str(path), size=path.stat().st_size, dtype=torch.uint8)
+    (image,) = jpeg_decoder("torchvision", "cpu")([data])
+    assert tuple(image.shape) == (3, *Image.open(path).size[::-1])
+    for bad, says in (("nvjpeg", "unknown GPU JPEG decoder 'nvjpeg'"), ("nvimgcodec-hw:two", "thread count")):
+        with pytest.raises(ValueError, match=says):
+            jpeg_decoder(bad, "cpu")
+
+
 def test_gpu_batches_refuse_bombs_before_decoding(tmp_path, tiny_spec):
     from PIL import Image
 

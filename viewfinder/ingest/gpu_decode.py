@@ -182,7 +182,7 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
     return out
 
 
-def device_setup(device: str, mean, std):
+def device_setup(device: str, mean, std, high_priority: bool = False):
     """(mean and std as (1,3,1,1) tensors on `device`, whether it is CUDA, a side stream or None
     on a CPU, where the tests run everything synchronously). Also makes this process pass shared
     memory by name: the default passes a file descriptor, which the receiving thread must fetch
@@ -192,23 +192,34 @@ def device_setup(device: str, mean, std):
     cuda = torch.device(device).type == "cuda"
     torch.multiprocessing.set_sharing_strategy("file_system")
     return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1),
-            cuda, torch.cuda.Stream(device) if cuda else None)
+            cuda, side_stream(device, high_priority) if cuda else None)
+
+
+def side_stream(device: str, high_priority: bool):
+    """A CUDA stream for the decode and resize work. At high priority the GPU schedules its
+    kernels ahead of the model's as SMs come free: the model, which fills the GPU, would
+    otherwise starve them (docs/benchmarks.md, run 22)."""
+    import torch
+
+    return torch.cuda.Stream(device, priority=-1 if high_priority else 0)
 
 
 def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: int, mean, std, max_pixels: int,
                 fallback: Callable, workers: int = 8, decoders: Sequence[str] = ("torchvision",),
+                high_priority: bool = True,
                 timings: dict[str, float] | None = None) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
-    GPU JPEG decoders (gpu_jpeg.DECODERS), a thread each. `timings`, if given, collects the
-    decoder and resize threads' seconds per step (where the time goes)."""
+    GPU JPEG decoders (gpu_jpeg.DECODERS), a thread each. `high_priority`: decode and resize on
+    high-priority CUDA streams. `timings`, if given, collects the decoder and resize threads'
+    seconds per step (where the time goes)."""
     import torch
 
     from .gpu_jpeg import jpeg_decoder
 
     clock = timings if timings is not None else {}
-    m, s, cuda, stream = device_setup(device, mean, std)
+    m, s, cuda, stream = device_setup(device, mean, std, high_priority)
     loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None,
                                          collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
@@ -272,7 +283,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     received = in_background(loader, "reader-batches")
     work = {}
     for i, name in enumerate(decoders):
-        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else torch.cuda.Stream(device))
+        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device, high_priority))
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=f"decoder threads: {name} call": decode(raw, fn, step, on)
     decoded = in_threads(timed(received, "decoder threads: wait for the readers"), work)
     for pixels, records, done in in_background((resize(*item) for item in decoded), "resize"):

@@ -7,7 +7,6 @@ decoder benchmarks.
   prefers.
 - "nvimgcodec-hw": nvImageCodec on the GPU's hardware JPEG engines (A100, H100 and later), which
   leave the SMs to the model; CUDA decoding for what the engines do not take (e.g. progressive).
-- "nvimgcodec-cuda": nvImageCodec's CUDA decoder only.
 
 Each decoder takes a batch of JPEG files as uint8 CPU tensors and returns them decoded, as uint8
 (3,H,W) tensors on the device in the same order, queued on the caller's current CUDA stream, not
@@ -18,17 +17,21 @@ from __future__ import annotations
 
 from typing import Callable
 
-DECODERS = ("torchvision", "nvimgcodec", "nvimgcodec-hw", "nvimgcodec-cuda")
+DECODERS = ("torchvision", "nvimgcodec", "nvimgcodec-hw")
 
 
-def jpeg_decoder(name: str, device: str, cpu_threads: int = 0) -> Callable[[list], list]:
-    """The decoder called `name` (one of DECODERS) on `device`. `cpu_threads`: nvImageCodec's own
-    host threads (0: its default, one per core). ImportError when nvImageCodec is missing."""
+def jpeg_decoder(spec: str, device: str) -> Callable[[list], list]:
+    """The decoder `spec` on `device`: a name from DECODERS, for nvImageCodec optionally followed
+    by ":N", its own host threads (default 0: one per core). ImportError when nvImageCodec is
+    missing."""
+    name, _, threads = spec.partition(":")
+    if not (threads or "0").isdigit():
+        raise ValueError(f"GPU JPEG decoder {spec!r} (setting gpu_decoders): the number after ':' is nvImageCodec's thread count")
     if name == "torchvision":
         return _torchvision(device)
     if name not in DECODERS:
-        raise ValueError(f"unknown GPU JPEG decoder {name!r}: use one of {', '.join(DECODERS)}")
-    return _nvimgcodec(name, device, cpu_threads)
+        raise ValueError(f"unknown GPU JPEG decoder {name!r} (setting gpu_decoders): use one of {', '.join(DECODERS)}")
+    return _nvimgcodec(name, device, int(threads or 0))
 
 
 def _torchvision(device: str) -> Callable[[list], list]:
@@ -47,8 +50,7 @@ def _nvimgcodec(name: str, device: str, cpu_threads: int) -> Callable[[list], li
         from nvidia import nvimgcodec
     except ImportError as exc:
         raise ImportError(f"GPU JPEG decoder {name!r} needs nvImageCodec: pip install 'viewfinder[gpu]'") from exc
-    kinds = {"nvimgcodec": [], "nvimgcodec-hw": [nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY],
-             "nvimgcodec-cuda": [nvimgcodec.BackendKind.GPU_ONLY]}[name]
+    kinds = {"nvimgcodec": [], "nvimgcodec-hw": [nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY]}[name]
     decoder = nvimgcodec.Decoder(device_id=torch.device(device).index or 0, max_num_cpu_threads=cpu_threads,
                                  backends=[nvimgcodec.Backend(k) for k in kinds] or None)
     params = nvimgcodec.DecodeParams(apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB,
