@@ -156,8 +156,7 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
 
 
 def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model: bool = True, repeat: int = 1,
-                        batches: Callable | None = None, decoders: tuple[str, ...] = ("torchvision",),
-                        high_priority: bool = True) -> tuple[float, str]:
+                        batches: Callable | None = None, decoders: tuple[str, ...] = ("torchvision",)) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
     same JPEGs). Returns the rate after the first batch (the steady state) and a note with the
@@ -172,7 +171,7 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model:
     with GpuUtilisation() as util:
         t = time.perf_counter()
         for pixels, _ in batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers,
-                                 decoders=decoders, high_priority=high_priority, timings=clock):
+                                 decoders=decoders, timings=clock):
             if model:
                 enc.encode_image_tensors(pixels)
             if not n:
@@ -292,8 +291,6 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
     ap.add_argument("--decoders", nargs="*", default=["torchvision"],
                     help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py)")
-    ap.add_argument("--normal-priority", action="store_true",
-                    help="also the CUDA path with decode and resize on normal-priority streams")
     ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
@@ -323,11 +320,8 @@ def main() -> None:
             for mix in args.decoders:
                 decoders, by = tuple(mix.split("+")), "" if mix == "torchvision" else f", decoders {mix}"
                 for readers in args.readers or [READERS]:
-                    for high in (True, False) if args.normal_priority else (True,):
-                        vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, repeat=args.repeat, decoders=decoders,
-                                                        high_priority=high)
-                        rows.append((name, f"viewfinder CUDA path: {readers} reader processes{by}{'' if high else ', normal-priority streams'}, after the first batch",
-                                     f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+                    vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, repeat=args.repeat, decoders=decoders)
+                    rows.append((name, f"viewfinder CUDA path: {readers} reader processes{by}, after the first batch", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
                 if args.pipeline_only:
                     vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, READERS, model=False, repeat=args.repeat, decoders=decoders)
                     rows.append((name, f"the same, no model (decode + resize only){by}", f"{vf:,.0f}", "", vutil))

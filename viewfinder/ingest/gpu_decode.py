@@ -1,15 +1,17 @@
-"""JPEG decoding on the GPU (nvJPEG through torchvision) for the indexing pipeline.
+"""JPEG decoding on the GPU for the indexing pipeline: by default torchvision's nvJPEG, which on
+A100/H100-class GPUs runs on their hardware JPEG engines (gpu_jpeg.py has the other decoders).
 
 Five stages run at once (measured on an H100, docs/benchmarks.md):
 - worker processes read a whole batch of files, check headers against the pixel limit, note the
   EXIF orientation and hash them, and hand the JPEG bytes back as one shared-memory tensor (one
   handle per batch, not one pickle per file); other formats are decoded there by Pillow;
 - a thread receives those batches from the workers;
-- a decoder thread calls nvJPEG batch after batch and only turns the images upright besides:
-  torchvision runs one decode at a time per process and returns only when it is done, so other
-  work in this thread would leave the hardware decoder idle (with it here: 56% of the time in
-  nvJPEG; without: 76-92%, and 4,773 -> 5,667 images/s on the same 6,000 files);
-- a thread resizes, crops and normalises each decoded batch, on the same side CUDA stream;
+- a decoder thread (one per configured decoder) decodes batch after batch and only turns the
+  images upright besides: torchvision runs one decode at a time per process and returns only
+  when it is done, so other work in this thread would leave the hardware decoder idle (with it
+  here: 56% of the time in nvJPEG; without: 76-92%, and 4,773 -> 5,667 images/s on the same
+  6,000 files);
+- a thread resizes, crops and normalises each decoded batch, on the same high-priority stream;
 - the caller runs the model on batch n on the default stream while the next ones are prepared.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
 per-file Python work serialises on the GIL. Decode worker processes with an nvJPEG each measured
@@ -182,7 +184,7 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
     return out
 
 
-def device_setup(device: str, mean, std, high_priority: bool = False):
+def device_setup(device: str, mean, std):
     """(mean and std as (1,3,1,1) tensors on `device`, whether it is CUDA, a side stream or None
     on a CPU, where the tests run everything synchronously). Also makes this process pass shared
     memory by name: the default passes a file descriptor, which the receiving thread must fetch
@@ -192,13 +194,14 @@ def device_setup(device: str, mean, std, high_priority: bool = False):
     cuda = torch.device(device).type == "cuda"
     torch.multiprocessing.set_sharing_strategy("file_system")
     return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1),
-            cuda, side_stream(device, high_priority) if cuda else None)
+            cuda, side_stream(device) if cuda else None)
 
 
-def side_stream(device: str, high_priority: bool):
-    """A CUDA stream for the decode and resize work. At high priority the GPU schedules its
-    kernels ahead of the model's as SMs come free: the model, which fills the GPU, would
-    otherwise starve them (docs/benchmarks.md, run 22)."""
+def side_stream(device: str, high_priority: bool = True):
+    """A CUDA stream for the decode and resize work, by default at high priority, so that the GPU
+    schedules its kernels ahead of the model's as SMs come free. With the model running, decoding
+    alone went 7,793 -> 8,560 images/s that way (run 23); in the whole pipeline the difference
+    was within noise (6,553 -> 6,612, run 22). docs/benchmarks.md."""
     import torch
 
     return torch.cuda.Stream(device, priority=-1 if high_priority else 0)
@@ -206,20 +209,18 @@ def side_stream(device: str, high_priority: bool):
 
 def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: int, mean, std, max_pixels: int,
                 fallback: Callable, workers: int = 8, decoders: Sequence[str] = ("torchvision",),
-                high_priority: bool = True,
                 timings: dict[str, float] | None = None) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
-    GPU JPEG decoders (gpu_jpeg.DECODERS), a thread each. `high_priority`: decode and resize on
-    high-priority CUDA streams. `timings`, if given, collects the decoder and resize threads'
-    seconds per step (where the time goes)."""
+    GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
+    decoder and resize threads' seconds per step (where the time goes)."""
     import torch
 
     from .gpu_jpeg import jpeg_decoder
 
     clock = timings if timings is not None else {}
-    m, s, cuda, stream = device_setup(device, mean, std, high_priority)
+    m, s, cuda, stream = device_setup(device, mean, std)
     loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None,
                                          collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
 
@@ -283,7 +284,7 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     received = in_background(loader, "reader-batches")
     work = {}
     for i, name in enumerate(decoders):
-        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device, high_priority))
+        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=f"decoder threads: {name} call": decode(raw, fn, step, on)
     decoded = in_threads(timed(received, "decoder threads: wait for the readers"), work)
     for pixels, records, done in in_background((resize(*item) for item in decoded), "resize"):
