@@ -186,3 +186,10 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
     for path, (record, px) in runs["cuda"].items():
         assert record == runs["cpu"][path][0]
         assert float((px - runs["cpu"][path][1]).abs().mean()) < 0.05, path
+
+
+def test_gpu_decoders_setting_reads_a_toml_list(tmp_path):
+    from viewfinder.config import load_config
+
+    (tmp_path / "vf.toml").write_text('gpu_decoders = ["torchvision", "nvimgcodec-hw:4"]\n')
+    assert load_config(tmp_path / "vf.toml").gpu_decoders == ("torchvision", "nvimgcodec-hw:4")
