@@ -39,12 +39,13 @@ def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
     assert ok.width and ok.height and len(ok.sha256) == 64
 
 
-def test_jpeg_decoders_by_name(photos):
+def test_jpeg_decoders_by_name(tmp_path):
     import torch
 
     from viewfinder.ingest.gpu_jpeg import jpeg_decoder
 
-    path = next(photos.rglob("fruits.jpg"))
+    path = tmp_path / "wide.jpg"
+    Image.new("RGB", (90, 40), "teal").save(path)
     data = torch.from_file(str(path), size=path.stat().st_size, dtype=torch.uint8)
     (image,) = jpeg_decoder("torchvision", "cpu")([data])
     assert tuple(image.shape) == (3, *Image.open(path).size[::-1])
