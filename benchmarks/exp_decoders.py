@@ -1,7 +1,7 @@
 """Experiment: GPU JPEG decoders (ingest/gpu_jpeg.py) side by side in ONE process, each in a
 thread of its own with its own CUDA stream, alone or while a model runs on the same GPU (as it
 does when indexing). Can two decoders decode more than one? Does the hardware JPEG engine
-("nvimgcodec-hw") leave the SMs to the model?
+("nvimgcodec-hw") leave the SMs to the model? (On an H100: no; docs/benchmarks.md, runs 20-23.)
 
     python benchmarks/exp_decoders.py --images 6000 torchvision nvimgcodec nvimgcodec-hw torchvision+nvimgcodec-hw
     python benchmarks/exp_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw

@@ -228,7 +228,6 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
         """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
         jpeg_records' order, an event the resize stream must wait for or None); a batch it refuses
         goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
-        clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
         if not raw.jpeg_records:
             return raw, [], None
         with torch.cuda.stream(on) if cuda else contextlib.nullcontext():
@@ -270,10 +269,13 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
         return pixels, raw.jpeg_records + raw.pillow_records + raw.failed, done
 
     def timed(batches: Iterator, step: str) -> Iterator:
+        """The readers' batches, with the time spent waiting for them and the readers' own time
+        added up (here, where one thread at a time takes a batch, not in the decoder threads)."""
         t = time.perf_counter()
-        for item in batches:
+        for raw in batches:
             _tick(clock, step, t)
-            yield item
+            clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
+            yield raw
             t = time.perf_counter()
 
     # Threads: one receives batches from the reader processes, one per decoder decodes them, one
@@ -285,7 +287,9 @@ def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: i
     work = {}
     for i, name in enumerate(decoders):
         fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
-        work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=f"decoder threads: {name} call": decode(raw, fn, step, on)
+        # a clock entry per thread: two threads adding to one entry could lose each other's time
+        step = f"decoder thread {i}: {name} call"
+        work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: decode(raw, fn, step, on)
     decoded = in_threads(timed(received, "decoder threads: wait for the readers"), work)
     for pixels, records, done in in_background((resize(*item) for item in decoded), "resize"):
         if done is not None and pixels is not None:

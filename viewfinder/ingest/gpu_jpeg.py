@@ -1,12 +1,14 @@
 """JPEG decoders on a CUDA device, by name, for the GPU indexing path (gpu_decode.py) and the
 decoder benchmarks.
 
-- "torchvision": nvJPEG through torchvision.io.decode_jpeg; its CUDA kernels share the SMs with
-  the model, and torchvision runs one decode per process at a time.
+- "torchvision": nvJPEG through torchvision.io.decode_jpeg, which batch-decodes baseline JPEGs on
+  the hardware JPEG engines of A100/H100-class GPUs; one decode per process at a time.
 - "nvimgcodec": NVIDIA nvImageCodec (`pip install viewfinder[gpu]`), each image on the backend it
   prefers.
-- "nvimgcodec-hw": nvImageCodec on the GPU's hardware JPEG engines (A100, H100 and later), which
-  leave the SMs to the model; CUDA decoding for what the engines do not take (e.g. progressive).
+- "nvimgcodec-hw": nvImageCodec held to the hardware JPEG engines, with CUDA decoding for what
+  they do not take (e.g. progressive).
+Every one of them slows the model and is slowed by it when both run on one GPU (on an H100, none
+of the mixes beat torchvision alone in the pipeline: docs/benchmarks.md, session 4).
 
 Each decoder takes a batch of JPEG files as uint8 CPU tensors and returns them decoded, as uint8
 (3,H,W) tensors on the device in the same order, queued on the caller's current CUDA stream, not
