@@ -96,6 +96,17 @@ def collection(centres: np.ndarray, n: int, step: int = 500_000):
         yield np.arange(i, min(n, i + step), dtype=np.int64), clustered(centres, min(step, n - i), rng)
 
 
+def logged(chunks, n: int, label: str, every: int = 2_000_000):
+    """Pass the chunks through, printing how many were added and when: a multi-minute build shows
+    its rate, so a run that will not finish in time can be told early."""
+    t, done = time.perf_counter(), 0
+    for ids, vecs in chunks:
+        yield ids, vecs
+        done += len(ids)
+        if n >= every and (done % every < len(ids) or done == n):
+            print(f"  {label}: {done:,} / {n:,} added in {time.perf_counter() - t:,.0f} s", flush=True)
+
+
 def anon_rss() -> int:
     """Anonymous resident memory of this process: what a memory-mapped file does not count in."""
     for line in open("/proc/self/status"):
@@ -135,7 +146,7 @@ def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int
             t = time.perf_counter()
             impl = USearchIndex if kind == "usearch" else VectorIndex
             faiss.omp_set_num_threads(os.cpu_count() or 1)
-            index = impl.build(collection(centres, n), dim, kind, expected=n)
+            index = impl.build(logged(collection(centres, n), n, kind), dim, kind, expected=n)
             build = time.perf_counter() - t
             if query_threads:
                 faiss.omp_set_num_threads(query_threads)
