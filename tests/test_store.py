@@ -94,9 +94,12 @@ def test_stale_index_is_rebuilt_from_catalogue(tmp_path):
 def test_auto_kind_by_size_and_memory():
     assert choose_kind(1000).kind == "flat"
     assert choose_kind(1_000_000, 256, ram_budget=8 * 2**30).kind == "hnsw"
-    # 10M x 256 float32 vectors (9.5 GiB) plus graph exceed a 12 GiB budget: codes in RAM, vectors on disk
-    choice = choose_kind(10_000_000, 256, ram_budget=12 * 2**30)
+    # 1.5M x 512 float32 vectors (2.9 GiB) plus graph exceed a 2 GiB budget: codes in RAM, vectors on disk
+    choice = choose_kind(1_500_000, 512, ram_budget=2 * 2**30)
     assert choice.kind == "ivfpq" and "GiB" in choice.reason
+    # 10M fits a 64 GiB budget, but HNSW's recall there is 0.81-0.90: IVF-PQ by size
+    choice = choose_kind(10_000_000, 512, ram_budget=64 * 2**30)
+    assert choice.kind == "ivfpq" and "HNSW limit" in choice.reason
     assert choose_kind(5, requested="ivfpq").kind == "ivfpq"
     with pytest.raises(ValueError, match="index kind"):
         choose_kind(5, requested="annoy")

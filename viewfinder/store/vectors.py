@@ -25,6 +25,10 @@ HNSW_M = 32
 # (docs/benchmarks.md; the number of lists scanned barely moved recall, the re-ranking did)
 IVFPQ_NPROBE = 16
 IVFPQ_REFINE = 64
+# HNSW's recall@10 falls with size at efSearch 128: 0.995-0.998 at 1M, 0.896 (256-d) and 0.812
+# (512-d) at 10M, where IVF-PQ with re-ranking keeps 0.983-0.993 (docs/benchmarks.md); between
+# 1M and 10M nothing was measured, so the switch is placed near the last size measured good
+HNSW_LIMIT = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,20 @@ def default_ram_budget() -> int:
 
 
 def choose_kind(n: int, dim: int = 256, requested: str = "auto", exact_limit: int = 100_000,
-                ram_budget: int | None = None) -> IndexChoice:
+                ram_budget: int | None = None, hnsw_limit: int = HNSW_LIMIT) -> IndexChoice:
     """Exact search while it is fast enough (docs/benchmarks.md: 11 ms at 100k vectors); HNSW
-    above that while its vectors and graph fit in the RAM budget; IVF-PQ with exact re-ranking
-    beyond, which keeps only compact codes in RAM and the vectors on disk."""
+    above that up to `hnsw_limit` vectors and while its vectors and graph fit in the RAM budget;
+    IVF-PQ with exact re-ranking beyond, which keeps only compact codes in RAM and the vectors on
+    disk, and recalls more than HNSW at 10M."""
     if requested not in KINDS:
         raise ValueError(f"index kind {requested!r}: choose one of {', '.join(KINDS)}")
     if requested != "auto":
         return IndexChoice(requested, "requested")
     if n <= exact_limit:
         return IndexChoice("flat", f"{n:,} vectors <= exact limit {exact_limit:,}: exact search")
+    if n > hnsw_limit:
+        return IndexChoice("ivfpq", f"{n:,} vectors > HNSW limit {hnsw_limit:,} (its recall falls with size): "
+                                    "IVF-PQ codes in RAM, exact re-ranking from disk")
     budget = default_ram_budget() if ram_budget is None else ram_budget
     need = ram_bytes("hnsw", n, dim)
     if need <= budget:
