@@ -59,9 +59,9 @@ def default_ram_budget() -> int:
 
 
 def choose_kind(n: int, dim: int = 256, requested: str = "auto", exact_limit: int = 100_000,
-                ram_budget: int | None = None, hnsw_limit: int = HNSW_LIMIT) -> IndexChoice:
+                ram_budget: int | None = None) -> IndexChoice:
     """Exact search while it is fast enough (docs/benchmarks.md: 11 ms at 100k vectors); HNSW
-    above that up to `hnsw_limit` vectors and while its vectors and graph fit in the RAM budget;
+    above that up to HNSW_LIMIT vectors and while its vectors and graph fit in the RAM budget;
     IVF-PQ with exact re-ranking beyond, which keeps only compact codes in RAM and the vectors on
     disk, and recalls more than HNSW at 10M."""
     if requested not in KINDS:
@@ -70,15 +70,15 @@ def choose_kind(n: int, dim: int = 256, requested: str = "auto", exact_limit: in
         return IndexChoice(requested, "requested")
     if n <= exact_limit:
         return IndexChoice("flat", f"{n:,} vectors <= exact limit {exact_limit:,}: exact search")
-    if n > hnsw_limit:
-        return IndexChoice("ivfpq", f"{n:,} vectors > HNSW limit {hnsw_limit:,} (its recall falls with size): "
-                                    "IVF-PQ codes in RAM, exact re-ranking from disk")
     budget = default_ram_budget() if ram_budget is None else ram_budget
     need = ram_bytes("hnsw", n, dim)
-    if need <= budget:
+    if n > HNSW_LIMIT:
+        why = f"{n:,} vectors > HNSW limit {HNSW_LIMIT:,} (its recall falls with size)"
+    elif need > budget:
+        why = f"HNSW over {n:,} vectors would need {need / 2**30:.1f} GiB of RAM, over the {budget / 2**30:.1f} GiB budget"
+    else:
         return IndexChoice("hnsw", f"{n:,} vectors > exact limit {exact_limit:,}: HNSW ({need / 2**30:.1f} GiB of RAM)")
-    return IndexChoice("ivfpq", f"HNSW over {n:,} vectors would need {need / 2**30:.1f} GiB of RAM, over the "
-                                f"{budget / 2**30:.1f} GiB budget: IVF-PQ codes in RAM, exact re-ranking from disk")
+    return IndexChoice("ivfpq", f"{why}: IVF-PQ codes in RAM, exact re-ranking from disk")
 
 
 class VectorIndex:
