@@ -1,12 +1,21 @@
-.PHONY: setup demo test test-fast bench
+.PHONY: setup demo lint format test test-fast bench
 setup:
 	bash scripts/setup.sh
 
 demo:
 	bash scripts/demo.sh
 
-# The whole suite, slow end-to-end tests included (CI runs exactly this).
-test: setup
+# Formatter and linter (ruff, settings in pyproject.toml); `make format` applies them.
+lint: setup
+	.venv/bin/ruff format --check .
+	.venv/bin/ruff check .
+
+format: setup
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+# The linter, then the whole suite, slow end-to-end tests included (CI runs exactly this).
+test: lint
 	.venv/bin/python -m pytest -q
 
 test-fast: setup

@@ -31,7 +31,7 @@ QUERIES = ["a dog", "a red car", "a cup of coffee", "flowers in a garden", "a ro
 
 def build_catalogue(db: Path, n: int) -> None:
     from viewfinder import Engine
-    from viewfinder.eval.sample import make_sample
+    from viewfinder.data.samples import make_sample
     from viewfinder.store import NewImage
 
     sys.path.insert(0, str(Path(__file__).parent))

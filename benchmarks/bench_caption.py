@@ -65,7 +65,7 @@ def main() -> None:
         model = GitForCausalLM(GitConfig()).to(device).eval()  # GIT-base sizes (ViT-B/16 + 6-layer decoder)
         pool_t = torch.randn(32, 3, 224, 224, device=device)
 
-        def gen(n: int) -> None:
+        def gen(n: int, model=model, pool_t=pool_t, device=device) -> None:
             with torch.inference_mode(), (torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)):
                 model.generate(pixel_values=pool_t[:n], max_new_tokens=20, min_new_tokens=20, do_sample=False, num_beams=1)
 

@@ -54,7 +54,8 @@ def end_to_end_cpu_decode(enc, files: list[Path], batch: int, workers: int, uint
     """viewfinder's ingest stages without the catalogue writes (measured separately on the CPU)."""
     import torch
 
-    from viewfinder.ingest.pipeline import DRAFT_SIZE, _collate, _DecodeFiles
+    from viewfinder.images import DRAFT_SIZE
+    from viewfinder.ingest.pipeline import _collate, _DecodeFiles
     from viewfinder.ingest.walk import FileStat
 
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
@@ -248,23 +249,6 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     return rows
 
 
-def parallel_decode_rate(files: list[Path], batch: int, procs: int, rounds: int = 3) -> float:
-    """nvJPEG in `procs` processes at once (torchvision decodes one batch at a time per process):
-    does the GPU's decoder have room for a second caller?"""
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    start, results = ctx.Barrier(procs), ctx.Queue()
-    share = [[str(f) for f in files[i::procs]] for i in range(procs)]
-    workers = [ctx.Process(target=_decode_in_process, args=(share[i], batch, rounds, start, results)) for i in range(procs)]
-    for w in workers:
-        w.start()
-    done = [results.get() for _ in workers]
-    for w in workers:
-        w.join()
-    return sum(n for n, _ in done) / max(t for _, t in done)
-
-
 def text_rate(enc, n: int, batch: int) -> float:
     words = "a photo of the red car dog cat on beach with two people at night in snow house tree".split()
     rng = np.random.default_rng(0)
@@ -291,7 +275,6 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
     ap.add_argument("--decoders", nargs="*", default=["torchvision"],
                     help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py)")
-    ap.add_argument("--decode-procs", type=int, nargs="*", default=[], help="also time nvJPEG in this many processes at once")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
     args = ap.parse_args()
@@ -314,9 +297,6 @@ def main() -> None:
         if device == "cuda":
             if args.pipeline_only:
                 rows += [(name, what, rate, "", note) for what, rate, note in stage_rates(enc, files, args.pipeline_batch)]
-                for procs in args.decode_procs:
-                    rate = parallel_decode_rate(files, args.pipeline_batch, procs)
-                    rows.append((name, f"stage: nvJPEG decode in {procs} processes at once (all of them together)", f"{rate:,.0f}", "", ""))
             for mix in args.decoders:
                 decoders, by = tuple(mix.split("+")), "" if mix == "torchvision" else f", decoders {mix}"
                 for readers in args.readers or [READERS]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from viewfinder import Engine
-from viewfinder.eval.datasets import load_dataset, load_image
+from viewfinder.data.datasets import load_dataset, load_image
 from viewfinder.eval.metrics import mrr, recall_at_k
 
 

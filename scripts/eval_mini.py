@@ -12,11 +12,11 @@ import shutil
 import time
 from pathlib import Path
 
-from viewfinder.eval.datasets import load_dataset
+from viewfinder.data.datasets import load_dataset
 from viewfinder.eval.report import evaluate
 from viewfinder.models import load_encoder
 from viewfinder.train.contrastive import TrainConfig, train
-from viewfinder.train.features import frozen_features
+from viewfinder.data.features import frozen_features
 
 SETS = ("tuxpaint", "openclipart", "emoji", "fashion-mnist", "photos")
 COLUMNS = [("text_to_image", "R@1"), ("text_to_image", "R@5"), ("text_to_image", "R@10"), ("text_to_image", "MRR"),

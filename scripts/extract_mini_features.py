@@ -9,9 +9,9 @@ import argparse
 import time
 from pathlib import Path
 
-from viewfinder.eval.datasets import load_dataset
+from viewfinder.data.datasets import load_dataset
 from viewfinder.models import load_encoder
-from viewfinder.train.features import frozen_features
+from viewfinder.data.features import frozen_features
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewfinder.eval.sample import make_sample
+from viewfinder.data.samples import make_sample
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

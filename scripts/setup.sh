@@ -16,11 +16,11 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   echo "installing viewfinder and its dependencies into .venv (log: .venv/install.log)"
   { .venv/bin/python -m pip install -q --upgrade pip &&
-    .venv/bin/python -m pip install -q -e ".[server,captions,train,eval,dist,test]"; } > .venv/install.log 2>&1 ||
+    .venv/bin/python -m pip install -q -c constraints.txt -e ".[server,captions,train,eval,dist,test]"; } > .venv/install.log 2>&1 ||
     { tail -30 .venv/install.log; echo "install failed: see .venv/install.log"; exit 1; }
   touch "$stamp"
 fi

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from viewfinder.eval.datasets import ImageTextPair, load_dataset
+from viewfinder.data.datasets import ImageTextPair, load_dataset
 from viewfinder.models import load_encoder
 from viewfinder.models.mini import shipped_heads_path
 from viewfinder.train.contrastive import TrainConfig, train
-from viewfinder.train.features import PairFeatures, frozen_features
+from viewfinder.data.features import PairFeatures, frozen_features
 
 DATASETS = ("tuxpaint", "openclipart", "emoji", "fashion-mnist")
 

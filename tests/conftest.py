@@ -21,7 +21,7 @@ TINY_OPEN_CLIP = {
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> Path:
     """The demo sample: real photos from scikit-image, opencv-doc and mate-backgrounds."""
-    from viewfinder.eval.sample import make_sample
+    from viewfinder.data.samples import make_sample
 
     out = tmp_path_factory.mktemp("photos")
     assert make_sample(out) >= 12

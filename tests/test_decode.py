@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from viewfinder.config import Config
 from viewfinder.errors import BadImageError, ImageTooLargeError
-from viewfinder.ingest.decode import decode_bytes
+from viewfinder.images import decode_bytes
 
-LIMIT = 89_478_485
+LIMIT = Config.max_pixels
 
 
 def _bytes(im: Image.Image, fmt: str, **kw) -> bytes:

@@ -8,11 +8,14 @@ import pytest
 
 from PIL import Image
 
+from viewfinder.config import Config
 from viewfinder.ingest.gpu_decode import gpu_batches
 from viewfinder.ingest.walk import scan
 from viewfinder.models import load_encoder
 
 from conftest import copy_photos
+
+MAX_PIXELS = Config.max_pixels
 
 
 def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
@@ -21,7 +24,7 @@ def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
     files = scan(folder)
-    out = list(gpu_batches(files, 4, "cpu", 32, mean, std, 89_478_485, transform, workers=2))
+    out = list(gpu_batches(files, batch_size=4, device="cpu", side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=2))
     records = [r for _, batch in out for r in batch]
     assert sorted(r.path for r in records) == sorted(f.path for f in files)
     bad = [r for r in records if r.error]
@@ -60,7 +63,7 @@ def test_gpu_batches_refuse_bombs_before_decoding(tmp_path, tiny_spec):
     Image.new("RGB", (400, 300), "red").save(tmp_path / "big.jpg")
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    (_, records), = gpu_batches(scan(tmp_path), 4, "cpu", 32, mean, std, 10_000, transform, workers=0)
+    (_, records), = gpu_batches(scan(tmp_path), batch_size=4, device="cpu", side=32, mean=mean, std=std, max_pixels=10_000, fallback=transform, workers=0)
     assert records[0].error and "over the limit" in records[0].error
 
 
@@ -84,7 +87,7 @@ def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
     folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "aloeL.jpg"])
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    batches = gpu_batches(scan(folder), 1, "cpu", 32, mean, std, 89_478_485, transform, workers=2)
+    batches = gpu_batches(scan(folder), batch_size=1, device="cpu", side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=2)
     next(batches)
     batches.close()  # the consumer goes away (an error in the model, Ctrl-C)
     assert not any(t.name in ("nvjpeg-decoder", "resize", "reader-batches") for t in threading.enumerate())
@@ -96,7 +99,7 @@ def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, 
     (folder / "cut.jpg").write_bytes(data[: len(data) // 3])  # the header parses; the decoder fails
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    (pixels, records), = gpu_batches(scan(folder), 8, "cpu", 32, mean, std, 89_478_485, transform, workers=0)
+    (pixels, records), = gpu_batches(scan(folder), batch_size=8, device="cpu", side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=0)
     by_name = {Path(r.path).name: r for r in records}
     assert by_name["cut.jpg"].error and "cut.jpg" in by_name["cut.jpg"].error
     assert by_name["rocket.jpg"].error is None and by_name["aloeL.jpg"].error is None
@@ -136,7 +139,7 @@ def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
     """nvJPEG ignores EXIF: a phone photo stored sideways must still reach the model upright."""
     import torch
 
-    from viewfinder.ingest.pipeline import decode_for_model
+    from viewfinder.ingest.prepare import decode_for_model
 
     src = Image.open(next(photos.rglob("rocket.jpg"))).convert("RGB")
     exif = Image.Exif()
@@ -144,8 +147,8 @@ def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
     src.save(tmp_path / "turned.jpg", exif=exif, quality=95)
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    (pixels, (record,)), = gpu_batches(scan(tmp_path), 4, "cpu", 32, mean, std, 89_478_485, transform, workers=0)
-    ref_record, ref = decode_for_model(scan(tmp_path)[0], transform, 89_478_485)
+    (pixels, (record,)), = gpu_batches(scan(tmp_path), batch_size=4, device="cpu", side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=0)
+    ref_record, ref = decode_for_model(scan(tmp_path)[0], transform, MAX_PIXELS)
     ref = (ref.float() / 255.0 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
     assert (record.width, record.height) == (ref_record.width, ref_record.height)
     upright_diff = float((pixels[0] - ref).abs().mean())
@@ -179,7 +182,7 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
     runs = {}
     for device, names in (("cpu", ("torchvision",)), ("cuda", decoders)):
         rows = {}  # by path: with several decoders, batches come in the order they are done
-        for pixels, records in gpu_batches(scan(tmp_path), 4, device, 32, mean, std, 89_478_485, transform, workers=2, decoders=names):
+        for pixels, records in gpu_batches(scan(tmp_path), batch_size=4, device=device, side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=2, decoders=names):
             for i, r in enumerate(records):
                 rows[r.path] = ((r.sha256, r.width, r.height, r.error), pixels[i].cpu() if not r.error else None)
         runs[device] = rows

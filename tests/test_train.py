@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from viewfinder.eval.datasets import load_dataset, load_image
+from viewfinder.data.datasets import load_dataset, load_image
 from viewfinder.models import load_encoder
 from viewfinder.train.contrastive import TrainConfig, info_nce, train
-from viewfinder.train.features import PairFeatures
+from viewfinder.data.features import PairFeatures
 
 
 def test_info_nce_treats_shared_captions_as_positives():

@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from .config import load_config
+from .engine import MODEL_SPEC_HELP, Engine
 from .errors import ViewfinderError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Search your images by what they show.")
@@ -19,12 +20,10 @@ app.add_typer(texts_app, name="texts")
 
 _state = {"debug": False}
 DbOpt = typer.Option(None, "--db", help="Index folder (default: $VIEWFINDER_DB or the XDG data dir).")
-ModelOpt = typer.Option(None, "--model", help="Model spec: mini, open_clip:ARCH/TAG, open_clip:ARCH@CKPT, hf:ID or hf:DIR.")
+ModelOpt = typer.Option(None, "--model", help=f"Model spec: {MODEL_SPEC_HELP}.")
 
 
-def _engine(db: Optional[Path], model: Optional[str] = None, **settings: object):
-    from .engine import Engine
-
+def _engine(db: Optional[Path], model: Optional[str] = None, **settings: object) -> Engine:
     return Engine(load_config(db=db, model=model, **settings))
 
 
@@ -57,13 +56,14 @@ def index(
     with _engine(db, model, workers=workers, batch_size=batch_size, max_pixels=max_pixels, index_kind=index_kind,
                  compile=compile_model or None) as engine:
         if ray:
-            report = engine.index_distributed(folder, None if ray == "local" else ray, actors, gpus_per_actor, on_error=_skipped)
+            report = engine.index_distributed(folder, None if ray == "local" else ray, actors=actors,
+                                              gpus_per_actor=gpus_per_actor, on_error=_skipped)
         else:
             report = engine.index(folder, progress=not quiet, on_error=_skipped)
         typer.echo(
             f"{report.scanned} files: {report.embedded} embedded, {report.unchanged} unchanged, {report.moved} moved, "
             f"{report.deleted} removed, {len(report.failed)} failed ({report.images_per_second:.1f} images/s); "
-            f"index {engine.config.db} now holds {engine.store.catalog.count_images()} images"
+            f"index {engine.config.db} now holds {engine.counts()['images']} images"
         )
         if caption or ocr:
             _echo_caption_report(engine.caption(ocr=ocr, captions=caption, progress=not quiet, on_error=_skipped))
@@ -148,7 +148,7 @@ def texts_add(
         raise ViewfinderError(f"{file}: cannot read it as UTF-8 text ({exc}); give a plain text file") from exc
     with _engine(db) as engine:
         added = engine.add_texts(lines, source=source or file.name)
-        typer.echo(f"{added} new texts stored; the index holds {engine.store.catalog.count_texts()} texts")
+        typer.echo(f"{added} new texts stored; the index holds {engine.counts()['texts']} texts")
 
 
 @app.command()
@@ -156,31 +156,27 @@ def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--jso
     """What the index holds."""
     with _engine(db) as engine:
         facts = engine.stats()
-        failures = engine.store.catalog.errors(limit=20)
+        failures = engine.failures(limit=20)
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
         return
     for key, value in facts.items():
         typer.echo(f"{key:>10}: {value}")
-    for path, error in failures:
+    for _path, error in failures:  # the reason names the file
         typer.echo(f"    failed: {error}")
 
 
 @app.command("eval")
 def evaluate(
     dataset: str = typer.Argument(..., help="tuxpaint, openclipart, emoji, fashion-mnist or openclipart-held-out."),
-    model: str = typer.Option("mini", "--model", help="Model spec to evaluate."),
+    model: str = typer.Option("mini", "--model", help=f"Model spec to evaluate: {MODEL_SPEC_HELP}."),
     split: str = typer.Option("test", "--split", help="train, val or test."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write metrics.json and plots to this folder."),
     feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="npz of cached frozen-tower features (mini)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Retrieval metrics (both directions) of MODEL on a dataset split."""
-    from .eval.report import evaluate as run_eval
-    from .models import load_encoder
-
-    cfg = load_config()
-    result = run_eval(dataset, load_encoder(model, cfg.device, cfg.cache_dir), split, report, feature_cache)
+    result = Engine.evaluate(dataset, model, split, report, feature_cache)
     if as_json:
         typer.echo(json.dumps(result.metrics, indent=2))
         return
@@ -207,17 +203,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Contrastive fine-tuning on your image-caption pairs (train split; val split for early stopping)."""
-    from .models import load_encoder
-    from .train.contrastive import TrainConfig
-    from .train.contrastive import train as run_train
-    from .train.data import load_pairs
-
-    cfg = load_config()
-    pairs = load_pairs(data)
-    train_pairs = [p for p in pairs if p.split == "train"]
-    val_pairs = [p for p in pairs if p.split == "val"] or train_pairs[: max(2, len(train_pairs) // 10)]
-    result = run_train(load_encoder(model, cfg.device, cfg.cache_dir), train_pairs, val_pairs, out,
-                       TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress=not quiet)
+    result = Engine.train(data, out, model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=not quiet)
     typer.echo(f"best validation R@5 {result.best_val_recall:.3f} at epoch {result.best_epoch} ({result.seconds:.0f} s); "
                f"use it with --model '{result.spec}'")
 

@@ -1,46 +1,76 @@
-"""The engine: the one object every face (library, CLI, API, web page) calls."""
+"""The engine: the one object every face (library, CLI, API, web page) calls. Every operation a
+face offers is a method here; the faces only translate arguments and results."""
 
 from __future__ import annotations
 
+import io
 import logging
+import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .config import DEFAULT_MODEL, Config, load_config
-from .errors import ModelMismatchError, QueryError
-from .ingest.pipeline import IndexReport, index_folder
+from .errors import (BadImageError, BusyError, ForbiddenError, ModelMismatchError, NotFoundError, QueryError,
+                     ViewfinderError)
+from .images import read_image
+from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
 from .query.confidence import ConfidenceModel, ScoreTailConfidence
-from .query.parse import QueryPart, parse_query
+from .query.parse import QueryInput, parse_query
 from .query.results import SearchResult
 from .query.search import search as run_search
-from .store import Store
+from .store import Collection, Store
 
+if TYPE_CHECKING:
+    from .eval.harness import EvalResult
+    from .ingest.captions import CaptionReport
+    from .ingest.pipeline import IndexReport
+    from .train.contrastive import TrainResult
+
+__all__ = ["MODEL_SPEC_HELP", "Engine", "IndexJob"]
 log = logging.getLogger(__name__)
+THUMB_SIZE = 320  # pixels on the longer side of a cached thumbnail
+
+
+@dataclass
+class IndexJob:
+    """A background index run (`Engine.index_in_background`): running, done or failed."""
+
+    folder: str
+    state: str = "running"
+    embedded: int = 0
+    failed: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 class Engine:
     """An index folder opened with one model. Nothing heavy happens until it is needed: the
-    model loads on the first encode, the vector index on the first search."""
+    model loads on the first encode (or `load()`), the vector index on the first search."""
 
-    def __init__(self, config: Config, encoder: Encoder | None = None, confidence: ConfidenceModel | None = None) -> None:
+    def __init__(self, config: Config, encoder: Encoder | None = None,
+                 confidence: ConfidenceModel | None = None) -> None:
         self.config = config
         ram_budget = None if config.index_ram_gb is None else int(config.index_ram_gb * 2**30)
         self.store = Store(config.db, config.index_kind, config.exact_limit, ram_budget)
         stored = self.store.catalog.get_meta("model_spec")
-        spec = config.model or stored or DEFAULT_MODEL
         if stored is not None and config.model is not None and config.model != stored:
             raise ModelMismatchError(
                 f"{config.db}: this index was built with model {stored!r}, not {config.model!r}; "
                 "leave --model out to use the stored one, or choose a new --db"
             )
-        self.model_spec = spec
+        self.model_spec = config.model or stored or DEFAULT_MODEL
         self._encoder = encoder
         self._bound = False
         self.confidence = confidence or ScoreTailConfidence()
+        self._job: IndexJob | None = None
+        self._job_lock = threading.Lock()
 
     @classmethod
     def open(cls, db: str | Path | None = None, model: str | None = None, **settings: object) -> "Engine":
@@ -48,9 +78,9 @@ class Engine:
         return cls(load_config(db=db, model=model, **settings))
 
     # -- model ----------------------------------------------------------------------------------
-    @property
-    def encoder(self) -> Encoder:
-        """The model, loaded on first use and checked against the one the index was built with."""
+    def load(self) -> Encoder:
+        """Load the model (once) and bind it to the catalogue: an index built with other weights
+        is refused rather than searched with mixed embeddings."""
         if self._encoder is None:
             self._encoder = load_encoder(self.model_spec, self.config.device, self.config.cache_dir)
         if not self._bound:
@@ -60,6 +90,11 @@ class Engine:
                 self._encoder.compile_image_tower()
             self._bound = True
         return self._encoder
+
+    @property
+    def encoder(self) -> Encoder:
+        """The loaded model (see `load`)."""
+        return self.load()
 
     @property
     def batch_size(self) -> int:
@@ -73,22 +108,63 @@ class Engine:
         return self.encoder.encode_texts(list(texts))
 
     # -- indexing -------------------------------------------------------------------------------
-    def index(self, folder: str | Path, progress: bool = True, on_error: Callable[[str], None] | None = None) -> IndexReport:
-        """Add, update and drop the images under `folder`; resumable, skips unchanged files."""
+    def index(self, folder: str | Path, progress: bool = True,
+              on_error: Callable[[str], None] | None = None) -> IndexReport:
+        """Add, update and drop the images under `folder`; resumable, skips unchanged files.
+        `on_error` gets one line per file that cannot be indexed (default: a log warning)."""
+        from .ingest.pipeline import index_folder
+
+        cfg = self.config
         return index_folder(
-            Path(folder), self.store, self.encoder, batch_size=self.batch_size, workers=self.config.workers,
-            max_pixels=self.config.max_pixels, checkpoint_seconds=self.config.checkpoint_seconds,
-            progress=progress, on_error=on_error, gpu_decode=self.config.gpu_decode, gpu_decoders=self.config.gpu_decoders,
+            Path(folder), self.store, self.encoder, batch_size=self.batch_size, workers=cfg.workers,
+            max_pixels=cfg.max_pixels, checkpoint_seconds=cfg.checkpoint_seconds, progress=progress,
+            on_error=on_error, gpu_decode=cfg.gpu_decode, gpu_decoders=cfg.gpu_decoders,
         )
 
-    def index_distributed(self, folder: str | Path, address: str | None = None, actors: int = 2, gpus_per_actor: float = 0.0,
-                          on_error: Callable[[str], None] | None = None) -> IndexReport:
+    def index_distributed(self, folder: str | Path, address: str | None = None, actors: int = 2,
+                          gpus_per_actor: float = 0.0, on_error: Callable[[str], None] | None = None) -> IndexReport:
         """Index on a Ray cluster (`address` None: a local one); same results as `index`."""
         from .ingest.distributed import index_folder_ray
 
-        self.encoder  # noqa: B018  (bind the model to the catalogue before the workers embed with it)
-        return index_folder_ray(Path(folder), self.store, self.model_spec, address, self.batch_size, actors,
-                                gpus_per_actor, self.config.max_pixels, self.config.cache_dir, on_error)
+        self.load()  # bind the model to the catalogue before the workers embed with it
+        return index_folder_ray(
+            Path(folder), self.store, self.model_spec, address=address, batch_size=self.batch_size, actors=actors,
+            gpus_per_actor=gpus_per_actor, max_pixels=self.config.max_pixels, cache_dir=self.config.cache_dir,
+            on_error=on_error,
+        )
+
+    def index_in_background(self, folder: str | Path) -> str:
+        """Start indexing `folder` in a thread and return its resolved path; `index_job()` tells
+        how it goes. Only folders under `config.allowed_roots` may be indexed this way (the API's
+        policy), and one run at a time."""
+        target = Path(folder).expanduser().resolve()
+        roots = [Path(r).expanduser().resolve() for r in self.config.allowed_roots]
+        if not any(target == r or r in target.parents for r in roots):
+            raise ForbiddenError(f"folder: {folder} is not under an allowed root; add it to allowed_roots in the config")
+        with self._job_lock:
+            if self._job is not None and self._job.state == "running":
+                raise BusyError("an index run is already going; wait for it (GET /stats)")
+            self._job = IndexJob(str(target))
+        encoder = self.encoder
+        threading.Thread(target=self._run_job, args=(target, encoder), daemon=True).start()
+        return str(target)
+
+    def _run_job(self, folder: Path, encoder: Encoder) -> None:
+        # Its own engine (own catalogue connections and vector index); searches keep using theirs
+        # and pick up each committed batch through the catalogue version.
+        try:
+            with Engine(self.config, encoder=encoder) as job_engine:
+                rep = job_engine.index(folder, progress=False)
+            done = IndexJob(str(folder), "done", rep.embedded, len(rep.failed))
+        except ViewfinderError as exc:
+            done = IndexJob(str(folder), "failed", error=str(exc))
+        with self._job_lock:
+            self._job = done
+
+    def index_job(self) -> IndexJob | None:
+        """The last background index run, if any."""
+        with self._job_lock:
+            return self._job
 
     def add_texts(self, texts: Sequence[str], source: str = "user") -> int:
         """Store sentences or labels for image -> text search; returns how many were new."""
@@ -98,38 +174,10 @@ class Engine:
         vectors = self.encode_texts(clean)
         return self.store.catalog.add_texts(clean, vectors, source)
 
-    # -- search ---------------------------------------------------------------------------------
-    def search(
-        self,
-        query: str | bytes | Sequence[str | bytes] | Sequence[QueryPart] = (),
-        k: int = 10,
-        image: str | bytes | None = None,
-        text_weight: float | None = None,
-        offset: int = 0,
-        target: str = "images",
-        local: bool = True,
-        mode: str | None = None,
-    ) -> SearchResult:
-        """Rank images (or, with target="texts", stored texts) for a query of text and/or image
-        parts: `"a dog"`, `["2:red car", "-blurry"]`, `"photo.jpg"`, or text plus `image=`."""
-        if k < 1 or offset < 0:
-            raise QueryError(f"k={k}, offset={offset}: k must be at least 1 and offset not negative")
-        if target not in ("images", "texts"):
-            raise QueryError(f"target {target!r}: use 'images' or 'texts'")
-        if isinstance(query, (list, tuple)) and query and isinstance(query[0], QueryPart):
-            parts = list(query)  # type: ignore[arg-type]
-        else:
-            parts = parse_query(query, image=image, text_weight=text_weight, local=local)  # type: ignore[arg-type]
-        return run_search(parts, self.store, self.encoder, target, k, offset, self.confidence, self.config.max_pixels,
-                          mode or self.config.search_mode)
-
-    def image_to_text(self, image: str | bytes, k: int = 10, offset: int = 0) -> SearchResult:
-        """The stored texts (and captions) that best describe an image."""
-        return self.search([image] if isinstance(image, str) else [image], k=k, offset=offset, target="texts")
-
     def caption(self, captioner: str = "vocab", overwrite: bool = False, ocr: bool = False, captions: bool = True,
-                progress: bool = True, on_error: Callable[[str], None] | None = None):
-        """Caption the images that have none (and read the text in them with ocr=True); resumable."""
+                progress: bool = True, on_error: Callable[[str], None] | None = None) -> CaptionReport:
+        """Caption the images that have none with `captioner` (a spec as in models/captioner.py),
+        and read the text in them with ocr=True; resumable. overwrite=True captions all again."""
         from .ingest.captions import caption_images
         from .models.captioner import load_captioner
 
@@ -138,20 +186,123 @@ class Engine:
                               batch_size=self.batch_size, max_pixels=self.config.max_pixels,
                               progress=progress, on_error=on_error)
 
+    # -- search ---------------------------------------------------------------------------------
+    def search(
+        self,
+        query: QueryInput = (),
+        k: int = 10,
+        image: str | bytes | None = None,
+        text_weight: float | None = None,
+        offset: int = 0,
+        target: str = "images",
+        local: bool = True,
+        mode: str | None = None,
+    ) -> SearchResult:
+        """Rank images (or stored texts) for a query of text and/or image parts.
+
+        query: `"a dog"`, `["2:red car", "-blurry"]`, `"photo.jpg"`, raw image bytes, or a list
+            of `{"text": ..., "weight": ...}` / `{"image": <data URI>, ...}` parts.
+        image: an image to combine with the text (hybrid search); `text_weight` in 0..1 is the
+            share of the text parts, the image gets the rest.
+        k, offset: the page of hits (ranks offset+1 .. offset+k).
+        target: "images", or "texts" to rank the stored texts and captions (image -> text).
+        local: True when the query comes from this machine's user: paths and URLs are images.
+            False for remote requests: only bytes and data URIs are images, so a query from the
+            network never reads a local file or fetches a URL.
+        mode: "vector", "lexical" (BM25 over captions, OCR text and paths) or "fused" (both by
+            reciprocal rank); None uses `config.search_mode`.
+        """
+        if k < 1 or offset < 0:
+            raise QueryError(f"k={k}, offset={offset}: k must be at least 1 and offset not negative")
+        try:
+            collection = Collection(target)
+        except ValueError:
+            raise QueryError(f"target {target!r}: use 'images' or 'texts'") from None
+        parts = parse_query(query, image=image, text_weight=text_weight, local=local)
+        return run_search(parts, self.store, self.encoder, collection=collection, k=k, offset=offset,
+                          confidence=self.confidence, max_pixels=self.config.max_pixels,
+                          mode=mode or self.config.search_mode)
+
+    def image_to_text(self, image: str | bytes, k: int = 10, offset: int = 0, local: bool = True) -> SearchResult:
+        """The stored texts (and captions) that best describe an image (path, data URI or bytes)."""
+        return self.search([], k=k, offset=offset, image=image, target="texts", local=local)
+
+    # -- images by catalogue id -------------------------------------------------------------------
+    def image_path(self, image_id: int) -> Path:
+        """The file of an indexed image; NotFoundError when the id or the file is gone."""
+        rec = self.store.catalog.get_image(image_id)
+        if not Path(rec.path).is_file():
+            raise NotFoundError(f"image {image_id}: its file {Path(rec.path).name} is gone; re-index the folder")
+        return Path(rec.path)
+
+    def thumbnail(self, image_id: int) -> Path:
+        """A JPEG thumbnail of an indexed image, made once and cached under the index folder
+        (keyed by content, so a changed file gets a new one)."""
+        rec = self.store.catalog.get_image(image_id)
+        cache = Path(self.config.db) / "thumbnails" / f"{image_id}-{(rec.sha256 or 'x')[:16]}.jpg"
+        if not cache.exists():
+            try:
+                im = read_image(Path(rec.path), self.config.max_pixels, draft_size=THUMB_SIZE).image
+            except BadImageError as exc:
+                raise NotFoundError(f"image {image_id}: {exc}") from exc
+            im.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=85)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_bytes(buf.getvalue())
+            tmp.replace(cache)
+        return cache
+
     # -- facts ----------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """How many images (embedded), failed files, stored texts and captioned images."""
+        catalog = self.store.catalog
+        return {"images": catalog.count_images(), "failed": catalog.count_errors(),
+                "texts": catalog.count_texts(), "captioned": catalog.count_captioned()}
+
+    def failures(self, limit: int = 100) -> list[tuple[str, str]]:
+        """(path, reason) of files that could not be indexed."""
+        return self.store.catalog.errors(limit=limit)
+
     def stats(self) -> dict:
         catalog = self.store.catalog
+        counts = self.counts()
         return {
             "db": str(self.config.db),
             "model": catalog.get_meta("model_spec") or self.model_spec,
             "dim": self.store.dim,
             "weights": catalog.get_meta("model_fingerprint"),
-            "images": catalog.count_images(),
-            "failed": catalog.count_errors(),
-            "texts": catalog.count_texts(),
-            "captioned": catalog.count_captioned(),
-            "index_kind": self.store.vectors("images").kind if catalog.count_images() else None,
+            **counts,
+            "index_kind": self.store.vectors(Collection.IMAGES).kind if counts["images"] else None,
         }
+
+    # -- evaluation and training (no index needed) -----------------------------------------------
+    @staticmethod
+    def evaluate(dataset: str, model: str = DEFAULT_MODEL, split: str = "test", report: Path | None = None,
+                 feature_cache: Path | None = None, config: Config | None = None) -> EvalResult:
+        """Retrieval metrics of `model` on a data set's split, both directions; with `report`, a
+        folder for metrics.json and plots. `feature_cache`: an npz of mini's frozen-tower features."""
+        from .eval.report import evaluate as run_eval
+
+        cfg = config or load_config()
+        return run_eval(dataset, load_encoder(model, cfg.device, cfg.cache_dir), split, report, feature_cache)
+
+    @staticmethod
+    def train(data: str, out: Path, model: str = DEFAULT_MODEL, epochs: int = 40, batch_size: int = 256,
+              lr: float = 1e-3, seed: int = 0, progress: bool = True, config: Config | None = None) -> TrainResult:
+        """Contrastive fine-tuning of `model` on image-caption pairs (a data set name, a folder
+        with .txt captions, or a CSV): train split to learn, val split to stop early."""
+        from .data.pairs import load_pairs
+        from .train.contrastive import TrainConfig
+        from .train.contrastive import train as run_train
+
+        cfg = config or load_config()
+        pairs = load_pairs(data)
+        train_pairs = [p for p in pairs if p.split == "train"]
+        val_pairs = [p for p in pairs if p.split == "val"] or train_pairs[: max(2, len(train_pairs) // 10)]
+        return run_train(load_encoder(model, cfg.device, cfg.cache_dir), train_pairs, val_pairs, out,
+                         TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress=progress)
 
     def close(self) -> None:
         self.store.close()

@@ -36,3 +36,15 @@ class QueryError(ViewfinderError):
 
 class NotFoundError(ViewfinderError):
     http_status = 404
+
+
+class ForbiddenError(ViewfinderError):
+    """An operation the configuration does not allow (e.g. indexing outside the allowed roots)."""
+
+    http_status = 403
+
+
+class BusyError(ViewfinderError):
+    """The same operation is already running; wait for it."""
+
+    http_status = 409

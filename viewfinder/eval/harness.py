@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..query.confidence import ScoreTailConfidence
-from .datasets import FASHION_CLASSES, ImageTextPair, load_image
+from ..data.datasets import FASHION_CLASSES, ImageTextPair, caption_groups, load_image
 from .metrics import accuracy, first_relevant_rank, retrieval_report
 
 
@@ -38,7 +38,7 @@ def embed_pairs(encoder, pairs: Sequence[ImageTextPair], feature_cache: Path | N
     pairs = list(pairs)
     encoder.ensure_loaded()
     if encoder.frozen_image_tower()[0] is not None:
-        from ..train.features import frozen_features
+        from ..data.features import frozen_features
 
         feats = frozen_features(encoder, pairs, cache=feature_cache, progress=False)
         _, image_head = encoder.frozen_image_tower()
@@ -54,17 +54,6 @@ def embed_pairs(encoder, pairs: Sequence[ImageTextPair], feature_cache: Path | N
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def caption_groups(captions: Sequence[str]) -> tuple[list[str], list[int], dict[str, set[int]]]:
-    """Unique captions, the row of each one's first pair, and the image rows that share it."""
-    groups: dict[str, set[int]] = {}
-    first: dict[str, int] = {}
-    for i, c in enumerate(captions):
-        groups.setdefault(c, set()).add(i)
-        first.setdefault(c, i)
-    unique = list(groups)
-    return unique, [first[c] for c in unique], groups
 
 
 def text_image_scores(emb: PairEmbeddings) -> tuple[list[str], dict[str, set[int]], np.ndarray]:

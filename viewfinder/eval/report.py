@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .datasets import load_dataset, load_image
+from ..data.datasets import load_dataset, load_image
 from .harness import (EvalResult, PairEmbeddings, cross_modal_consistency, embed_pairs, reliability, retrieval,
                       score_distributions, worst_queries, zero_shot_accuracy)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import BadImageError
 from ..store import Store
-from .decode import read_image
+from ..images import read_image
 from .ocr import read_text
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ class CaptionReport:
     seconds: float = 0.0
 
 
-def caption_images(store: Store, captioner, encoder=None, overwrite: bool = False, ocr: bool = False,
-                   captions: bool = True, batch_size: int = 32, max_pixels: int = 89_478_485, progress: bool = True,
+def caption_images(store: Store, captioner, encoder=None, *, max_pixels: int, overwrite: bool = False,
+                   ocr: bool = False, captions: bool = True, batch_size: int = 32, progress: bool = True,
                    on_error: Callable[[str], None] | None = None) -> CaptionReport:
     """Caption every uncaptioned image (and, with ocr=True, read the text in it). Captions also
     go into the texts collection (source "caption"), so image -> text search ranks them too."""

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import ViewfinderError
 from ..store import NewImage, Store
-from .pipeline import IndexReport, commit_batch, decode_for_model, start_run
+from .pipeline import IndexReport, commit_batch, start_run
+from .prepare import decode_for_model
 from .walk import FileStat
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,8 @@ def _merge_shard(path: Path, store: Store, report: IndexReport, replace: dict[st
     path.unlink()
 
 
-def index_folder_ray(folder: Path, store: Store, spec: str, address: str | None = None, batch_size: int = 64,
-                     actors: int = 2, gpus_per_actor: float = 0.0, max_pixels: int = 89_478_485,
+def index_folder_ray(folder: Path, store: Store, spec: str, *, max_pixels: int, address: str | None = None,
+                     batch_size: int = 64, actors: int = 2, gpus_per_actor: float = 0.0,
                      cache_dir: Path | None = None, on_error: Callable[[str], None] | None = None) -> IndexReport:
     try:
         import ray

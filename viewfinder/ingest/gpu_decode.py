@@ -33,8 +33,8 @@ from PIL.ExifTags import Base as ExifTag
 
 from ..errors import ImageTooLargeError
 from ..store import NewImage
-from .decode import check_pixels
-from .pipeline import decode_for_model
+from ..images import check_pixels
+from .prepare import decode_for_model
 from .walk import FileStat
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
@@ -200,14 +200,14 @@ def device_setup(device: str, mean, std):
 def side_stream(device: str, high_priority: bool = True):
     """A CUDA stream for the decode and resize work, by default at high priority, so that the GPU
     schedules its kernels ahead of the model's as SMs come free. With the model running, decoding
-    alone went 7,793 -> 8,560 images/s that way (run 23); in the whole pipeline the difference
-    was within noise (6,553 -> 6,612, run 22). docs/benchmarks.md."""
+    alone went 7,793 -> 8,560 images/s that way on an H100; in the whole pipeline the difference
+    was within noise (6,553 -> 6,612; benchmarks/bench_decoders.py, bench_gpu.py)."""
     import torch
 
     return torch.cuda.Stream(device, priority=-1 if high_priority else 0)
 
 
-def gpu_batches(files: Sequence[FileStat], batch_size: int, device: str, side: int, mean, std, max_pixels: int,
+def gpu_batches(files: Sequence[FileStat], *, batch_size: int, device: str, side: int, mean, std, max_pixels: int,
                 fallback: Callable, workers: int = 8, decoders: Sequence[str] = ("torchvision",),
                 timings: dict[str, float] | None = None) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:

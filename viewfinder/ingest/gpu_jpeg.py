@@ -8,7 +8,7 @@ decoder benchmarks.
 - "nvimgcodec-hw": nvImageCodec held to the hardware JPEG engines, with CUDA decoding for what
   they do not take (e.g. progressive).
 Every one of them slows the model and is slowed by it when both run on one GPU (on an H100, none
-of the mixes beat torchvision alone in the pipeline: docs/benchmarks.md, session 4).
+of the mixes beat torchvision alone in the pipeline: docs/benchmarks.md).
 
 Each decoder takes a batch of JPEG files as uint8 CPU tensors and returns them decoded, as uint8
 (3,H,W) tensors on the device in the same order, queued on the caller's current CUDA stream, not

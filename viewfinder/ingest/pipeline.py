@@ -13,9 +13,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import BadImageError, ViewfinderError
+from ..errors import ViewfinderError
 from ..store import NewImage, Store
-from .decode import DRAFT_SIZE, read_image, sha256_file
+from ..images import DRAFT_SIZE, sha256_file
+from .prepare import decode_for_model
 from .walk import FileStat, scan
 
 log = logging.getLogger(__name__)
@@ -88,18 +89,6 @@ def _same_hash(f: FileStat, sha: str) -> bool:
         return sha256_file(Path(f.path)) == sha
     except OSError:
         return False
-
-
-def decode_for_model(f: FileStat, transform: Callable, max_pixels: int, draft_size: int | None = DRAFT_SIZE) -> tuple[NewImage, object]:
-    """(record, model input tensor), or (record with the failure reason, None)."""
-    try:
-        dec = read_image(Path(f.path), max_pixels, draft_size)
-        tensor = transform(dec.image)
-    except BadImageError as exc:
-        return NewImage(f.path, f.size, f.mtime, error=str(exc)), None
-    except Exception as exc:  # a transform or codec bug must not stop the run either
-        return NewImage(f.path, f.size, f.mtime, error=f"{f.path}: cannot be processed ({type(exc).__name__}: {exc})"), None
-    return NewImage(f.path, f.size, f.mtime, dec.sha256, dec.width, dec.height), tensor
 
 
 class _DecodeFiles:
@@ -202,9 +191,10 @@ def index_folder(
     folder: Path,
     store: Store,
     encoder,
+    *,
+    max_pixels: int,
     batch_size: int = 32,
     workers: int = 2,
-    max_pixels: int = 89_478_485,
     checkpoint_seconds: float = 30.0,
     progress: bool = True,
     on_error: Callable[[str], None] | None = None,
@@ -229,8 +219,9 @@ def index_folder(
             from .gpu_decode import gpu_batches
 
             side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
-            loader = gpu_batches(plan.to_embed, batch_size, encoder.device, side, mean, std, max_pixels, transform, workers,
-                                 gpu_decoders)
+            loader = gpu_batches(plan.to_embed, batch_size=batch_size, device=encoder.device, side=side, mean=mean,
+                                 std=std, max_pixels=max_pixels, fallback=transform, workers=workers,
+                                 decoders=gpu_decoders)
             mean = std = None  # the GPU batches arrive normalised
         else:
             loader = torch.utils.data.DataLoader(

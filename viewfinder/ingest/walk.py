@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .decode import EXTENSIONS
+from ..images import EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -42,19 +42,6 @@ class OpenClipEncoder(Encoder):
         return save_open_clip(self, out)
 
 
-def parse_open_clip(rest: str) -> tuple[str, str | None]:
-    """`ViT-B-32/laion2b_s34b_b79k`, `ViT-B-32@/ckpt.pt`, `/path/to/dir` or `ViT-B-32` (random)."""
-    if "@" in rest:
-        arch, path = rest.split("@", 1)
-        return arch, path
-    if rest.startswith(("/", ".", "~")) or Path(rest).is_dir():
-        return "local-dir:" + str(Path(rest).expanduser()), None
-    if "/" in rest:
-        arch, tag = rest.split("/", 1)
-        return arch, tag
-    return rest, None
-
-
 def save_open_clip(encoder: OpenClipEncoder, out: Path) -> str:
     """Write the (fine-tuned) model in open_clip's hub layout; returns the spec that loads it."""
     import json

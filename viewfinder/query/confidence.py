@@ -27,6 +27,11 @@ MIN_STD = 0.01  # cosine scores of a tiny or uniform collection: keep z finite
 
 
 class ConfidenceModel(Protocol):
+    """Turns a hit's score into a confidence in [0, 1]; the search abstains when the best hit's
+    confidence is under `abstain_below`."""
+
+    abstain_below: float
+
     def fit_query(self, sample_scores: np.ndarray, population: int) -> "QueryStats": ...
 
     def confidence(self, score: float, stats: "QueryStats") -> float: ...

@@ -7,6 +7,7 @@ import base64
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence, Union
 
 from ..errors import QueryError
 
@@ -73,38 +74,71 @@ def split_parts(text: str, local: bool = True) -> list[str]:
     return [p for p in _PART_START.split(text.strip()) if p]
 
 
-def parse_query(parts: list[str | bytes] | str, image: str | bytes | None = None, text_weight: float | None = None,
+def part_from_mapping(i: int, item: Mapping, local: bool = True) -> QueryPart:
+    """`{"text": ..., "weight": w}` or `{"image": <data URI>, "weight": w}` (the API's list form)."""
+    text, image, weight = item.get("text"), item.get("image"), item.get("weight", 1.0)
+    if bool(text) == bool(image):
+        raise QueryError(f"query[{i}]: give exactly one of 'text' or 'image'")
+    if image and detect_kind(image, local) != "image":
+        raise QueryError(f"query[{i}].image: must be a data URI (data:image/...;base64,...)")
+    if text:
+        return QueryPart("text", text, weight, text[:80])
+    return QueryPart("image", image, weight, f"image {i + 1}")
+
+
+QueryInput = Union[str, bytes, Sequence[Union[str, bytes, Mapping, QueryPart]]]
+
+
+def parse_query(parts: QueryInput, image: str | bytes | None = None, text_weight: float | None = None,
                 local: bool = True) -> list[QueryPart]:
-    """All parts of a query. With `image` (hybrid search), text parts share `text_weight` of the
-    total and the image the rest, so the slider means the same whatever the number of parts."""
+    """All parts of a query: strings (split into weighted parts), raw image bytes, mappings of
+    the API's list form, or parts already parsed. With `image` (hybrid search), text parts share
+    `text_weight` of the total and the image the rest, so the slider means the same whatever the
+    number of parts (without an image part it changes nothing). With local=False (remote requests) only bytes and data URIs are images."""
     items = [parts] if isinstance(parts, (str, bytes)) else list(parts)
-    pieces = [piece for item in items for piece in (split_parts(item, local) if isinstance(item, str) else [item])]
-    out = [parse_part(p, local=local) for p in pieces]
+    out: list[QueryPart] = []
+    for i, item in enumerate(items):
+        if isinstance(item, QueryPart):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.append(part_from_mapping(i, item, local))
+        elif isinstance(item, str):
+            out.extend(parse_part(piece, local=local) for piece in split_parts(item, local) if piece.strip())
+        else:
+            out.append(parse_part(item, local=local))
     if image is not None:
-        out.append(parse_part(image, local=local) if isinstance(image, str) else QueryPart("image", bytes(image), 1.0, "uploaded image"))
-        if out[-1].kind != "image":
+        out.append(parse_part(image, local=local))
+        if out[-1].kind != "image" and local:
             raise QueryError(f"image {str(image)[:60]!r}: no such image file; give a path, URL or data URI of an image")
-    if text_weight is not None:
-        if not 0.0 <= text_weight <= 1.0:
-            raise QueryError(f"text_weight {text_weight}: must be between 0 and 1")
-        texts = [p for p in out if p.kind == "text" and p.weight > 0]
-        images = [p for p in out if p.kind == "image" and p.weight > 0]
-        scaled = []
-        for p in out:
-            group = texts if p.kind == "text" else images
-            share = text_weight if p.kind == "text" else 1.0 - text_weight
-            scaled.append(QueryPart(p.kind, p.value, p.weight * share / max(len(group), 1) if p.weight > 0 else p.weight, p.label))
-        out = scaled
+        if out[-1].kind != "image":
+            raise QueryError("image: must be a data URI (data:image/...;base64,...) or an uploaded file")
+    if text_weight is not None and any(p.kind == "image" for p in out):
+        out = share_weights(out, text_weight)
     if not out:
-        raise QueryError("the query is empty: give text, an image path, or both")
+        raise QueryError("the query is empty: give text, an image, or both")
     if all(p.weight <= 0 for p in out):
         raise QueryError("the query has only negative parts: add something to look for")
     return out
 
 
-def load_image_part(part: QueryPart, max_pixels: int, fetch_urls: bool = True):
+def share_weights(parts: list[QueryPart], text_weight: float) -> list[QueryPart]:
+    """Scale the positive parts so that the texts together weigh `text_weight` and the images the rest."""
+    if not 0.0 <= text_weight <= 1.0:
+        raise QueryError(f"text_weight {text_weight}: must be between 0 and 1")
+    texts = [p for p in parts if p.kind == "text" and p.weight > 0]
+    images = [p for p in parts if p.kind == "image" and p.weight > 0]
+    scaled = []
+    for p in parts:
+        group = texts if p.kind == "text" else images
+        share = text_weight if p.kind == "text" else 1.0 - text_weight
+        weight = p.weight * share / max(len(group), 1) if p.weight > 0 else p.weight
+        scaled.append(QueryPart(p.kind, p.value, weight, p.label))
+    return scaled
+
+
+def load_image_part(part: QueryPart, max_pixels: int):
     """The PIL image of an image part (file, URL, data URI or bytes)."""
-    from ..ingest.decode import decode_bytes, read_image
+    from ..images import decode_bytes, read_image
 
     value = part.value
     if isinstance(value, bytes):
@@ -116,8 +150,6 @@ def load_image_part(part: QueryPart, max_pixels: int, fetch_urls: bool = True):
             raise QueryError("data URI: not base64 image data") from exc
         return decode_bytes(payload, "data URI", max_pixels).image
     if value.startswith(("http://", "https://")):
-        if not fetch_urls:
-            raise QueryError(f"{value}: fetching URLs is disabled here; upload the image instead")
         import urllib.request
 
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -22,8 +23,19 @@ class SearchHit:
     best_text: str | None = None  # for image hits: the stored text that fits the image best
     extra: dict = field(default_factory=dict)
 
+    def alt_text(self) -> str:
+        """For image hits: the caption when there is one, else the file name and the best
+        matching stored text (never empty)."""
+        if self.caption:
+            return self.caption
+        name = Path(self.path or "").name or f"image {self.id}"
+        return f"{name}: {self.best_text}" if self.best_text else name
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.kind == "image":
+            out["alt"] = self.alt_text()
+        return out
 
 
 @dataclass

@@ -4,13 +4,14 @@ each hit: the share of every part in its score, and its confidence."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import QueryError
-from ..store import Store
-from .confidence import ConfidenceModel, ScoreTailConfidence
+from ..store import Collection, ImageRecord, Store
+from .confidence import ConfidenceModel, QueryStats, ScoreTailConfidence
 from .parse import QueryPart, load_image_part
 from .results import SearchHit, SearchResult
 
@@ -64,40 +65,33 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) ->
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
-def search(
-    parts: Sequence[QueryPart],
-    store: Store,
-    encoder,
-    collection: str = "images",
-    k: int = 10,
-    offset: int = 0,
-    confidence: ConfidenceModel | None = None,
-    max_pixels: int = 89_478_485,
-    mode: str = "vector",
-) -> SearchResult:
-    """Rank a collection for the query parts. For text queries over images, `mode` picks the
-    vector ranking, BM25 over captions / OCR text / paths, or both fused by reciprocal rank."""
-    if mode not in MODES:
-        raise QueryError(f"mode {mode!r}: use one of {', '.join(MODES)}")
-    confidence = confidence or ScoreTailConfidence()
-    embeddings = encode_parts(parts, encoder, max_pixels)
-    query, norm = combine(parts, embeddings)
-    index = store.vectors(collection)
-    population = len(index)
-    if population == 0:
-        what = "images: run `viewfinder index DIR` first" if collection == "images" else "texts: add some with `viewfinder texts add FILE`"
-        return SearchResult([], True, 0, f"the index holds no {what}")
-    catalog = store.catalog
-    need = k + offset
-    words = " ".join(str(p.value) for p in parts if p.kind == "text" and p.weight > 0)
-    lexical_ok = collection == "images" and words and all(p.kind == "text" for p in parts)
-    if mode != "vector" and not lexical_ok:
-        mode = "vector"  # image parts and text collections have nothing to match lexically
-    lexical = catalog.lexical_search(words, max(need * 5, 100)) if mode != "vector" else []
+@dataclass
+class Ranking:
+    """The ordered candidate ids of one search, with each id's place in the vector and lexical lists."""
+
+    ids: list[int]
+    vector_rank: dict[int, int]
+    lexical_rank: dict[int, int]
+    mode: str
+
+
+def positive_words(parts: Sequence[QueryPart]) -> str:
+    return " ".join(str(p.value) for p in parts if p.kind == "text" and p.weight > 0)
+
+
+def rank(parts: Sequence[QueryPart], query: np.ndarray, store: Store, collection: Collection, need: int,
+         mode: str) -> Ranking:
+    """Order the collection for the query: by vector, by BM25 over captions / OCR text / paths,
+    or both fused by reciprocal rank. Queries with image parts and text collections have nothing
+    to match lexically, so they always rank by vector."""
+    words = positive_words(parts)
+    if collection != Collection.IMAGES or not words or any(p.kind != "text" for p in parts):
+        mode = "vector"
+    lexical = store.catalog.lexical_search(words, max(need * 5, 100)) if mode != "vector" else []
     lex_rank = {i: r for r, (i, _) in enumerate(lexical, start=1)}
     vec_rank: dict[int, int] = {}
     if mode != "lexical":
-        _, ids = index.search(query[None, :], need if mode == "vector" else max(need * 5, 100))
+        _, ids = store.vectors(collection).search(query[None, :], need if mode == "vector" else max(need * 5, 100))
         vec_rank = {int(i): r for r, i in enumerate(ids[0], start=1) if i >= 0}
     if mode == "vector":
         ranked = list(vec_rank)
@@ -105,44 +99,88 @@ def search(
         ranked = list(lex_rank)
     else:
         ranked = [i for i, _ in reciprocal_rank_fusion([list(vec_rank), list(lex_rank)])]
+    return Ranking(ranked, vec_rank, lex_rank, mode)
 
-    window = ranked[offset:need]
-    dim = embeddings.shape[1]
-    vectors = catalog.image_vectors(window, dim) if collection == "images" else catalog.text_vectors(window, dim)
-    records = catalog.get_images(window) if collection == "images" else catalog.get_texts(window)
-    stats = confidence.fit_query(store.sample(collection) @ query, population)
-    top = (catalog.image_vectors if collection == "images" else catalog.text_vectors)(ranked[:1], dim)
-    best = float(top[ranked[0]] @ query) if top else 0.0  # the page may start later: abstain judges rank 1
-    abstain = confidence.confidence(best, stats) < getattr(confidence, "abstain_below", 0.5) and not lexical
 
+def judge(query: np.ndarray, ranking: Ranking, store: Store, collection: Collection,
+          confidence: ConfidenceModel, dim: int) -> tuple[QueryStats, bool]:
+    """This query's score statistics over the collection, and whether to abstain. Abstention
+    judges the rank-1 hit even when the page starts later; a lexical match never abstains."""
+    stats = confidence.fit_query(store.sample(collection) @ query, len(store.vectors(collection)))
+    top = store.catalog.vectors_of(collection, ranking.ids[:1], dim)
+    best = float(top[ranking.ids[0]] @ query) if top else 0.0
+    abstain = confidence.confidence(best, stats) < confidence.abstain_below and not ranking.lexical_rank
+    return stats, abstain
+
+
+def make_hit(rank_no: int, item_id: int, record, vector: np.ndarray, parts: Sequence[QueryPart],
+             embeddings: np.ndarray, query: np.ndarray, norm: float, stats: QueryStats,
+             confidence: ConfidenceModel, abstain: bool, ranking: Ranking) -> SearchHit:
+    """One hit: its score split into one share per query part, its confidence and explanation."""
     labels = unique_labels(parts)
     weights = np.array([p.weight for p in parts], np.float32)
-    query_words = set(re.findall(r"\w+", words.lower()))
-    hits = []
-    for rank, item_id in enumerate(window, start=offset + 1):
-        rec = records.get(item_id)
-        if rec is None or item_id not in vectors:
-            continue  # deleted by another process since the index was read
-        part_scores = embeddings @ vectors[item_id]
-        score = float(query @ vectors[item_id])
-        contrib = {lab: float(w * s / norm) for lab, w, s in zip(labels, weights, part_scores)}
-        conf = confidence.confidence(score, stats)
-        explanation = explain(score, contrib, dict(zip(labels, part_scores.tolist())), conf, stats)
-        extra: dict = {}
-        if mode != "vector":
-            text = " ".join(filter(None, [rec.caption, rec.ocr_text, rec.path])).lower()
-            matched = sorted(w for w in query_words if re.search(rf"\b{re.escape(w)}", text))
-            extra = {"vector_rank": vec_rank.get(item_id), "lexical_rank": lex_rank.get(item_id), "matched_terms": matched}
-            if matched:
-                explanation += f"; caption/text/path words matched: {', '.join(matched)} (lexical rank {lex_rank.get(item_id)})"
-        hit = SearchHit(rank=rank, id=item_id, score=score, confidence=conf, abstain=abstain, contributions=contrib,
-                        explanation=explanation, kind="image" if collection == "images" else "text", extra=extra)
-        if collection == "images":
-            hit.path, hit.caption = rec.path, rec.caption
-        else:
-            hit.text, hit.source = rec.text, rec.source
-        hits.append(hit)
-    if collection == "images" and hits and catalog.count_texts():
+    part_scores = embeddings @ vector
+    score = float(query @ vector)
+    contrib = {lab: float(w * s / norm) for lab, w, s in zip(labels, weights, part_scores)}
+    conf = confidence.confidence(score, stats)
+    explanation = explain(score, contrib, dict(zip(labels, part_scores.tolist())), conf, stats)
+    extra: dict = {}
+    if ranking.mode != "vector":
+        text = " ".join(filter(None, [record.caption, record.ocr_text, record.path])).lower()
+        query_words = set(re.findall(r"\w+", positive_words(parts).lower()))
+        matched = sorted(w for w in query_words if re.search(rf"\b{re.escape(w)}", text))
+        lex = ranking.lexical_rank.get(item_id)
+        extra = {"vector_rank": ranking.vector_rank.get(item_id), "lexical_rank": lex, "matched_terms": matched}
+        if matched:
+            explanation += f"; caption/text/path words matched: {', '.join(matched)} (lexical rank {lex})"
+    is_image = isinstance(record, ImageRecord)
+    hit = SearchHit(rank=rank_no, id=item_id, score=score, confidence=conf, abstain=abstain, contributions=contrib,
+                    explanation=explanation, kind="image" if is_image else "text", extra=extra)
+    if is_image:
+        hit.path, hit.caption = record.path, record.caption
+    else:
+        hit.text, hit.source = record.text, record.source
+    return hit
+
+
+def search(
+    parts: Sequence[QueryPart],
+    store: Store,
+    encoder,
+    *,
+    max_pixels: int,
+    collection: Collection = Collection.IMAGES,
+    k: int = 10,
+    offset: int = 0,
+    confidence: ConfidenceModel | None = None,
+    mode: str = "vector",
+) -> SearchResult:
+    """Rank `collection` for the query parts and explain the hits `offset`..`offset + k`.
+
+    `mode`: "vector", "lexical" or "fused" (see `rank`). `max_pixels` bounds image parts."""
+    if mode not in MODES:
+        raise QueryError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+    confidence = confidence or ScoreTailConfidence()
+    embeddings = encode_parts(parts, encoder, max_pixels)
+    query, norm = combine(parts, embeddings)
+    population = len(store.vectors(collection))
+    if population == 0:
+        what = ("images: run `viewfinder index DIR` first" if collection == Collection.IMAGES
+                else "texts: add some with `viewfinder texts add FILE`")
+        return SearchResult([], True, 0, f"the index holds no {what}")
+    ranking = rank(parts, query, store, collection, k + offset, mode)
+    window = ranking.ids[offset:k + offset]
+    dim = embeddings.shape[1]
+    vectors = store.catalog.vectors_of(collection, window, dim)
+    records = store.catalog.records_of(collection, window)
+    stats, abstain = judge(query, ranking, store, collection, confidence, dim)
+    hits = [
+        make_hit(rank_no, item_id, records[item_id], vectors[item_id], parts, embeddings, query, norm, stats,
+                 confidence, abstain, ranking)
+        for rank_no, item_id in enumerate(window, start=offset + 1)
+        if item_id in records and item_id in vectors  # else deleted by another process since the index was read
+    ]
+    if collection == Collection.IMAGES and hits and store.catalog.count_texts():
         attach_best_texts(hits, vectors, store)
     message = "No good match: even the best hit is not clearly better than chance in this collection" if abstain else ""
     return SearchResult(hits, abstain, population, message)
@@ -150,7 +188,7 @@ def search(
 
 def attach_best_texts(hits: list[SearchHit], vectors: dict[int, np.ndarray], store: Store) -> None:
     """Name each image hit's best matching stored text (alt text for images without a caption)."""
-    _, ids = store.vectors("texts").search(np.stack([vectors[h.id] for h in hits]), 1)
+    _, ids = store.vectors(Collection.TEXTS).search(np.stack([vectors[h.id] for h in hits]), 1)
     texts = store.catalog.get_texts([int(i) for i in ids[:, 0] if i >= 0])
     for hit, tid in zip(hits, ids[:, 0]):
         if int(tid) in texts:

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import threading
 import time
+from enum import StrEnum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -65,6 +66,13 @@ MIGRATIONS: list[str] = [
 
 # Words that match nearly every caption ("a photo of a ..."): dropped from lexical queries.
 STOPWORDS = frozenset("a an the of in on at to and or with for from by is are was be this that it its as our we".split())
+
+
+class Collection(StrEnum):
+    """What a vector index holds: image embeddings, or the embeddings of stored texts."""
+
+    IMAGES = "images"
+    TEXTS = "texts"
 
 
 @dataclass(frozen=True)
@@ -156,10 +164,10 @@ class ImageCatalog:
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
-    def version(self, collection: str) -> int:
+    def version(self, collection: Collection) -> int:
         return int(self.get_meta(f"{collection}_version") or 0)
 
-    def _bump(self, collection: str) -> None:
+    def _bump(self, collection: Collection) -> None:
         self.set_meta(f"{collection}_version", str(self.version(collection) + 1))
 
     def bind_model(self, spec: str, dim: int, fingerprint: str) -> None:
@@ -233,7 +241,7 @@ class ImageCatalog:
                     self.conn.execute("INSERT OR REPLACE INTO image_vectors(image_id, v) VALUES(?, ?)", (image_id, vec.tobytes()))
                 else:
                     self.conn.execute("DELETE FROM image_vectors WHERE image_id=?", (image_id,))
-            self._bump("images")
+            self._bump(Collection.IMAGES)
         return ids
 
     def move_image(self, image_id: int, new_path: str, size: int, mtime: float) -> None:
@@ -253,7 +261,7 @@ class ImageCatalog:
             marks = ",".join("?" * len(chunk))
             self.conn.execute(f"DELETE FROM image_vectors WHERE image_id IN ({marks})", chunk)
             self.conn.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
-        self._bump("images")
+        self._bump(Collection.IMAGES)
 
     def image_vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}
@@ -263,9 +271,15 @@ class ImageCatalog:
                 out[int(image_id)] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return out
 
-    def iter_vectors(self, collection: str, dim: int, chunk: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def vectors_of(self, collection: Collection, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        return self.image_vectors(ids, dim) if collection == Collection.IMAGES else self.text_vectors(ids, dim)
+
+    def records_of(self, collection: Collection, ids: Sequence[int]) -> dict[int, ImageRecord] | dict[int, TextRecord]:
+        return self.get_images(ids) if collection == Collection.IMAGES else self.get_texts(ids)
+
+    def iter_vectors(self, collection: Collection, dim: int, chunk: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (ids, vectors) of a collection in id order, a chunk at a time (for index rebuilds)."""
-        table, key = ("image_vectors", "image_id") if collection == "images" else ("texts", "id")
+        table, key = ("image_vectors", "image_id") if collection == Collection.IMAGES else ("texts", "id")
         last = -1
         while True:
             rows = self.conn.execute(
@@ -278,9 +292,9 @@ class ImageCatalog:
             last = int(ids[-1])
             yield ids, vecs
 
-    def sample_vectors(self, collection: str, dim: int, n: int) -> np.ndarray:
+    def sample_vectors(self, collection: Collection, dim: int, n: int) -> np.ndarray:
         """Up to n stored vectors drawn at random (stable for a given catalogue state)."""
-        table = "image_vectors" if collection == "images" else "texts WHERE v IS NOT NULL"
+        table = "image_vectors" if collection == Collection.IMAGES else "texts WHERE v IS NOT NULL"
         rows = self.conn.execute(f"SELECT v FROM {table} ORDER BY (rowid * 2654435761) % 4294967296 LIMIT ?", (n,)).fetchall()
         if not rows:
             return np.zeros((0, dim), np.float32)
@@ -332,7 +346,7 @@ class ImageCatalog:
                 )
                 added += cur.rowcount
             if added:
-                self._bump("texts")
+                self._bump(Collection.TEXTS)
         return added
 
     def count_texts(self) -> int:

@@ -8,11 +8,10 @@ import threading
 import time
 from pathlib import Path
 
-from .catalog import ImageCatalog
+from .catalog import Collection, ImageCatalog
 from .vectors import IndexChoice, VectorIndex, choose_kind
 
 log = logging.getLogger(__name__)
-COLLECTIONS = ("images", "texts")
 
 
 class Store:
@@ -32,10 +31,10 @@ class Store:
         value = self.catalog.get_meta("model_dim")
         return int(value) if value else None
 
-    def index_path(self, collection: str) -> Path:
+    def index_path(self, collection: Collection) -> Path:
         return self.folder / f"{collection}.faiss"
 
-    def vectors(self, collection: str) -> VectorIndex:
+    def vectors(self, collection: Collection) -> VectorIndex:
         """The index for `collection`, loaded or rebuilt when the catalogue moved on."""
         version = self.catalog.version(collection)
         with self._lock:
@@ -52,9 +51,9 @@ class Store:
             self._indexes[collection] = (version, index)
             return index
 
-    def rebuild(self, collection: str) -> VectorIndex:
+    def rebuild(self, collection: Collection) -> VectorIndex:
         dim = self.dim or 1
-        n = self.catalog.count_images() if collection == "images" else self.catalog.count_texts()
+        n = self.catalog.count_images() if collection == Collection.IMAGES else self.catalog.count_texts()
         choice = self.choose(collection, n)
         log.info("building %s index (%s) from the catalogue: %s", collection, choice.kind, choice.reason)
         index = VectorIndex.build(self.catalog.iter_vectors(collection, dim), dim, choice.kind, expected=n)
@@ -62,15 +61,15 @@ class Store:
             index.save(self.index_path(collection), self.catalog.version(collection))
         return index
 
-    def choose(self, collection: str, n: int) -> IndexChoice:
-        return choose_kind(n, self.dim or 1, self.index_kind if collection == "images" else "flat", self.exact_limit, self.ram_budget)
+    def choose(self, collection: Collection, n: int) -> IndexChoice:
+        return choose_kind(n, self.dim or 1, self.index_kind if collection == Collection.IMAGES else "flat", self.exact_limit, self.ram_budget)
 
-    def note_change(self, collection: str, index: VectorIndex) -> None:
+    def note_change(self, collection: Collection, index: VectorIndex) -> None:
         """After the caller applied a committed catalogue change to `index` in memory."""
         with self._lock:
             self._indexes[collection] = (self.catalog.version(collection), index)
 
-    def checkpoint(self, collection: str, every_seconds: float = 0.0) -> None:
+    def checkpoint(self, collection: Collection, every_seconds: float = 0.0) -> None:
         """Write the in-memory index to disk (at most every `every_seconds`)."""
         if time.monotonic() - self._last_save < every_seconds:
             return
@@ -79,7 +78,7 @@ class Store:
         if held is None:
             return
         version, index = held
-        if index.dirty_removal or (collection == "images" and index.kind != self.choose(collection, len(index)).kind):
+        if index.dirty_removal or (collection == Collection.IMAGES and index.kind != self.choose(collection, len(index)).kind):
             # rebuilt from the catalogue with the old one let go first: a large index may not fit
             # twice (searches wait for the new one)
             del index, held
@@ -90,7 +89,7 @@ class Store:
             index.save(self.index_path(collection), version)
         self._last_save = time.monotonic()
 
-    def sample(self, collection: str, n: int = 1024):
+    def sample(self, collection: Collection, n: int = 1024):
         """A fixed random sample of stored vectors (for score statistics), cached per version."""
         key = (collection, self.catalog.version(collection), n)
         if self._sample_key != key:

@@ -18,10 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..eval.datasets import ImageTextPair, load_image
-from ..eval.harness import caption_groups
+from ..data.datasets import ImageTextPair, caption_groups, load_image
 from ..eval.metrics import recall_at_k
-from .features import PairFeatures, PairImages, frozen_features
+from ..data.features import PairFeatures, PairImages, frozen_features
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..eval.datasets import ImageTextPair, load_image
+from .datasets import ImageTextPair, load_image
 
 
 @dataclass

@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 
 from ..errors import ViewfinderError
-from ..eval.datasets import DATASETS, ImageTextPair, load_dataset
-from ..ingest.decode import EXTENSIONS
+from .datasets import DATASETS, ImageTextPair, load_dataset
+from ..images import EXTENSIONS
 
 
 def pairs_from_folder(folder: Path) -> list[ImageTextPair]:

@@ -14,11 +14,13 @@ import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from ..ingest.decode import to_rgb
+from ..config import Config
+from ..images import to_rgb
 
 TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
@@ -48,6 +50,17 @@ def split_of(record_id: str, val: float = 0.1, test: float = 0.1) -> str:
     """80/10/10 by a keyed hash of the id."""
     h = int.from_bytes(hashlib.sha256(b"viewfinder-split-v1:" + record_id.encode()).digest()[:8], "big") / 2**64
     return "test" if h < test else "val" if h < test + val else "train"
+
+
+def caption_groups(captions: Sequence[str]) -> tuple[list[str], list[int], dict[str, set[int]]]:
+    """Unique captions, the row of each one's first pair, and the image rows that share it."""
+    groups: dict[str, set[int]] = {}
+    first: dict[str, int] = {}
+    for i, c in enumerate(captions):
+        groups.setdefault(c, set()).add(i)
+        first.setdefault(c, i)
+    unique = list(groups)
+    return unique, [first[c] for c in unique], groups
 
 
 def load_image(pair: ImageTextPair, size: int | None = None) -> Image.Image:
@@ -126,7 +139,7 @@ def openclipart(root: Path = OPENCLIPART_ROOT, include_held_out: bool = False) -
     return pairs
 
 
-def _too_large(path: Path, max_pixels: int = 89_478_485) -> bool:
+def _too_large(path: Path, max_pixels: int = Config.max_pixels) -> bool:
     """A few files are decompression bombs (e.g. 623 M pixels): real bad input, left out."""
     import warnings
 
@@ -222,7 +235,7 @@ def photos() -> list[ImageTextPair]:
     the test split: nothing here is ever trained on."""
     import tempfile
 
-    from .sample import make_sample
+    from .samples import make_sample
 
     folder = Path(tempfile.gettempdir()) / "viewfinder-eval-photos"
     make_sample(folder)

@@ -1,11 +1,11 @@
-"""Experiment: GPU JPEG decoders (ingest/gpu_jpeg.py) side by side in ONE process, each in a
+"""GPU JPEG decoders (ingest/gpu_jpeg.py) side by side in ONE process, each in a
 thread of its own with its own CUDA stream, alone or while a model runs on the same GPU (as it
 does when indexing). Can two decoders decode more than one? Does the hardware JPEG engine
-("nvimgcodec-hw") leave the SMs to the model? (On an H100: no; docs/benchmarks.md, runs 20-23.)
+("nvimgcodec-hw") leave the SMs to the model? (On an H100: no; docs/benchmarks.md.)
 
-    python benchmarks/exp_decoders.py --images 6000 torchvision nvimgcodec nvimgcodec-hw torchvision+nvimgcodec-hw
-    python benchmarks/exp_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw
-    python benchmarks/exp_decoders.py --with-model ViT-B/32 --graph torchvision   # model as one CUDA graph
+    python benchmarks/bench_decoders.py --images 6000 torchvision nvimgcodec nvimgcodec-hw torchvision+nvimgcodec-hw
+    python benchmarks/bench_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw
+    python benchmarks/bench_decoders.py --with-model ViT-B/32 --graph torchvision   # model as one CUDA graph
 
 A decoder is named as gpu_jpeg.jpeg_decoder takes it, e.g. "nvimgcodec-hw:4" (4 host threads).
 """

@@ -1,0 +1,25 @@
+"""One file -> what the indexing pipeline needs of it: its catalogue record and the model's
+input tensor, or the record with the reason it cannot be used. Shared by the Pillow worker path,
+the GPU path's Pillow fallback and the Ray actors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..errors import BadImageError
+from ..images import DRAFT_SIZE, read_image
+from ..store import NewImage
+from .walk import FileStat
+
+
+def decode_for_model(f: FileStat, transform: Callable, max_pixels: int, draft_size: int | None = DRAFT_SIZE) -> tuple[NewImage, object]:
+    """(record, model input tensor), or (record with the failure reason, None)."""
+    try:
+        dec = read_image(Path(f.path), max_pixels, draft_size)
+        tensor = transform(dec.image)
+    except BadImageError as exc:
+        return NewImage(f.path, f.size, f.mtime, error=str(exc)), None
+    except Exception as exc:  # a transform or codec bug must not stop the run either
+        return NewImage(f.path, f.size, f.mtime, error=f"{f.path}: cannot be processed ({type(exc).__name__}: {exc})"), None
+    return NewImage(f.path, f.size, f.mtime, dec.sha256, dec.width, dec.height), tensor
