@@ -25,8 +25,23 @@ from pathlib import Path
 
 import numpy as np
 
-QUERIES = ["a dog", "a red car", "a cup of coffee", "flowers in a garden", "a rocket", "an old coin", "a smiling face",
-           "a house", "a bird", "a musical instrument", "fruit", "a person running", "the moon", "a boat", "a tree"]
+QUERIES = [
+    "a dog",
+    "a red car",
+    "a cup of coffee",
+    "flowers in a garden",
+    "a rocket",
+    "an old coin",
+    "a smiling face",
+    "a house",
+    "a bird",
+    "a musical instrument",
+    "fruit",
+    "a person running",
+    "the moon",
+    "a boat",
+    "a tree",
+]
 
 
 def build_catalogue(db: Path, n: int) -> None:
@@ -45,7 +60,10 @@ def build_catalogue(db: Path, n: int) -> None:
         centres, _ = real_centres(dim)
         vectors = clustered(centres, n, np.random.default_rng(0), spread=0.3)
         for i in range(0, n, 1000):
-            batch = [NewImage(f"{files[j % len(files)]}#{j}", 1, 1.0, f"{j:064x}", 100, 100) for j in range(i, min(n, i + 1000))]
+            batch = [
+                NewImage(f"{files[j % len(files)]}#{j}", 1, 1.0, f"{j:064x}", 100, 100)
+                for j in range(i, min(n, i + 1000))
+            ]
             engine.store.catalog.write_batch(batch, vectors[i : i + len(batch)])
         engine.store.vectors("images")
         engine.store.checkpoint("images")
@@ -62,8 +80,11 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "viewfinder", "serve", "--db", str(db), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "viewfinder", "serve", "--db", str(db), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -79,7 +100,9 @@ def main() -> None:
         def client(c: int) -> None:
             for r in range(args.requests):
                 body = json.dumps({"query": QUERIES[(c * 7 + r) % len(QUERIES)], "k": 24}).encode()
-                req = urllib.request.Request(url + "/search", data=body, headers={"content-type": "application/json"})
+                req = urllib.request.Request(
+                    url + "/search", data=body, headers={"content-type": "application/json"}
+                )
                 t = time.perf_counter()
                 try:
                     with urllib.request.urlopen(req, timeout=60) as resp:
@@ -106,10 +129,15 @@ def main() -> None:
         server.terminate()
         server.wait(10)
     ms = np.array(latencies) * 1000
-    print(f"\nPOST /search, {args.images:,}-image catalogue, model mini, {args.clients} concurrent clients x {args.requests} "
-          f"requests, k=24, loopback, {os.cpu_count()} CPU cores")
-    print(f"p50 {np.percentile(ms, 50):.1f} ms | p95 {np.percentile(ms, 95):.1f} ms | max {ms.max():.1f} ms | "
-          f"{len(ms) / wall:.1f} requests/s | errors {len(errors)}")
+    print(
+        f"\nPOST /search, {args.images:,}-image catalogue, model mini, {args.clients} concurrent clients x "
+        f"{args.requests} "
+        f"requests, k=24, loopback, {os.cpu_count()} CPU cores"
+    )
+    print(
+        f"p50 {np.percentile(ms, 50):.1f} ms | p95 {np.percentile(ms, 95):.1f} ms | max {ms.max():.1f} ms | "
+        f"{len(ms) / wall:.1f} requests/s | errors {len(errors)}"
+    )
 
 
 if __name__ == "__main__":

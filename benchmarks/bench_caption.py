@@ -35,7 +35,9 @@ def rate(fn, batch: int, repeats: int, device: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-cpu-git", action="store_true")
-    ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
+    ap.add_argument(
+        "--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed"
+    )
     args = ap.parse_args()
     import torch
 
@@ -52,10 +54,18 @@ def main() -> None:
     cap._prepare()  # vocabulary embeddings: once per model, outside the timing
     pool = images(32)
     for b in (1, 8, 32):
-        rows.append(("cpu", label, b, f"{rate(lambda n: cap.caption(pool[:n]), b, max(1, 32 // b), 'cpu'):.1f}"))
+        rows.append(
+            ("cpu", label, b, f"{rate(lambda n: cap.caption(pool[:n]), b, max(1, 32 // b), 'cpu'):.1f}")
+        )
     vecs = enc.encode_images(pool)
-    rows.append(("cpu", "vocab captioner from stored vectors (index-time path)", 32,
-                 f"{rate(lambda n: cap.caption_vectors(vecs[:n]), 32, 20, 'cpu'):,.0f}"))
+    rows.append(
+        (
+            "cpu",
+            "vocab captioner from stored vectors (index-time path)",
+            32,
+            f"{rate(lambda n: cap.caption_vectors(vecs[:n]), 32, 20, 'cpu'):,.0f}",
+        )
+    )
 
     from transformers import GitConfig, GitForCausalLM
 
@@ -66,15 +76,38 @@ def main() -> None:
         pool_t = torch.randn(32, 3, 224, 224, device=device)
 
         def gen(n: int, model=model, pool_t=pool_t, device=device) -> None:
-            with torch.inference_mode(), (torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)):
-                model.generate(pixel_values=pool_t[:n], max_new_tokens=20, min_new_tokens=20, do_sample=False, num_beams=1)
+            with (
+                torch.inference_mode(),
+                (
+                    torch.autocast("cuda", dtype=torch.bfloat16)
+                    if device == "cuda"
+                    else torch.autocast("cpu", enabled=False)
+                ),
+            ):
+                model.generate(
+                    pixel_values=pool_t[:n],
+                    max_new_tokens=20,
+                    min_new_tokens=20,
+                    do_sample=False,
+                    num_beams=1,
+                )
 
-        for b in ((1, 8, 32) if device == "cuda" else (1, 8)):
-            rows.append((device, "GIT-base (random init), 20 tokens greedy", b, f"{rate(gen, b, 5 if device == 'cuda' else 1, device):.1f}"))
+        for b in (1, 8, 32) if device == "cuda" else (1, 8):
+            rows.append(
+                (
+                    device,
+                    "GIT-base (random init), 20 tokens greedy",
+                    b,
+                    f"{rate(gen, b, 5 if device == 'cuda' else 1, device):.1f}",
+                )
+            )
         del model
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    print_table(f"viewfinder captioning throughput ({torch.get_num_threads()} CPU threads; GPU: {gpu})",
-                ("device", "captioner", "batch", "captions/s"), rows)
+    print_table(
+        f"viewfinder captioning throughput ({torch.get_num_threads()} CPU threads; GPU: {gpu})",
+        ("device", "captioner", "batch", "captions/s"),
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ thread of its own with its own CUDA stream, alone or while a model runs on the s
 does when indexing). Can two decoders decode more than one? Does the hardware JPEG engine
 ("nvimgcodec-hw") leave the SMs to the model? (On an H100: no; docs/benchmarks.md.)
 
-    python benchmarks/bench_decoders.py --images 6000 torchvision nvimgcodec nvimgcodec-hw torchvision+nvimgcodec-hw
+    python benchmarks/bench_decoders.py --images 6000 torchvision nvimgcodec torchvision+nvimgcodec-hw
     python benchmarks/bench_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw
     python benchmarks/bench_decoders.py --with-model ViT-B/32 --graph torchvision   # model as one CUDA graph
 
@@ -70,7 +70,9 @@ def _model_loop(enc, stop: threading.Event, batch: int = 256, graph=None) -> tup
     return n, time.perf_counter() - t
 
 
-def rate(specs: list[str], data: list, batch: int, enc=None, graph=None, high_priority: bool = False) -> tuple[float, float | None]:
+def rate(
+    specs: list[str], data: list, batch: int, enc=None, graph=None, high_priority: bool = False
+) -> tuple[float, float | None]:
     """Images/s of all the decoders together, the batches dealt out in turn, and the model's
     images/s meanwhile (None without a model)."""
     import torch
@@ -111,11 +113,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--with-model", choices=["ViT-B/32", "mini"], help="also run this model (random init) meanwhile")
-    ap.add_argument("--priorities", nargs="+", choices=["normal", "high"], default=["normal"],
-                    help="the decoders' CUDA stream priority; one row per mix and priority")
+    ap.add_argument(
+        "--with-model", choices=["ViT-B/32", "mini"], help="also run this model (random init) meanwhile"
+    )
+    ap.add_argument(
+        "--priorities",
+        nargs="+",
+        choices=["normal", "high"],
+        default=["normal"],
+        help="the decoders' CUDA stream priority; one row per mix and priority",
+    )
     ap.add_argument("--graph", action="store_true", help="run the model as a CUDA graph")
-    ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt for mini where the package is not installed")
+    ap.add_argument(
+        "--vocab",
+        type=Path,
+        default=None,
+        help="MiniLM vocab.txt for mini where the package is not installed",
+    )
     ap.add_argument("mixes", nargs="+", help="decoders joined by +, e.g. torchvision+nvimgcodec-hw")
     args = ap.parse_args()
     files = make_jpegs(Path(tempfile.mkdtemp(prefix="vf-jpegs-")), args.images)
@@ -126,7 +140,10 @@ def main() -> None:
         enc.ensure_loaded()
         graph = graphed(enc) if args.graph else None
         m, seconds = _model_loop_for(enc, 3.0, graph)
-        print(f"{args.with_model}{' as a CUDA graph' if graph else ''} alone: {m / seconds:,.0f} images/s", flush=True)
+        print(
+            f"{args.with_model}{' as a CUDA graph' if graph else ''} alone: {m / seconds:,.0f} images/s",
+            flush=True,
+        )
     rows = []
     for mix in args.mixes:
         for priority in args.priorities:
@@ -135,12 +152,24 @@ def main() -> None:
                 decoding, model = rate(mix.split("+"), data, args.batch, enc, graph, priority == "high")
                 rows.append((label, f"{decoding:,.0f}") + ((f"{model:,.0f}",) if enc is not None else ()))
             except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
-                rows.append((label, f"failed: {type(exc).__name__}: {exc}"[:100]) + (("",) if enc is not None else ()))
+                rows.append(
+                    (label, f"failed: {type(exc).__name__}: {exc}"[:100]) + (("",) if enc is not None else ())
+                )
             print(rows[-1], flush=True)
-    head = ("decoders (one thread each)", "decoded images/s") + ((f"{args.with_model} images/s meanwhile",) if enc is not None else ())
-    print_table(f"{len(files)} JPEGs (500x375 and 1024x768), batch {args.batch}, decoders in one process on "
-                f"{torch.cuda.get_device_name(0)}" + (f", {args.with_model} (random init{', CUDA graph' if graph else ''}) running meanwhile" if enc else ""),
-                head, rows)
+    head = ("decoders (one thread each)", "decoded images/s") + (
+        (f"{args.with_model} images/s meanwhile",) if enc is not None else ()
+    )
+    print_table(
+        f"{len(files)} JPEGs (500x375 and 1024x768), batch {args.batch}, decoders in one process on "
+        f"{torch.cuda.get_device_name(0)}"
+        + (
+            f", {args.with_model} (random init{', CUDA graph' if graph else ''}) running meanwhile"
+            if enc
+            else ""
+        ),
+        head,
+        rows,
+    )
 
 
 def _model_loop_for(enc, seconds: float, graph=None) -> tuple[int, float]:

@@ -43,17 +43,29 @@ def bench_indexing(n_images: int, model: str, workers: int, batch_size: int) -> 
     with Engine.open(tmp / "db", model=model, workers=workers, batch_size=batch_size) as engine:
         engine.load()  # the model loads outside the timed region
         rep = engine.index(folder, progress=False)
-        rows.append((f"index {rep.scanned} real images ({model}, {workers} workers, batch {batch_size})",
-                     f"{rep.images_per_second:.1f} images/s", f"{rep.seconds:.1f} s total, {len(rep.failed)} failed"))
+        rows.append(
+            (
+                f"index {rep.scanned} real images ({model}, {workers} workers, batch {batch_size})",
+                f"{rep.images_per_second:.1f} images/s",
+                f"{rep.seconds:.1f} s total, {len(rep.failed)} failed",
+            )
+        )
         again = engine.index(folder, progress=False)
-        rows.append(("re-index, nothing changed", f"{again.seconds:.2f} s", f"{again.unchanged} unchanged skipped"))
+        rows.append(
+            ("re-index, nothing changed", f"{again.seconds:.2f} s", f"{again.unchanged} unchanged skipped")
+        )
         times = []
         for q in ["a dog", "a red car", "a house with a garden", "a smiling sun", "a musical instrument"] * 8:
             t = time.perf_counter()
             engine.search(q, k=10)
             times.append(time.perf_counter() - t)
-        rows.append((f"engine text query end to end ({engine.store.catalog.count_images()} images)",
-                     f"p50 {percentile_ms(times, 50):.1f} ms", f"p95 {percentile_ms(times, 95):.1f} ms"))
+        rows.append(
+            (
+                f"engine text query end to end ({engine.store.catalog.count_images()} images)",
+                f"p50 {percentile_ms(times, 50):.1f} ms",
+                f"p95 {percentile_ms(times, 95):.1f} ms",
+            )
+        )
     shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
@@ -85,7 +97,9 @@ def real_centres(dim: int) -> tuple[np.ndarray, str]:
 
 def clustered(centres: np.ndarray, n: int, rng, spread: float = 0.5) -> np.ndarray:
     """n unit vectors, each a random centre plus noise of norm ~spread (cos ~0.9 to its centre)."""
-    x = centres[rng.integers(0, len(centres), n)] + spread * rng.standard_normal((n, centres.shape[1]), dtype=np.float32) / np.sqrt(centres.shape[1])
+    x = centres[rng.integers(0, len(centres), n)] + spread * rng.standard_normal(
+        (n, centres.shape[1]), dtype=np.float32
+    ) / np.sqrt(centres.shape[1])
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -125,8 +139,14 @@ def _release_freed_memory() -> None:
         pass
 
 
-def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int = 200, grid: bool = False,
-                      query_threads: int = 0) -> list[tuple]:
+def bench_index_kinds(
+    sizes: list[int],
+    dim: int,
+    kinds: list[str],
+    queries: int = 200,
+    grid: bool = False,
+    query_threads: int = 0,
+) -> list[tuple]:
     """Build each kind from a stream of chunks, write it, then search it the way viewfinder does:
     loaded back memory-mapped. Memory is the anonymous RSS the loaded index adds after the
     queries (vectors in a mapped file are page cache, shared and evictable, and not counted).
@@ -137,7 +157,9 @@ def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int
 
     centres, origin = real_centres(dim)
     print(f"synthetic collections around {origin}", flush=True)
-    q = clustered(centres, queries, np.random.default_rng(99))  # queries near stored items, as real queries are
+    q = clustered(
+        centres, queries, np.random.default_rng(99)
+    )  # queries near stored items, as real queries are
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="vf-index-bench-"))
     for n in sizes:
@@ -155,7 +177,15 @@ def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int
             _release_freed_memory()
             before = anon_rss()
             index = impl.load(tmp / "index.bin", 1, dim)
-            settings = [(32, 16)] if kind != "ivfpq" else ([(p, r) for p in (16, 32, 64) for r in (4, 16, 64)] if grid else [(index.nprobe, index.refine)])
+            settings = (
+                [(32, 16)]
+                if kind != "ivfpq"
+                else (
+                    [(p, r) for p in (16, 32, 64) for r in (4, 16, 64)]
+                    if grid
+                    else [(index.nprobe, index.refine)]
+                )
+            )
             for nprobe, refine in settings:
                 index.nprobe, index.refine = nprobe, refine
                 cold, _ = _time_queries(index, q)  # pages of the mapped file come from disk on first touch
@@ -165,10 +195,19 @@ def bench_index_kinds(sizes: list[int], dim: int, kinds: list[str], queries: int
                     index.search(q[i : i + 64], 10)
                 per_batch64 = (time.perf_counter() - t) / max(1, len(q) // 64) * 1000
                 recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
-                label = f"{n:>10,} x {dim}  {kind:<5}" + (f" nprobe {nprobe:<2} refine {refine:<2}" if kind == "ivfpq" else "")
-                rows.append((label, f"p50 {percentile_ms(times, 50):7.2f} ms  p95 {percentile_ms(times, 95):7.2f} ms",
-                             f"batch 64: {per_batch64:7.1f} ms; first pass p50 {percentile_ms(cold, 50):.2f} ms; recall@10 {recall:.3f}; build {build:.1f} s; "
-                             f"RAM {(anon_rss() - before) / 2**20:,.0f} MiB; file {(tmp / 'index.bin').stat().st_size / 2**20:,.0f} MiB"))
+                label = f"{n:>10,} x {dim}  {kind:<5}" + (
+                    f" nprobe {nprobe:<2} refine {refine:<2}" if kind == "ivfpq" else ""
+                )
+                rows.append(
+                    (
+                        label,
+                        f"p50 {percentile_ms(times, 50):7.2f} ms  p95 {percentile_ms(times, 95):7.2f} ms",
+                        f"batch 64: {per_batch64:7.1f} ms; first pass p50 {percentile_ms(cold, 50):.2f} ms; "
+                        f"recall@10 {recall:.3f}; build {build:.1f} s; "
+                        f"RAM {(anon_rss() - before) / 2**20:,.0f} MiB; file "
+                        f"{(tmp / 'index.bin').stat().st_size / 2**20:,.0f} MiB",
+                    )
+                )
                 print(rows[-1], flush=True)
             del index
     shutil.rmtree(tmp, ignore_errors=True)
@@ -188,7 +227,9 @@ class USearchIndex:
     def build(cls, chunks, dim: int, kind: str, expected: int = 0) -> "USearchIndex":
         from usearch.index import Index
 
-        index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=32, expansion_add=80, expansion_search=128)
+        index = Index(
+            ndim=dim, metric="ip", dtype="f32", connectivity=32, expansion_add=80, expansion_search=128
+        )
         for ids, vecs in chunks:
             index.add(ids, vecs)
         return cls(index)
@@ -239,11 +280,17 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=256, help="mini's embedding size")
-    ap.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"], help="also: usearch (pip install usearch)")
+    ap.add_argument(
+        "--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"], help="also: usearch (pip install usearch)"
+    )
     ap.add_argument("--ivfpq-grid", action="store_true", help="IVF-PQ at several nprobe / re-rank factors")
     ap.add_argument("--queries", type=int, default=200, help="queries per index")
-    ap.add_argument("--query-threads", type=int, default=0,
-                    help="FAISS threads for searching (e.g. 2 on a larger machine, to compare with 2 cores); builds use all")
+    ap.add_argument(
+        "--query-threads",
+        type=int,
+        default=0,
+        help="FAISS threads for searching (2 on a larger machine compares with 2 cores); builds use all",
+    )
     args = ap.parse_args()
     import faiss
     import torch
@@ -252,9 +299,14 @@ def main() -> None:
     if args.images:
         rows += bench_indexing(args.images, args.model, args.workers, args.batch_size)
     if args.sizes:
-        rows += bench_index_kinds(args.sizes, args.dim, args.kinds, args.queries, args.ivfpq_grid, args.query_threads)
+        rows += bench_index_kinds(
+            args.sizes, args.dim, args.kinds, args.queries, args.ivfpq_grid, args.query_threads
+        )
     searching = f", FAISS searches on {args.query_threads} threads" if args.query_threads else ""
-    print(f"\nviewfinder engine benchmark: {os.cpu_count()} CPU cores{searching}, torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__}")
+    print(
+        f"\nviewfinder engine benchmark: {os.cpu_count()} CPU cores{searching}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), faiss {faiss.__version__}"
+    )
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}} | {'result':<32} | notes")
     print("-" * (width + 60))

@@ -3,7 +3,7 @@ both RANDOMLY INITIALISED (the real architectures; speed does not depend on weig
 real weights cannot travel to the GPU machine). One run, one table.
 
     python benchmarks/bench_gpu.py                      # on the GPU machine
-    python benchmarks/bench_gpu.py --pipeline-only --readers 4 8 --decode-procs 2 3 --repeat 4   # docs/benchmarks.md
+    python benchmarks/bench_gpu.py --pipeline-only --images 18000 --readers 4 6   # docs/benchmarks.md
     python benchmarks/bench_gpu.py --images 200 --model-batch 16 --iters 3   # smoke run on a CPU
 
 Rows: model-only images/s on preprocessed tensors already on the device (bf16 autocast); end to
@@ -29,7 +29,6 @@ from viewfinder.ingest.gpu_decode import resize_crop
 
 from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
 
-
 READERS = Config().workers  # the default reader process count
 
 
@@ -50,7 +49,9 @@ def model_only(enc, batch: int, iters: int, compile_model: bool = False) -> floa
     return batch * iters / (time.perf_counter() - t)
 
 
-def end_to_end_cpu_decode(enc, files: list[Path], batch: int, workers: int, uint8: bool = True) -> tuple[float, str]:
+def end_to_end_cpu_decode(
+    enc, files: list[Path], batch: int, workers: int, uint8: bool = True
+) -> tuple[float, str]:
     """viewfinder's ingest stages without the catalogue writes (measured separately on the CPU)."""
     import torch
 
@@ -61,9 +62,15 @@ def end_to_end_cpu_decode(enc, files: list[Path], batch: int, workers: int, uint
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
     split = enc.uint8_transform() if uint8 else None
     transform, mean, std = split if split is not None else (enc.image_transform(), None, None)
-    loader = torch.utils.data.DataLoader(_DecodeFiles(stats, transform, 10**9, DRAFT_SIZE), batch_size=batch,
-                                         num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
-                                         persistent_workers=workers > 0, pin_memory=enc.device == "cuda")
+    loader = torch.utils.data.DataLoader(
+        _DecodeFiles(stats, transform, 10**9, DRAFT_SIZE),
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=workers > 0,
+        pin_memory=enc.device == "cuda",
+    )
     rates = []
     for _ in range(2):  # the first pass includes starting the workers; the second is the steady state
         n = 0
@@ -97,8 +104,14 @@ def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean
 
     m = torch.tensor(mean, device=enc.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=enc.device).view(1, 3, 1, 1)
-    loader = torch.utils.data.DataLoader(_RawBytes(files), batch_size=batch, num_workers=workers, collate_fn=list,
-                                         prefetch_factor=4 if workers else None, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        _RawBytes(files),
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=list,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=workers > 0,
+    )
     for _ in loader:  # start the workers and read every file once (page cache), as the PIL rows' second pass
         pass
     n = 0
@@ -127,7 +140,9 @@ def end_to_end_gpu_decode(enc, files: list[Path], batch: int, workers: int, mean
     return n / elapsed, f"{util.mean} ({split})"
 
 
-def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: int, mean, std) -> tuple[float, str]:
+def end_to_end_gpu_decode_threaded(
+    enc, files: list[Path], batch: int, threads: int, mean, std
+) -> tuple[float, str]:
     """As above, but the bytes are read by a thread pool in the main process (file reads release
     the GIL), one batch ahead: no worker processes, no pickling of bytes between processes."""
     from concurrent.futures import ThreadPoolExecutor
@@ -156,8 +171,16 @@ def end_to_end_gpu_decode_threaded(enc, files: list[Path], batch: int, threads: 
     return n / elapsed, util.mean
 
 
-def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model: bool = True, repeat: int = 1,
-                        batches: Callable | None = None, decoders: tuple[str, ...] = ("torchvision",)) -> tuple[float, str]:
+def viewfinder_gpu_path(
+    enc,
+    files: list[Path],
+    batch: int,
+    readers: int,
+    model: bool = True,
+    repeat: int = 1,
+    batches: Callable | None = None,
+    decoders: tuple[str, ...] = ("torchvision",),
+) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
     same JPEGs). Returns the rate after the first batch (the steady state) and a note with the
@@ -171,8 +194,19 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model:
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()
-        for pixels, _ in batches(stats, batch, enc.device, _side(enc), mean, std, 10**9, transform, readers,
-                                 decoders=decoders, timings=clock):
+        for pixels, _ in batches(
+            stats,
+            batch,
+            enc.device,
+            _side(enc),
+            mean,
+            std,
+            10**9,
+            transform,
+            readers,
+            decoders=decoders,
+            timings=clock,
+        ):
             if model:
                 enc.encode_image_tensors(pixels)
             if not n:
@@ -183,7 +217,10 @@ def viewfinder_gpu_path(enc, files: list[Path], batch: int, readers: int, model:
         elapsed = time.perf_counter() - t
     steady = (n - first_n) / (elapsed - first)
     split = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in clock.items())
-    return steady, f"{util.mean} ({n} images; whole run {n / elapsed:,.0f}/s, first batch after {first:.1f} s; {split})"
+    return (
+        steady,
+        f"{util.mean} ({n} images; whole run {n / elapsed:,.0f}/s, first batch after {first:.1f} s; {split})",
+    )
 
 
 def viewfinder_index(enc, folder: Path, decoders: tuple[str, ...] = ("torchvision",)) -> tuple[float, str]:
@@ -194,11 +231,21 @@ def viewfinder_index(enc, folder: Path, decoders: tuple[str, ...] = ("torchvisio
     reports = []
     for _ in range(2):  # each pass into a new catalogue; the second is reported
         with GpuUtilisation() as util:
-            with Engine(Config(db=Path(tempfile.mkdtemp(prefix="vf-db-")), model="bench", device=enc.device, gpu_decoders=decoders), encoder=enc) as engine:
+            with Engine(
+                Config(
+                    db=Path(tempfile.mkdtemp(prefix="vf-db-")),
+                    model="bench",
+                    device=enc.device,
+                    gpu_decoders=decoders,
+                ),
+                encoder=enc,
+            ) as engine:
                 reports.append(engine.index(folder, progress=False))
     first, rep = reports
-    return rep.images_per_second, (f"{util.mean} (batch {engine.batch_size}, {rep.embedded} embedded in {rep.seconds:.1f} s; "
-                                   f"first pass {first.images_per_second:,.0f}/s)")
+    return rep.images_per_second, (
+        f"{util.mean} (batch {engine.batch_size}, {rep.embedded} embedded in {rep.seconds:.1f} s; "
+        f"first pass {first.images_per_second:,.0f}/s)"
+    )
 
 
 def _side(enc) -> int:
@@ -212,7 +259,7 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from viewfinder.ingest.gpu_decode import _Batches, _as_is, read_batch, resize_crop
+    from viewfinder.ingest.gpu_decode import _as_is, _Batches, read_batch, resize_crop
     from viewfinder.ingest.walk import FileStat
 
     rows = []
@@ -222,12 +269,29 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     t = time.perf_counter()
     for i in range(batch, 5 * batch, batch):
         read_batch(stats[i : i + batch], 10**9, transform)
-    rows.append(("stage: read + header check + SHA-256, one process", f"{4 * batch / (time.perf_counter() - t):,.0f}", ""))
-    loader = torch.utils.data.DataLoader(_Batches(stats, batch, 10**9, transform), batch_size=None, collate_fn=_as_is,
-                                         num_workers=READERS, prefetch_factor=2)
+    rows.append(
+        (
+            "stage: read + header check + SHA-256, one process",
+            f"{4 * batch / (time.perf_counter() - t):,.0f}",
+            "",
+        )
+    )
+    loader = torch.utils.data.DataLoader(
+        _Batches(stats, batch, 10**9, transform),
+        batch_size=None,
+        collate_fn=_as_is,
+        num_workers=READERS,
+        prefetch_factor=2,
+    )
     t = time.perf_counter()
     raws = list(loader)
-    rows.append((f"stage: the same in {READERS} worker processes, a batch each", f"{len(stats) / (time.perf_counter() - t):,.0f}", ""))
+    rows.append(
+        (
+            f"stage: the same in {READERS} worker processes, a batch each",
+            f"{len(stats) / (time.perf_counter() - t):,.0f}",
+            "",
+        )
+    )
     data = [j for raw in raws[:8] for j in raw.jpegs()]
     decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
@@ -235,17 +299,32 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     for i in range(0, len(data), batch):
         decoded = decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
-    rows.append((f"stage: nvJPEG decode alone (bytes in memory, batch {batch})", f"{len(data) / (time.perf_counter() - t):,.0f}", ""))
+    rows.append(
+        (
+            f"stage: nvJPEG decode alone (bytes in memory, batch {batch})",
+            f"{len(data) / (time.perf_counter() - t):,.0f}",
+            "",
+        )
+    )
     side = _side(enc)
-    for label, mode, group in (("bicubic, grouped by size", "bicubic", 64), ("bilinear, grouped by size", "bilinear", 64),
-                               ("bicubic, one image at a time", "bicubic", 1)):
+    for label, mode, group in (
+        ("bicubic, grouped by size", "bicubic", 64),
+        ("bilinear, grouped by size", "bilinear", 64),
+        ("bicubic, one image at a time", "bicubic", 1),
+    ):
         resize_crop(decoded, side, mode, group)
         synchronize(enc.device)
         t = time.perf_counter()
         for _ in range(5):
             resize_crop(decoded, side, mode, group)
         synchronize(enc.device)
-        rows.append((f"stage: resize + crop on the GPU, {label}", f"{5 * len(decoded) / (time.perf_counter() - t):,.0f}", ""))
+        rows.append(
+            (
+                f"stage: resize + crop on the GPU, {label}",
+                f"{5 * len(decoded) / (time.perf_counter() - t):,.0f}",
+                "",
+            )
+        )
     return rows
 
 
@@ -269,14 +348,27 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--texts", type=int, default=16384)
-    ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed")
-    ap.add_argument("--readers", type=int, nargs="*", help="reader process counts to try on the CUDA path (default: Config().workers)")
+    ap.add_argument(
+        "--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is not installed"
+    )
+    ap.add_argument(
+        "--readers",
+        type=int,
+        nargs="*",
+        help="reader process counts to try on the CUDA path (default: Config().workers)",
+    )
     ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
     ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
-    ap.add_argument("--decoders", nargs="*", default=["torchvision"],
-                    help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py)")
+    ap.add_argument(
+        "--decoders",
+        nargs="*",
+        default=["torchvision"],
+        help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py)",
+    )
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
-    ap.add_argument("--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path")
+    ap.add_argument(
+        "--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path"
+    )
     args = ap.parse_args()
     import torch
 
@@ -286,8 +378,18 @@ def main() -> None:
     print(f"made {len(files)} JPEGs (500x375 and 1024x768) in {time.perf_counter() - t:.0f} s", flush=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
-    models = [("ViT-B/32", random_vit_b_32, ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))),
-              ("mini", lambda device: random_mini(device, args.vocab), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))]
+    models = [
+        (
+            "ViT-B/32",
+            random_vit_b_32,
+            ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+        ),
+        (
+            "mini",
+            lambda device: random_mini(device, args.vocab),
+            ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ),
+    ]
     for name, build, (mean, std) in models:
         if args.models and name not in args.models:
             continue
@@ -296,20 +398,59 @@ def main() -> None:
         rows.append((name, "model only (tensors on device)", f"{ceiling:,.0f}", "1.00", ""))
         if device == "cuda":
             if args.pipeline_only:
-                rows += [(name, what, rate, "", note) for what, rate, note in stage_rates(enc, files, args.pipeline_batch)]
+                rows += [
+                    (name, what, rate, "", note)
+                    for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
+                ]
             for mix in args.decoders:
                 decoders, by = tuple(mix.split("+")), "" if mix == "torchvision" else f", decoders {mix}"
                 for readers in args.readers or [READERS]:
-                    vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, readers, repeat=args.repeat, decoders=decoders)
-                    rows.append((name, f"viewfinder CUDA path: {readers} reader processes{by}, after the first batch", f"{vf:,.0f}", f"{vf / ceiling:.2f}", vutil))
+                    vf, vutil = viewfinder_gpu_path(
+                        enc, files, args.pipeline_batch, readers, repeat=args.repeat, decoders=decoders
+                    )
+                    rows.append(
+                        (
+                            name,
+                            f"viewfinder CUDA path: {readers} reader processes{by}, after the first batch",
+                            f"{vf:,.0f}",
+                            f"{vf / ceiling:.2f}",
+                            vutil,
+                        )
+                    )
                 if args.pipeline_only:
-                    vf, vutil = viewfinder_gpu_path(enc, files, args.pipeline_batch, READERS, model=False, repeat=args.repeat, decoders=decoders)
-                    rows.append((name, f"the same, no model (decode + resize only){by}", f"{vf:,.0f}", "", vutil))
+                    vf, vutil = viewfinder_gpu_path(
+                        enc,
+                        files,
+                        args.pipeline_batch,
+                        READERS,
+                        model=False,
+                        repeat=args.repeat,
+                        decoders=decoders,
+                    )
+                    rows.append(
+                        (name, f"the same, no model (decode + resize only){by}", f"{vf:,.0f}", "", vutil)
+                    )
                 ix, ixnote = viewfinder_index(enc, folder, decoders)
-                rows.append((name, f"Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint){by}", f"{ix:,.0f}", f"{ix / ceiling:.2f}", ixnote))
+                rows.append(
+                    (
+                        name,
+                        f"Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint){by}",
+                        f"{ix:,.0f}",
+                        f"{ix / ceiling:.2f}",
+                        ixnote,
+                    )
+                )
         if args.compile and device == "cuda":
             try:
-                rows.append((name, "model only, torch.compile", f"{model_only(enc, args.model_batch, args.iters, True):,.0f}", "", ""))
+                rows.append(
+                    (
+                        name,
+                        "model only, torch.compile",
+                        f"{model_only(enc, args.model_batch, args.iters, True):,.0f}",
+                        "",
+                        "",
+                    )
+                )
             except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
                 rows.append((name, "model only, torch.compile", "failed", "", type(exc).__name__))
         if args.pipeline_only:
@@ -318,25 +459,56 @@ def main() -> None:
         for uint8 in (False, True):
             e2e, util = end_to_end_cpu_decode(enc, files, args.pipeline_batch, args.workers, uint8)
             what = "uint8 from workers, normalise on device" if uint8 else "float from workers"
-            rows.append((name, f"end to end, PIL decode in {args.workers} workers, {what}", f"{e2e:,.0f}", f"{e2e / ceiling:.2f}", util))
+            rows.append(
+                (
+                    name,
+                    f"end to end, PIL decode in {args.workers} workers, {what}",
+                    f"{e2e:,.0f}",
+                    f"{e2e / ceiling:.2f}",
+                    util,
+                )
+            )
         if device == "cuda":
-            gpu, gutil = end_to_end_gpu_decode(enc, files, args.pipeline_batch, min(args.workers, 4), mean, std)
-            rows.append((name, "end to end, nvJPEG decode on GPU", f"{gpu:,.0f}", f"{gpu / ceiling:.2f}", gutil))
+            gpu, gutil = end_to_end_gpu_decode(
+                enc, files, args.pipeline_batch, min(args.workers, 4), mean, std
+            )
+            rows.append(
+                (name, "end to end, nvJPEG decode on GPU", f"{gpu:,.0f}", f"{gpu / ceiling:.2f}", gutil)
+            )
             thr, tutil = end_to_end_gpu_decode_threaded(enc, files, args.pipeline_batch, 8, mean, std)
-            rows.append((name, "end to end, nvJPEG, bytes read by 8 threads", f"{thr:,.0f}", f"{thr / ceiling:.2f}", tutil))
+            rows.append(
+                (
+                    name,
+                    "end to end, nvJPEG, bytes read by 8 threads",
+                    f"{thr:,.0f}",
+                    f"{thr / ceiling:.2f}",
+                    tutil,
+                )
+            )
             t = time.perf_counter()
             nbytes = sum(f.stat().st_size for f in files)
             for f in files:
                 f.read_bytes()
-            rows.append((name, f"read the files only (main thread, {nbytes / len(files) / 1e3:.0f} kB average)",
-                         f"{len(files) / (time.perf_counter() - t):,.0f}", "", f"{nbytes / (time.perf_counter() - t) / 1e6:,.0f} MB/s"))
+            rows.append(
+                (
+                    name,
+                    f"read the files only (main thread, {nbytes / len(files) / 1e3:.0f} kB average)",
+                    f"{len(files) / (time.perf_counter() - t):,.0f}",
+                    "",
+                    f"{nbytes / (time.perf_counter() - t) / 1e6:,.0f} MB/s",
+                )
+            )
         rows.append((name, "text encoding (texts/s)", f"{text_rate(enc, args.texts, 1024):,.0f}", "", ""))
         del enc
         if device == "cuda":
             torch.cuda.empty_cache()
     gpu_name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
-    print_table(f"viewfinder GPU indexing benchmark on {gpu_name} ({os.cpu_count()} CPU cores), random-init weights, bf16 on GPU",
-                ("model", "path", "images/s", "of ceiling", "GPU util"), rows)
+    print_table(
+        f"viewfinder GPU indexing benchmark on {gpu_name} ({os.cpu_count()} CPU cores), random-init "
+        "weights, bf16 on GPU",
+        ("model", "path", "images/s", "of ceiling", "GPU util"),
+        rows,
+    )
 
 
 if __name__ == "__main__":

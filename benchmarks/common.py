@@ -30,8 +30,15 @@ def random_mini(device: str = "auto", vocab: Path | None = None):
             from transformers import BertConfig, BertModel, BertTokenizerFast, Dinov2Model
 
             self.backbone = Dinov2Model(dinov2_config()).to(device)
-            self.text_model = BertModel(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                                                   intermediate_size=1536, vocab_size=30522)).to(device)
+            self.text_model = BertModel(
+                BertConfig(
+                    hidden_size=384,
+                    num_hidden_layers=6,
+                    num_attention_heads=12,
+                    intermediate_size=1536,
+                    vocab_size=30522,
+                )
+            ).to(device)
             if vocab is None:
                 from viewfinder.models.mini import text_model_path
 
@@ -55,8 +62,10 @@ def _one_jpeg(args: tuple) -> Path:
     draw = ImageDraw.Draw(im)
     for _ in range(6):
         x0, y0 = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
-        draw.ellipse([x0, y0, x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))],
-                     fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        draw.ellipse(
+            [x0, y0, x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))],
+            fill=tuple(int(c) for c in rng.integers(0, 255, 3)),
+        )
     im = im.filter(ImageFilter.GaussianBlur(1))
     noisy = np.clip(np.asarray(im, np.int16) + rng.integers(-12, 12, (h, w, 3)), 0, 255).astype(np.uint8)
     Image.fromarray(noisy).save(path, quality=90)
@@ -112,8 +121,12 @@ class GpuUtilisation:
 
 
 def _nvidia_smi_utilisation() -> float:
-    out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"],
-                         capture_output=True, text=True, timeout=5).stdout.strip()
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+    ).stdout.strip()
     return float(out.splitlines()[0])
 
 

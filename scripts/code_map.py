@@ -48,7 +48,9 @@ def longest_functions(top: int) -> list[tuple[int, str]]:
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                out.append((node.end_lineno - node.lineno + 1, f"{path.relative_to(PACKAGE.parent)}: {node.name}"))
+                out.append(
+                    (node.end_lineno - node.lineno + 1, f"{path.relative_to(PACKAGE.parent)}: {node.name}")
+                )
     return sorted(out, reverse=True)[:top]
 
 
@@ -73,7 +75,9 @@ def main() -> None:
         print(f"| {src} | {', '.join(sorted(graph[src]))} |")
     loops = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph.get(b, ())})
     print(f"\nimport loops between parts: {', '.join(f'{a} <-> {b}' for a, b in loops) or 'none'}")
-    module_loops = sorted({tuple(sorted((a, b))) for a in modules for b in modules[a] if a != b and a in modules.get(b, ())})
+    module_loops = sorted(
+        {tuple(sorted((a, b))) for a in modules for b in modules[a] if a != b and a in modules.get(b, ())}
+    )
     print(f"import loops between modules: {', '.join(f'{a} <-> {b}' for a, b in module_loops) or 'none'}")
     print("\nlongest functions (lines):")
     for n, name in longest_functions(args.top):

@@ -53,14 +53,28 @@ def main() -> None:
         rows = []
         for mode in ("vector", "lexical", "fused"):
             rankings = {c: [h.id for h in engine.search(c, k=10, mode=mode).hits] for c in by_caption}
-            rows.append((mode, recall_at_k(rankings, by_caption, 1), recall_at_k(rankings, by_caption, 5), mrr(rankings, by_caption)))
+            rows.append(
+                (
+                    mode,
+                    recall_at_k(rankings, by_caption, 1),
+                    recall_at_k(rankings, by_caption, 5),
+                    mrr(rankings, by_caption),
+                )
+            )
         examples = sorted(records.items())[:: max(1, len(records) // 5)][:5]
-    print(f"\ntuxpaint {args.split} split: {len(pairs)} stamps, model {args.model}, captioner {args.captioner}: "
-          f"{rep.captioned} captions in {seconds:.1f} s")
+    print(
+        f"\ntuxpaint {args.split} split: {len(pairs)} stamps, model {args.model}, captioner "
+        f"{args.captioner}: "
+        f"{rep.captioned} captions in {seconds:.1f} s"
+    )
     print(f"BLEU-4 (sacrebleu, generated vs reference): {bleu.score:.2f}")
     print("\n| search mode | t->i R@1 | t->i R@5 | MRR@10 |\n|---|---|---|---|")
     for mode, r1, r5, m in rows:
-        label = {"vector": "vector only", "lexical": "lexical only (generated captions)", "fused": "fused (RRF)"}[mode]
+        label = {
+            "vector": "vector only",
+            "lexical": "lexical only (generated captions)",
+            "fused": "fused (RRF)",
+        }[mode]
         print(f"| {label} | {r1:.3f} | {r5:.3f} | {m:.3f} |")
     print("\nexamples (stamp -> generated caption | reference):")
     for path, rec in examples:

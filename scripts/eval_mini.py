@@ -13,14 +13,21 @@ import time
 from pathlib import Path
 
 from viewfinder.data.datasets import load_dataset
+from viewfinder.data.features import frozen_features
 from viewfinder.eval.report import evaluate
 from viewfinder.models import load_encoder
 from viewfinder.train.contrastive import TrainConfig, train
-from viewfinder.data.features import frozen_features
 
 SETS = ("tuxpaint", "openclipart", "emoji", "fashion-mnist", "photos")
-COLUMNS = [("text_to_image", "R@1"), ("text_to_image", "R@5"), ("text_to_image", "R@10"), ("text_to_image", "MRR"),
-           ("text_to_image", "nDCG@10"), ("image_to_text", "R@1"), ("image_to_text", "R@5")]
+COLUMNS = [
+    ("text_to_image", "R@1"),
+    ("text_to_image", "R@5"),
+    ("text_to_image", "R@10"),
+    ("text_to_image", "MRR"),
+    ("text_to_image", "nDCG@10"),
+    ("image_to_text", "R@1"),
+    ("image_to_text", "R@5"),
+]
 
 
 def row(dataset: str, model: str, metrics: dict) -> str:
@@ -35,8 +42,11 @@ def main() -> None:
     ap.add_argument("--report", type=Path, default=Path("artifacts/eval"))
     ap.add_argument("--skip-finetune", action="store_true")
     args = ap.parse_args()
-    header = ("| data (test split) | model | pairs | t->i R@1 | t->i R@5 | t->i R@10 | t->i MRR | t->i nDCG@10 | i->t R@1 | i->t R@5 | zero-shot acc |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|")
+    header = (
+        "| data (test split) | model | pairs | t->i R@1 | t->i R@5 | t->i R@10 | t->i MRR | t->i nDCG@10 | "
+        "i->t R@1 | i->t R@5 | zero-shot acc |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [header]
     results = {}
     for spec in ("mini", "mini:random"):
@@ -50,7 +60,11 @@ def main() -> None:
     print("\n".join(lines))
 
     if not args.skip_finetune:
-        lines = ["\n| held-out openclipart categories (test split) | t->i R@1 | t->i R@5 | t->i MRR | i->t R@1 | i->t R@5 |", "|---|---|---|---|---|---|"]
+        lines = [
+            "\n| held-out openclipart categories (test split) | t->i R@1 | t->i R@5 | t->i MRR | i->t R@1 | "
+            "i->t R@5 |",
+            "|---|---|---|---|---|---|",
+        ]
         base = load_encoder("mini")
         cache = args.features / "openclipart-held-out.npz"
         before = evaluate("openclipart-held-out", base, "test", None, cache).metrics
@@ -60,13 +74,36 @@ def main() -> None:
         out = Path("build/finetune-held-out")
         shutil.rmtree(out, ignore_errors=True)
         started = time.time()
-        res = train(base, train_f, val_f, out, TrainConfig(epochs=30, batch_size=64, lr=3e-4, patience=6), progress=False)
+        res = train(
+            base,
+            train_f,
+            val_f,
+            out,
+            TrainConfig(epochs=30, batch_size=64, lr=3e-4, patience=6),
+            progress=False,
+        )
         tuned = load_encoder(res.spec)
-        after = evaluate("openclipart-held-out", tuned, "test", args.report / "held-out-finetuned", cache).metrics
-        for label, m in (("mini (before)", before), (f"fine-tuned ({res.seconds:.0f} s, best epoch {res.best_epoch})", after)):
-            lines.append(f"| {label} | " + " | ".join(f"{m[d][k]:.3f}" for d, k in
-                         [("text_to_image", "R@1"), ("text_to_image", "R@5"), ("text_to_image", "MRR"),
-                          ("image_to_text", "R@1"), ("image_to_text", "R@5")]) + " |")
+        after = evaluate(
+            "openclipart-held-out", tuned, "test", args.report / "held-out-finetuned", cache
+        ).metrics
+        for label, m in (
+            ("mini (before)", before),
+            (f"fine-tuned ({res.seconds:.0f} s, best epoch {res.best_epoch})", after),
+        ):
+            lines.append(
+                f"| {label} | "
+                + " | ".join(
+                    f"{m[d][k]:.3f}"
+                    for d, k in [
+                        ("text_to_image", "R@1"),
+                        ("text_to_image", "R@5"),
+                        ("text_to_image", "MRR"),
+                        ("image_to_text", "R@1"),
+                        ("image_to_text", "R@5"),
+                    ]
+                )
+                + " |"
+            )
         results["finetune"] = {"before": before, "after": after, "train_seconds": time.time() - started}
         print("\n".join(lines))
     args.report.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Cache mini's frozen-tower features for every offline dataset (CPU: about 9 images/s on 2 cores).
 
-    python scripts/extract_mini_features.py --out data/features
+python scripts/extract_mini_features.py --out data/features
 """
 
 from __future__ import annotations
@@ -10,14 +10,18 @@ import time
 from pathlib import Path
 
 from viewfinder.data.datasets import load_dataset
-from viewfinder.models import load_encoder
 from viewfinder.data.features import frozen_features
+from viewfinder.models import load_encoder
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("data/features"))
-    ap.add_argument("--datasets", nargs="+", default=["tuxpaint", "openclipart-held-out", "fashion-mnist", "emoji", "openclipart"])
+    ap.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["tuxpaint", "openclipart-held-out", "fashion-mnist", "emoji", "openclipart"],
+    )
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     encoder = load_encoder("mini", device=args.device)

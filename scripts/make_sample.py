@@ -1,6 +1,6 @@
 """Assemble the demo sample folder of real photos from installed packages.
 
-    python scripts/make_sample.py demo-data/photos
+python scripts/make_sample.py demo-data/photos
 """
 
 from __future__ import annotations

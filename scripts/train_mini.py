@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from viewfinder.data.datasets import ImageTextPair, load_dataset
+from viewfinder.data.features import PairFeatures, frozen_features
 from viewfinder.models import load_encoder
 from viewfinder.models.mini import shipped_heads_path
 from viewfinder.train.contrastive import TrainConfig, train
-from viewfinder.data.features import PairFeatures, frozen_features
 
 DATASETS = ("tuxpaint", "openclipart", "emoji", "fashion-mnist")
 
@@ -58,7 +58,9 @@ def augmented(encoder, feats: PairFeatures, pairs: list[ImageTextPair]) -> PairF
 
     text_frozen, _ = encoder.frozen_text_tower()
     with torch.inference_mode():
-        txt = np.concatenate([text_frozen(texts[i : i + 512]).float().cpu().numpy() for i in range(0, len(texts), 512)])
+        txt = np.concatenate(
+            [text_frozen(texts[i : i + 512]).float().cpu().numpy() for i in range(0, len(texts), 512)]
+        )
     rows_a = np.array(rows)
     return PairFeatures([feats.ids[r] for r in rows], feats.image[rows_a], txt, texts)
 
@@ -69,8 +71,12 @@ def gather(encoder, split: str, features: Path) -> tuple[PairFeatures, list[Imag
         pairs = load_dataset(name, split)
         parts.append(frozen_features(encoder, pairs, cache=features / f"{name}.npz"))
         all_pairs += pairs
-    return PairFeatures(sum((p.ids for p in parts), []), np.concatenate([p.image for p in parts]),
-                        np.concatenate([p.text for p in parts]), sum((p.captions for p in parts), [])), all_pairs
+    return PairFeatures(
+        sum((p.ids for p in parts), []),
+        np.concatenate([p.image for p in parts]),
+        np.concatenate([p.text for p in parts]),
+        sum((p.captions for p in parts), []),
+    ), all_pairs
 
 
 def main() -> None:
@@ -97,13 +103,21 @@ def main() -> None:
     train_f, train_pairs = gather(encoder, "train", args.features)
     val_f, _ = gather(encoder, "val", args.features)
     train_f = augmented(encoder, train_f, train_pairs)
-    print(f"{len(train_pairs)} training pairs -> {len(train_f.ids)} with phrasings; {len(val_f.ids)} validation pairs")
+    print(
+        f"{len(train_pairs)} training pairs -> {len(train_f.ids)} with phrasings; {len(val_f.ids)} "
+        "validation pairs"
+    )
     if args.out.exists():
         shutil.rmtree(args.out)  # a recipe run starts from scratch (resume is for interrupted runs)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=8)
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=8
+    )
     result = train(encoder, train_f, val_f, args.out, cfg)
-    print(f"best val R@5 {result.best_val_recall:.3f} at epoch {result.best_epoch}; training {result.seconds:.0f} s, "
-          f"total {time.time() - started:.0f} s")
+    print(
+        f"best val R@5 {result.best_val_recall:.3f} at epoch {result.best_epoch}; training "
+        f"{result.seconds:.0f} s, "
+        f"total {time.time() - started:.0f} s"
+    )
     if not args.no_install:
         shutil.copy2(args.out / "mini_heads.safetensors", shipped_heads_path())
         print(f"installed {shipped_heads_path()} ({shipped_heads_path().stat().st_size / 1e6:.1f} MB)")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 TINY_OPEN_CLIP = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
@@ -43,10 +42,17 @@ def tiny_open_clip_dir(tmp_path_factory) -> Path:
     import torch
 
     folder = tmp_path_factory.mktemp("tiny_open_clip")
-    (folder / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": TINY_OPEN_CLIP,
-        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
-    }))
+    (folder / "open_clip_config.json").write_text(
+        json.dumps(
+            {
+                "model_cfg": TINY_OPEN_CLIP,
+                "preprocess_cfg": {
+                    "mean": [0.48145466, 0.4578275, 0.40821073],
+                    "std": [0.26862954, 0.26130258, 0.27577711],
+                },
+            }
+        )
+    )
     torch.manual_seed(0)
     model = open_clip.CLIP(**TINY_OPEN_CLIP)
     torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
@@ -75,15 +81,32 @@ def tiny_hf_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_hf")
     torch.manual_seed(0)
     cfg = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, vocab_size=1000),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2, vocab_size=1000
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=16,
     )
-    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", "a</w>", "dog</w>", "red</w>", "car</w>", "!", "a", "d"])}
+    vocab = {
+        t: i
+        for i, t in enumerate(
+            ["<|startoftext|>", "<|endoftext|>", "a</w>", "dog</w>", "red</w>", "car</w>", "!", "a", "d"]
+        )
+    }
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     tok = CLIPTokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
-    proc = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}), tokenizer=tok)
+    proc = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tok,
+    )
     out = folder / "tiny-clip"
     CLIPModel(cfg).save_pretrained(out)
     proc.save_pretrained(out)

@@ -19,8 +19,12 @@ TOKEN = "s3cret"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, photos, tiny_spec):
     base = tmp_path_factory.mktemp("api")
-    folder = copy_photos(photos, base / "pics", ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "horse.png"])
-    cfg = load_config(db=base / "db", model=tiny_spec, workers=0, token=TOKEN, allowed_roots=(str(base / "pics"),))
+    folder = copy_photos(
+        photos, base / "pics", ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "horse.png"]
+    )
+    cfg = load_config(
+        db=base / "db", model=tiny_spec, workers=0, token=TOKEN, allowed_roots=(str(base / "pics"),)
+    )
     app = create_app(cfg)
     app.state.engine.index(folder, progress=False)
     with TestClient(app) as c:
@@ -40,7 +44,17 @@ def test_text_search_json(client):
     body = r.json()
     assert len(body["hits"]) == 3 and body["collection_size"] == 5
     hit = body["hits"][0]
-    assert {"rank", "score", "confidence", "abstain", "contributions", "id", "path", "thumbnail_url", "alt"} <= set(hit)
+    assert {
+        "rank",
+        "score",
+        "confidence",
+        "abstain",
+        "contributions",
+        "id",
+        "path",
+        "thumbnail_url",
+        "alt",
+    } <= set(hit)
     assert set(hit["contributions"]) == {"a cat", "-a rocket"}
     assert hit["alt"]  # never empty
 
@@ -49,7 +63,9 @@ def test_paging_and_parts_list(client):
     first = client.post("/search", json={"query": "a cat", "k": 4}).json()["hits"]
     page = client.post("/search", json={"query": "a cat", "k": 2, "offset": 2}).json()["hits"]
     assert [h["id"] for h in page] == [h["id"] for h in first[2:4]]
-    parts = client.post("/search", json={"query": [{"text": "a cat", "weight": 2}, {"text": "a rocket", "weight": -1}]}).json()
+    parts = client.post(
+        "/search", json={"query": [{"text": "a cat", "weight": 2}, {"text": "a rocket", "weight": -1}]}
+    ).json()
     assert set(parts["hits"][0]["contributions"]) == {"a cat", "-a rocket"}
 
 
@@ -57,14 +73,25 @@ def test_image_upload_and_hybrid(client):
     img = (client.folder / "chelsea.png").read_bytes()
     r = client.post("/search", files={"file": ("c.png", img, "image/png")}, data={"k": "2"})
     assert r.status_code == 200 and r.json()["hits"][0]["path"].endswith("chelsea.png")
-    h = client.post("/search", files={"file": ("c.png", img, "image/png")}, data={"query": "a rocket", "text_weight": "0.3"})
+    h = client.post(
+        "/search",
+        files={"file": ("c.png", img, "image/png")},
+        data={"query": "a rocket", "text_weight": "0.3"},
+    )
     assert set(h.json()["hits"][0]["contributions"]) == {"a rocket", "uploaded image"}
     uri = "data:image/png;base64," + base64.b64encode(img).decode()
-    assert client.post("/search", json={"image": uri, "k": 1}).json()["hits"][0]["path"].endswith("chelsea.png")
+    assert (
+        client.post("/search", json={"image": uri, "k": 1}).json()["hits"][0]["path"].endswith("chelsea.png")
+    )
 
 
 def test_image_to_text(client):
-    assert client.post("/texts", json={"texts": ["a cat", "a rocket"]}, headers={"Authorization": f"Bearer {TOKEN}"}).json()["added"] == 2
+    assert (
+        client.post(
+            "/texts", json={"texts": ["a cat", "a rocket"]}, headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()["added"]
+        == 2
+    )
     r = client.post("/search/image-to-text", files={"file": ("c.png", _png(), "image/png")})
     assert r.status_code == 200 and {h["text"] for h in r.json()["hits"]} == {"a cat", "a rocket"}
     hits = client.post("/search", json={"query": "a cat"}).json()["hits"]
@@ -76,31 +103,61 @@ def test_images_thumbnails_stats_health(client):
     full = client.get(hit["image_url"])
     assert full.status_code == 200 and len(full.content) > 1000
     thumb = client.get(hit["thumbnail_url"])
-    assert thumb.headers["content-type"] == "image/jpeg" and max(Image.open(io.BytesIO(thumb.content)).size) <= 320
+    assert (
+        thumb.headers["content-type"] == "image/jpeg"
+        and max(Image.open(io.BytesIO(thumb.content)).size) <= 320
+    )
     assert client.get("/stats").json()["images"] == 5
     assert client.get("/health").json()["status"] == "ok"
     assert client.get("/docs").status_code == 200 and "/search" in client.get("/openapi.json").json()["paths"]
     assert client.get("/").status_code == 200 and "viewfinder" in client.get("/").text
 
 
-@pytest.mark.parametrize("call, status, needle", [
-    (lambda c: c.post("/search", content=b"{not json", headers={"content-type": "application/json"}), 422, "json"),
-    (lambda c: c.post("/search", json={"query": "cat", "k": 100000}), 422, "k"),
-    (lambda c: c.post("/search", json={"query": "cat", "k": 0}), 422, "k"),
-    (lambda c: c.post("/search", json={"query": ""}), 400, "query"),
-    (lambda c: c.post("/search", files={"file": ("x.png", b"this is text", "image/png")}), 422, "not an image"),
-    (lambda c: c.post("/search", files={"file": ("big.png", b"\0" * (21 << 20), "image/png")}), 413, "MB"),
-    (lambda c: c.post("/search", files={"file": ("huge.png", _png(size=(12000, 12000)), "image/png")}), 413, "limit"),
-    (lambda c: c.post("/search", json={"image": "/etc/passwd"}), 400, "data URI"),
-    (lambda c: c.post("/search", json={"query": [{"image": "../../etc/passwd"}]}), 400, "data URI"),
-    (lambda c: c.get("/images/999999"), 404, "not in the catalogue"),
-    (lambda c: c.get("/images/..%2F..%2Fetc%2Fpasswd"), 404, "not found"),
-    (lambda c: c.get("/images/1%2F..%2F..%2Fetc%2Fpasswd"), 404, "not found"),
-    (lambda c: c.get("/thumbnails/abc"), 422, "image_id"),
-    (lambda c: c.post("/texts", json={"texts": ["x"]}), 401, "token"),
-    (lambda c: c.post("/texts", json={"texts": ["x"]}, headers={"Authorization": "Bearer wrong"}), 401, "token"),
-    (lambda c: c.post("/index", json={"folder": "/etc"}, headers={"Authorization": f"Bearer {TOKEN}"}), 403, "allowed root"),
-])
+@pytest.mark.parametrize(
+    "call, status, needle",
+    [
+        (
+            lambda c: c.post("/search", content=b"{not json", headers={"content-type": "application/json"}),
+            422,
+            "json",
+        ),
+        (lambda c: c.post("/search", json={"query": "cat", "k": 100000}), 422, "k"),
+        (lambda c: c.post("/search", json={"query": "cat", "k": 0}), 422, "k"),
+        (lambda c: c.post("/search", json={"query": ""}), 400, "query"),
+        (
+            lambda c: c.post("/search", files={"file": ("x.png", b"this is text", "image/png")}),
+            422,
+            "not an image",
+        ),
+        (
+            lambda c: c.post("/search", files={"file": ("big.png", b"\0" * (21 << 20), "image/png")}),
+            413,
+            "MB",
+        ),
+        (
+            lambda c: c.post("/search", files={"file": ("huge.png", _png(size=(12000, 12000)), "image/png")}),
+            413,
+            "limit",
+        ),
+        (lambda c: c.post("/search", json={"image": "/etc/passwd"}), 400, "data URI"),
+        (lambda c: c.post("/search", json={"query": [{"image": "../../etc/passwd"}]}), 400, "data URI"),
+        (lambda c: c.get("/images/999999"), 404, "not in the catalogue"),
+        (lambda c: c.get("/images/..%2F..%2Fetc%2Fpasswd"), 404, "not found"),
+        (lambda c: c.get("/images/1%2F..%2F..%2Fetc%2Fpasswd"), 404, "not found"),
+        (lambda c: c.get("/thumbnails/abc"), 422, "image_id"),
+        (lambda c: c.post("/texts", json={"texts": ["x"]}), 401, "token"),
+        (
+            lambda c: c.post("/texts", json={"texts": ["x"]}, headers={"Authorization": "Bearer wrong"}),
+            401,
+            "token",
+        ),
+        (
+            lambda c: c.post("/index", json={"folder": "/etc"}, headers={"Authorization": f"Bearer {TOKEN}"}),
+            403,
+            "allowed root",
+        ),
+    ],
+)
 def test_errors_are_json_with_right_status(client, call, status, needle):
     r = call(client)
     assert r.status_code == status, r.text
@@ -122,7 +179,9 @@ def test_write_endpoints_disabled_without_token(tmp_path, tiny_spec):
 
 
 def test_index_endpoint_runs_in_background(client):
-    r = client.post("/index", json={"folder": str(client.folder)}, headers={"Authorization": f"Bearer {TOKEN}"})
+    r = client.post(
+        "/index", json={"folder": str(client.folder)}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert r.status_code == 202
     import time
 

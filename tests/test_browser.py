@@ -2,7 +2,6 @@
 every mode, alt text on every result image, screenshots, and an axe-core accessibility check."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -30,17 +29,37 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, photos):
     base = tmp_path_factory.mktemp("web")
-    folder = copy_photos(photos, base / "pics", ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "fruits.jpg",
-                                                 "butterfly.jpg", "LadyBird.jpg", "YellowFlower.jpg"])
+    folder = copy_photos(
+        photos,
+        base / "pics",
+        [
+            "chelsea.png",
+            "coffee.png",
+            "rocket.jpg",
+            "astronaut.png",
+            "fruits.jpg",
+            "butterfly.jpg",
+            "LadyBird.jpg",
+            "YellowFlower.jpg",
+        ],
+    )
     db = base / "db"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "viewfinder", *map(str, a)], check=True, capture_output=True)  # noqa: E731
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "viewfinder", *map(str, a)], check=True, capture_output=True
+        )
+
     run("index", folder, "--db", db, "--quiet", "--workers", 1)
     labels = base / "labels.txt"
     labels.write_text("a cat\na cup of coffee\na rocket\nan astronaut\na butterfly\nflowers\n")
     run("texts", "add", labels, "--db", db)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "viewfinder", "serve", "--db", str(db), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "viewfinder", "serve", "--db", str(db), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -98,7 +117,10 @@ def _results(driver):
 
 def _loaded_images(driver):
     imgs = _results(driver)
-    ok = imgs and all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in imgs)
+    ok = imgs and all(
+        driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+        for i in imgs
+    )
     return imgs if ok else None
 
 
@@ -175,7 +197,9 @@ def test_no_serious_accessibility_violations(server, browser):
     browser.find_element(By.ID, "q").send_keys("a butterfly", Keys.ENTER)
     _wait(lambda: _loaded_images(browser))
     browser.execute_script(AXE.read_text())
-    result = browser.execute_async_script("const done = arguments[0]; axe.run(document).then(r => done(r.violations));")
+    result = browser.execute_async_script(
+        "const done = arguments[0]; axe.run(document).then(r => done(r.violations));"
+    )
     serious = [v for v in result if v["impact"] in ("serious", "critical")]
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "axe_violations.json").write_text(json.dumps(result, indent=2))

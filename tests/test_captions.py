@@ -1,7 +1,5 @@
 """Captioners (offline vocabulary, GIT and BLIP code paths), OCR, and caption search."""
 
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -17,7 +15,23 @@ from conftest import copy_photos
 def _tokenizer(tmp_path):
     from transformers import BertTokenizerFast
 
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat", "dog", "on", "the", "beach", "red", "car", "photo", "of"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "a",
+        "cat",
+        "dog",
+        "on",
+        "the",
+        "beach",
+        "red",
+        "car",
+        "photo",
+        "of",
+    ]
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(words + [f"w{i}" for i in range(85)]))
     return BertTokenizerFast(vocab_file=str(vocab))
@@ -33,7 +47,10 @@ def _same_as_reference(folder, model, processor):
     got = cap.caption(_images())
     with torch.no_grad():
         pix = processor(images=_images(), return_tensors="pt")["pixel_values"]
-        want = processor.batch_decode(model.generate(pixel_values=pix, max_new_tokens=8, num_beams=1, do_sample=False), skip_special_tokens=True)
+        want = processor.batch_decode(
+            model.generate(pixel_values=pix, max_new_tokens=8, num_beams=1, do_sample=False),
+            skip_special_tokens=True,
+        )
     assert got == [w.strip() for w in want] and len(got) == 3
 
 
@@ -41,12 +58,30 @@ def test_git_code_path_matches_transformers_generate(tmp_path):
     from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
 
     torch.manual_seed(0)
-    cfg = GitConfig(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
-                    vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                    max_position_embeddings=64, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    cfg = GitConfig(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
+    )
     model = GitForCausalLM(cfg).eval()
-    processor = GitProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                             tokenizer=_tokenizer(tmp_path))
+    processor = GitProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=_tokenizer(tmp_path),
+    )
     out = tmp_path / "tiny-git"
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -57,11 +92,32 @@ def test_blip_code_path_matches_transformers_generate(tmp_path):
     from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     torch.manual_seed(0)
-    cfg = BlipConfig(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
-                     text_config=dict(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                      max_position_embeddings=64, bos_token_id=2, sep_token_id=3, pad_token_id=0, encoder_hidden_size=32))
+    cfg = BlipConfig(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=dict(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            bos_token_id=2,
+            sep_token_id=3,
+            pad_token_id=0,
+            encoder_hidden_size=32,
+        ),
+    )
     model = BlipForConditionalGeneration(cfg).eval()
-    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=_tokenizer(tmp_path))
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=_tokenizer(tmp_path)
+    )
     out = tmp_path / "tiny-blip"
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -102,8 +158,11 @@ def test_ocr_on_rendered_text_and_real_images(tmp_path, photos):
 
     photo = Image.open(next(photos.rglob("coffee.png"))).convert("RGB")
     draw = ImageDraw.Draw(photo)
-    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 48) if \
-        __import__("os").path.exists("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf") else ImageFont.load_default(48)
+    font = (
+        ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 48)
+        if __import__("os").path.exists("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+        else ImageFont.load_default(48)
+    )
     draw.rectangle([20, 20, 500, 100], fill="white")
     draw.text((30, 30), "ESPRESSO BAR", fill="black", font=font)
     folder = copy_photos(photos, tmp_path / "pics", ["chelsea.png", "rocket.jpg"])

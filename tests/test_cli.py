@@ -16,8 +16,13 @@ pytestmark = pytest.mark.slow
 
 
 def vf(*args, env=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "viewfinder", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "viewfinder", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"viewfinder {args} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
@@ -48,7 +53,9 @@ def test_text_image_and_hybrid_search(indexed):
     same = json.loads(vf("search", aloe, "--db", db, "-k", 2, "--json").stdout)
     assert same[0]["path"] == str(aloe) and same[0]["score"] > 0.99
     assert same[1]["path"].endswith("aloeR.jpg")  # the real near-duplicate view comes next
-    hybrid = json.loads(vf("search", "yellow flower", "--image", aloe, "--text-weight", 0.5, "--db", db, "--json").stdout)
+    hybrid = json.loads(
+        vf("search", "yellow flower", "--image", aloe, "--text-weight", 0.5, "--db", db, "--json").stdout
+    )
     assert set(hybrid[0]["contributions"]) == {"yellow flower", "aloeL.jpg"}
     table = vf("search", "2:a cat", "-a dog", "--db", db, "-k", 3).stdout
     assert "rank" in table and "confidence" in table
@@ -65,11 +72,15 @@ def test_texts_add_and_image_to_text(indexed, tmp_path):
 
 def test_errors_are_one_line(indexed, tmp_path):
     db, _, _ = indexed
-    for args in (["index", tmp_path / "missing", "--db", db], ["search", "cat", "--db", db, "--model", "hf:/nope"],
-                 ["search", "cat", "--image", "/nope.png", "--db", db], ["texts", "add", tmp_path / "none.txt", "--db", db]):
+    for args in (
+        ["index", tmp_path / "missing", "--db", db],
+        ["search", "cat", "--db", db, "--model", "hf:/nope"],
+        ["search", "cat", "--image", "/nope.png", "--db", db],
+        ["texts", "add", tmp_path / "none.txt", "--db", db],
+    ):
         proc = vf(*args, check=False)
         assert proc.returncode != 0, args
-        lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
 
 
@@ -79,8 +90,24 @@ def test_kill_during_indexing_then_resume(tmp_path, photos):
         copy_photos(photos, folder / f"set{i}")
     total = len(list(folder.rglob("*.*")))
     db = tmp_path / "db"
-    proc = subprocess.Popen([sys.executable, "-m", "viewfinder", "index", str(folder), "--db", str(db), "--batch-size", "2",
-                             "--workers", "1", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "viewfinder",
+            "index",
+            str(folder),
+            "--db",
+            str(db),
+            "--batch-size",
+            "2",
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     catalog = db / "catalog.sqlite"
     deadline = time.time() + 300
     done = 0

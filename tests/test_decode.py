@@ -21,8 +21,11 @@ def _bytes(im: Image.Image, fmt: str, **kw) -> bytes:
 
 @pytest.mark.parametrize("mode", ["P", "LA", "RGBA", "CMYK", "L", "1", "I;16"])
 def test_every_mode_becomes_rgb(mode):
-    base = Image.new("RGB", (20, 10), (200, 30, 30)).convert(mode) if mode != "I;16" else Image.fromarray(
-        (np.arange(200).reshape(10, 20) * 300).astype(np.uint16))
+    base = (
+        Image.new("RGB", (20, 10), (200, 30, 30)).convert(mode)
+        if mode != "I;16"
+        else Image.fromarray((np.arange(200).reshape(10, 20) * 300).astype(np.uint16))
+    )
     fmt = "JPEG" if mode == "CMYK" else "TIFF" if mode == "I;16" else "PNG"
     out = decode_bytes(_bytes(base, fmt), f"x.{fmt.lower()}", LIMIT)
     assert out.image.mode == "RGB" and out.image.size == (20, 10)
@@ -62,11 +65,22 @@ def test_bad_inputs_have_clear_reasons():
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims a huge size: what a decompression bomb looks like to the reader."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_refused_before_decoding():

@@ -47,8 +47,13 @@ def test_leftover_shard_is_merged_not_recomputed(tmp_path, photos, tiny_spec, ra
     folder = copy_photos(photos, tmp_path / "pics", ["chelsea.png", "coffee.png", "rocket.jpg"])
     files = scan(folder)[:2]
     actor = EmbedActor(tiny_spec, "cpu", Config.max_pixels, None)
-    batch = actor({"path": np.array([f.path for f in files]), "size": np.array([f.size for f in files]),
-                   "mtime": np.array([f.mtime for f in files])})
+    batch = actor(
+        {
+            "path": np.array([f.path for f in files]),
+            "size": np.array([f.size for f in files]),
+            "mtime": np.array([f.mtime for f in files]),
+        }
+    )
     with Engine.open(tmp_path / "db", model=tiny_spec, batch_size=4) as eng:
         eng.load()  # bind the model
         _write_shard(eng.store.folder / "shards", 0, batch)

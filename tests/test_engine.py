@@ -97,7 +97,10 @@ def test_image_to_text(tmp_path, folder, tiny_spec):
         assert eng.add_texts(["a cat", "a rocket", "a cat", "  "]) == 2
         res = eng.image_to_text(str(folder / "chelsea.png"), k=2)
         assert {h.text for h in res.hits} == {"a cat", "a rocket"}
-        want = eng.encode_texts(["a cat", "a rocket"]) @ eng.encode_images([__import__("PIL.Image").Image.open(folder / "chelsea.png")])[0]
+        want = (
+            eng.encode_texts(["a cat", "a rocket"])
+            @ eng.encode_images([__import__("PIL.Image").Image.open(folder / "chelsea.png")])[0]
+        )
         assert res.hits[0].score == pytest.approx(float(np.max(want)), abs=1e-5)
 
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from PIL import Image
 
 from viewfinder.config import Config
@@ -19,12 +18,26 @@ MAX_PIXELS = Config.max_pixels
 
 
 def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
-    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "chelsea.png", "aloeL.jpg"])
+    folder = copy_photos(
+        photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "chelsea.png", "aloeL.jpg"]
+    )
     (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
     files = scan(folder)
-    out = list(gpu_batches(files, batch_size=4, device="cpu", side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=2))
+    out = list(
+        gpu_batches(
+            files,
+            batch_size=4,
+            device="cpu",
+            side=32,
+            mean=mean,
+            std=std,
+            max_pixels=MAX_PIXELS,
+            fallback=transform,
+            workers=2,
+        )
+    )
     records = [r for _, batch in out for r in batch]
     assert sorted(r.path for r in records) == sorted(f.path for f in files)
     bad = [r for r in records if r.error]
@@ -63,7 +76,17 @@ def test_gpu_batches_refuse_bombs_before_decoding(tmp_path, tiny_spec):
     Image.new("RGB", (400, 300), "red").save(tmp_path / "big.jpg")
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    (_, records), = gpu_batches(scan(tmp_path), batch_size=4, device="cpu", side=32, mean=mean, std=std, max_pixels=10_000, fallback=transform, workers=0)
+    ((_, records),) = gpu_batches(
+        scan(tmp_path),
+        batch_size=4,
+        device="cpu",
+        side=32,
+        mean=mean,
+        std=std,
+        max_pixels=10_000,
+        fallback=transform,
+        workers=0,
+    )
     assert records[0].error and "over the limit" in records[0].error
 
 
@@ -87,7 +110,17 @@ def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
     folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "aloeL.jpg"])
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    batches = gpu_batches(scan(folder), batch_size=1, device="cpu", side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=2)
+    batches = gpu_batches(
+        scan(folder),
+        batch_size=1,
+        device="cpu",
+        side=32,
+        mean=mean,
+        std=std,
+        max_pixels=MAX_PIXELS,
+        fallback=transform,
+        workers=2,
+    )
     next(batches)
     batches.close()  # the consumer goes away (an error in the model, Ctrl-C)
     assert not any(t.name in ("nvjpeg-decoder", "resize", "reader-batches") for t in threading.enumerate())
@@ -99,7 +132,17 @@ def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, 
     (folder / "cut.jpg").write_bytes(data[: len(data) // 3])  # the header parses; the decoder fails
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    (pixels, records), = gpu_batches(scan(folder), batch_size=8, device="cpu", side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=0)
+    ((pixels, records),) = gpu_batches(
+        scan(folder),
+        batch_size=8,
+        device="cpu",
+        side=32,
+        mean=mean,
+        std=std,
+        max_pixels=MAX_PIXELS,
+        fallback=transform,
+        workers=0,
+    )
     by_name = {Path(r.path).name: r for r in records}
     assert by_name["cut.jpg"].error and "cut.jpg" in by_name["cut.jpg"].error
     assert by_name["rocket.jpg"].error is None and by_name["aloeL.jpg"].error is None
@@ -147,7 +190,17 @@ def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
     src.save(tmp_path / "turned.jpg", exif=exif, quality=95)
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    (pixels, (record,)), = gpu_batches(scan(tmp_path), batch_size=4, device="cpu", side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=0)
+    ((pixels, (record,)),) = gpu_batches(
+        scan(tmp_path),
+        batch_size=4,
+        device="cpu",
+        side=32,
+        mean=mean,
+        std=std,
+        max_pixels=MAX_PIXELS,
+        fallback=transform,
+        workers=0,
+    )
     ref_record, ref = decode_for_model(scan(tmp_path)[0], transform, MAX_PIXELS)
     ref = (ref.float() / 255.0 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
     assert (record.width, record.height) == (ref_record.width, ref_record.height)
@@ -164,7 +217,9 @@ def _nvimgcodec_missing() -> bool:
     return False
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)"
+)
 @pytest.mark.parametrize("decoders", [("torchvision",), ("nvimgcodec-hw",), ("torchvision", "nvimgcodec-hw")])
 def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, decoders):
     """The GPU decoders, the threads and the streams on a real GPU: same records, same pixels (up
@@ -182,9 +237,23 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
     runs = {}
     for device, names in (("cpu", ("torchvision",)), ("cuda", decoders)):
         rows = {}  # by path: with several decoders, batches come in the order they are done
-        for pixels, records in gpu_batches(scan(tmp_path), batch_size=4, device=device, side=32, mean=mean, std=std, max_pixels=MAX_PIXELS, fallback=transform, workers=2, decoders=names):
+        for pixels, records in gpu_batches(
+            scan(tmp_path),
+            batch_size=4,
+            device=device,
+            side=32,
+            mean=mean,
+            std=std,
+            max_pixels=MAX_PIXELS,
+            fallback=transform,
+            workers=2,
+            decoders=names,
+        ):
             for i, r in enumerate(records):
-                rows[r.path] = ((r.sha256, r.width, r.height, r.error), pixels[i].cpu() if not r.error else None)
+                rows[r.path] = (
+                    (r.sha256, r.width, r.height, r.error),
+                    pixels[i].cpu() if not r.error else None,
+                )
         runs[device] = rows
     assert runs["cpu"].keys() == runs["cuda"].keys() and len(runs["cpu"]) == 11
     for path, (record, px) in runs["cuda"].items():

@@ -28,16 +28,22 @@ def third_party_imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("face", ["cli.py", "api.py"])
 def test_faces_import_only_the_engine_config_errors_and_results(face):
     path = PACKAGE / face
-    allowed = FACE_MAY_IMPORT | ({"viewfinder.api"} if face == "cli.py" else set())  # `serve` starts the API face
+    allowed = FACE_MAY_IMPORT | (
+        {"viewfinder.api"} if face == "cli.py" else set()
+    )  # `serve` starts the API face
     assert imports_of(path) <= allowed, f"{face} imports {sorted(imports_of(path) - allowed)}"
-    assert not third_party_imports(path) & HEAVY, f"{face} imports {sorted(third_party_imports(path) & HEAVY)}"
+    assert not third_party_imports(path) & HEAVY, (
+        f"{face} imports {sorted(third_party_imports(path) & HEAVY)}"
+    )
 
 
 def test_the_check_sees_a_forbidden_import(tmp_path, monkeypatch):
     """The face check can fail: a face that reaches into the store is caught."""
     probe = tmp_path / "viewfinder" / "cli.py"
     probe.parent.mkdir()
-    probe.write_text((PACKAGE / "cli.py").read_text(encoding="utf-8") + "\nfrom .store import Store\n", encoding="utf-8")
+    probe.write_text(
+        (PACKAGE / "cli.py").read_text(encoding="utf-8") + "\nfrom .store import Store\n", encoding="utf-8"
+    )
     monkeypatch.setattr("code_map.PACKAGE", probe.parent)
     assert not imports_of(probe) <= FACE_MAY_IMPORT | {"viewfinder.api"}
 
@@ -47,10 +53,16 @@ LOWER = ("models", "store", "images", "errors", "config", "data", "query", "inge
 
 @pytest.mark.parametrize("part", LOWER)
 def test_lower_layers_never_import_the_engine_or_a_face(part):
-    paths = [PACKAGE / f"{part}.py"] if (PACKAGE / f"{part}.py").exists() else list((PACKAGE / part).rglob("*.py"))
+    paths = (
+        [PACKAGE / f"{part}.py"]
+        if (PACKAGE / f"{part}.py").exists()
+        else list((PACKAGE / part).rglob("*.py"))
+    )
     for path in paths:
         reached = {part_of(t) for t in imports_of(path)}
-        assert not reached & {"engine", "cli", "api"}, f"{module_name(path)} imports {reached & {'engine', 'cli', 'api'}}"
+        assert not reached & {"engine", "cli", "api"}, (
+            f"{module_name(path)} imports {reached & {'engine', 'cli', 'api'}}"
+        )
 
 
 def test_models_and_store_know_nothing_of_each_other_or_above():

@@ -98,7 +98,9 @@ def test_mini_backbone_equals_onnx_graph(env_cache):
     with torch.no_grad():
         ours = enc.backbone(pixel_values=x).last_hidden_state.numpy()
     graph = onnx.load(str(onnx_model_path()))
-    graph.graph.output.append(onnx.helper.make_tensor_value_info(BACKBONE_OUTPUT + "_output_0", onnx.TensorProto.FLOAT, None))
+    graph.graph.output.append(
+        onnx.helper.make_tensor_value_info(BACKBONE_OUTPUT + "_output_0", onnx.TensorProto.FLOAT, None)
+    )
     sess = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     theirs = sess.run([BACKBONE_OUTPUT + "_output_0"], {"input_image": x.numpy()})[0]
     assert ours.shape == (2, 257, 384)
@@ -114,5 +116,8 @@ def test_uint8_worker_path_gives_the_same_embeddings(tiny_open_clip_dir, photos)
     im = Image.open(next(photos.rglob("chelsea.png"))).convert("RGB")
     as_uint8 = to_uint8(im)
     assert as_uint8.dtype == torch.uint8
-    np.testing.assert_allclose(enc.encode_image_tensors(as_uint8[None], mean, std),
-                               enc.encode_image_tensors(enc.preprocess(im)[None]), atol=1e-5)
+    np.testing.assert_allclose(
+        enc.encode_image_tensors(as_uint8[None], mean, std),
+        enc.encode_image_tensors(enc.preprocess(im)[None]),
+        atol=1e-5,
+    )

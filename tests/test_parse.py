@@ -46,7 +46,11 @@ def test_missing_hybrid_image():
 
 def test_one_string_splits_into_parts(tmp_path):
     parts = parse_query("2:red car -blurry +sunset t-shirt")
-    assert [(p.value, p.weight) for p in parts] == [("red car", 2.0), ("blurry", -1.0), ("sunset t-shirt", 1.0)]
+    assert [(p.value, p.weight) for p in parts] == [
+        ("red car", 2.0),
+        ("blurry", -1.0),
+        ("sunset t-shirt", 1.0),
+    ]
     spaced = tmp_path / "2019 - summer.jpg"
     spaced.write_bytes(b"x")
     assert [p.kind for p in parse_query(str(spaced))] == ["image"]

@@ -17,7 +17,14 @@ def test_batch_write_bumps_version_and_keeps_vectors(tmp_path):
     cat = ImageCatalog(tmp_path / "c.sqlite")
     v0 = cat.version("images")
     vecs = _unit(2, 8)
-    ids = cat.write_batch([NewImage("/a.jpg", 1, 1.0, "h1"), NewImage("/b.jpg", 0, 1.0, error="/b.jpg: empty"), NewImage("/c.jpg", 2, 1.0, "h2")], vecs)
+    ids = cat.write_batch(
+        [
+            NewImage("/a.jpg", 1, 1.0, "h1"),
+            NewImage("/b.jpg", 0, 1.0, error="/b.jpg: empty"),
+            NewImage("/c.jpg", 2, 1.0, "h2"),
+        ],
+        vecs,
+    )
     assert cat.version("images") == v0 + 1
     assert cat.count_images() == 2 and cat.count_images(with_vectors=False) == 3
     got = cat.image_vectors(ids, 8)
@@ -51,7 +58,9 @@ def test_migration_from_first_schema(tmp_path):
 
 def test_lexical_search_follows_captions_and_deletes(tmp_path):
     cat = ImageCatalog(tmp_path / "c.sqlite")
-    ids = cat.write_batch([NewImage("/p/IMG_1.jpg", 1, 1.0, "a"), NewImage("/p/red_car.jpg", 1, 1.0, "b")], _unit(2, 4))
+    ids = cat.write_batch(
+        [NewImage("/p/IMG_1.jpg", 1, 1.0, "a"), NewImage("/p/red_car.jpg", 1, 1.0, "b")], _unit(2, 4)
+    )
     cat.set_captions([(ids[0], "a tabby cat sleeping")], "vocab")
     cat.set_ocr([(ids[1], "STOP")])
     assert [i for i, _ in cat.lexical_search("cats", 5)] == [ids[0]]  # porter stemming
@@ -129,7 +138,10 @@ def test_checkpoint_switches_kind_when_the_collection_outgrows_exact_search(tmp_
     all_ids = []
     for start in range(0, 120, 40):  # as the indexing pipeline commits batches
         index = store.vectors("images")
-        ids = store.catalog.write_batch([NewImage(f"/{i}.jpg", 1, 1.0, f"h{i}") for i in range(start, start + 40)], vecs[start : start + 40])
+        ids = store.catalog.write_batch(
+            [NewImage(f"/{i}.jpg", 1, 1.0, f"h{i}") for i in range(start, start + 40)],
+            vecs[start : start + 40],
+        )
         index.add(np.asarray(ids), vecs[start : start + 40])
         all_ids += ids
         store.note_change("images", index)

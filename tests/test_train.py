@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from viewfinder.data.datasets import load_dataset, load_image
+from viewfinder.data.features import PairFeatures
 from viewfinder.models import load_encoder
 from viewfinder.train.contrastive import TrainConfig, info_nce, train
-from viewfinder.data.features import PairFeatures
 
 
 def test_info_nce_treats_shared_captions_as_positives():
@@ -29,7 +29,14 @@ def test_trainer_lowers_loss_and_raises_recall_on_mini_features(tmp_path, env_ca
     """Frozen towers: heads trained on cached features of real stamps."""
     enc = load_encoder("mini:random", device="cpu", cache_dir=env_cache)
     pairs = _tiny_pairs(32)
-    res = train(enc, pairs, pairs, tmp_path / "out", TrainConfig(epochs=15, batch_size=16, lr=3e-3, patience=15), progress=False)
+    res = train(
+        enc,
+        pairs,
+        pairs,
+        tmp_path / "out",
+        TrainConfig(epochs=15, batch_size=16, lr=3e-3, patience=15),
+        progress=False,
+    )
     first, last = res.history[0], res.history[-1]
     assert last["loss"] < first["loss"] * 0.5
     assert res.best_val_recall > res.history[0]["val_R@5"]
@@ -53,14 +60,25 @@ def _heads_only_mini(dim=16, hidden=32):
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     rng = np.random.default_rng(0)
-    feats = PairFeatures([str(i) for i in range(40)], rng.normal(size=(40, 768)).astype(np.float32),
-                         rng.normal(size=(40, 384)).astype(np.float32), [f"c{i % 30}" for i in range(40)])
+    feats = PairFeatures(
+        [str(i) for i in range(40)],
+        rng.normal(size=(40, 768)).astype(np.float32),
+        rng.normal(size=(40, 384)).astype(np.float32),
+        [f"c{i % 30}" for i in range(40)],
+    )
     cfg = TrainConfig(epochs=4, batch_size=8, patience=10, lr=1e-3)
     whole = _heads_only_mini()
     full = train(whole, feats, feats, tmp_path / "whole", cfg, progress=False)
 
     broken = _heads_only_mini()
-    first = train(broken, feats, feats, tmp_path / "broken", TrainConfig(epochs=2, batch_size=8, patience=10, lr=1e-3), progress=False)
+    first = train(
+        broken,
+        feats,
+        feats,
+        tmp_path / "broken",
+        TrainConfig(epochs=2, batch_size=8, patience=10, lr=1e-3),
+        progress=False,
+    )
     assert len(first.history) == 2
     resumed = train(_heads_only_mini(), feats, feats, tmp_path / "broken", cfg, progress=False)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
@@ -73,7 +91,14 @@ def test_open_clip_fine_tune_round_trip(tmp_path, tiny_spec):
     """End-to-end training of an open_clip model; the saved folder loads back as a spec."""
     enc = load_encoder(tiny_spec, device="cpu")
     pairs = _tiny_pairs(16)
-    res = train(enc, pairs, pairs, tmp_path / "oc", TrainConfig(epochs=3, batch_size=8, lr=1e-3, patience=5), progress=False)
+    res = train(
+        enc,
+        pairs,
+        pairs,
+        tmp_path / "oc",
+        TrainConfig(epochs=3, batch_size=8, lr=1e-3, patience=5),
+        progress=False,
+    )
     assert res.spec == f"open_clip:{tmp_path / 'oc'}"
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     again = load_encoder(res.spec, device="cpu")
@@ -84,7 +109,14 @@ def test_open_clip_fine_tune_round_trip(tmp_path, tiny_spec):
 def test_hf_fine_tune_round_trip(tmp_path, tiny_hf_dir):
     enc = load_encoder(f"hf:{tiny_hf_dir}", device="cpu")
     pairs = _tiny_pairs(16)
-    res = train(enc, pairs, pairs, tmp_path / "hf", TrainConfig(epochs=3, batch_size=8, lr=1e-3, patience=5), progress=False)
+    res = train(
+        enc,
+        pairs,
+        pairs,
+        tmp_path / "hf",
+        TrainConfig(epochs=3, batch_size=8, lr=1e-3, patience=5),
+        progress=False,
+    )
     assert res.spec == f"hf:{tmp_path / 'hf'}"
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     again = load_encoder(res.spec, device="cpu")
@@ -94,9 +126,14 @@ def test_hf_fine_tune_round_trip(tmp_path, tiny_hf_dir):
 
 # Held-out (test split) stamps the shipped heads rank first among all 92 test stamps: guards the
 # shipped weights, their loading and the preprocessing against silent breakage.
-HELD_OUT = {"tuxpaint/animals/insects/cartoon/ladybug-2.png": "A ladybug.", "tuxpaint/space/rocket5.svg": "A rocket.",
-            "tuxpaint/food/fruit/cartoon/apple.png": "A red apple.", "tuxpaint/household/dishes/expresso.svg": "A cup of espresso coffee.",
-            "tuxpaint/vehicles/auto/sportscar.svg": "A sports car.", "tuxpaint/animals/mammals/bears/cartoon/teddy_bear.png": "Teddy bear."}
+HELD_OUT = {
+    "tuxpaint/animals/insects/cartoon/ladybug-2.png": "A ladybug.",
+    "tuxpaint/space/rocket5.svg": "A rocket.",
+    "tuxpaint/food/fruit/cartoon/apple.png": "A red apple.",
+    "tuxpaint/household/dishes/expresso.svg": "A cup of espresso coffee.",
+    "tuxpaint/vehicles/auto/sportscar.svg": "A sports car.",
+    "tuxpaint/animals/mammals/bears/cartoon/teddy_bear.png": "Teddy bear.",
+}
 
 
 @pytest.mark.slow

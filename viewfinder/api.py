@@ -33,7 +33,8 @@ class QueryPartIn(BaseModel):
 
 class SearchRequest(BaseModel):
     query: str | list[QueryPartIn] = Field(
-        "", description="query string (weighted parts like '2:red car -blurry'), or a list of parts")
+        "", description="query string (weighted parts like '2:red car -blurry'), or a list of parts"
+    )
     k: int = Field(10, ge=1, le=MAX_K)
     offset: int = Field(0, ge=0, le=10_000)
     text_weight: float | None = Field(None, ge=0.0, le=1.0)
@@ -61,7 +62,9 @@ def engine_of(request: Request) -> Engine:
 def require_token(request: Request) -> None:
     token = engine_of(request).config.token
     if not token:
-        raise HTTPException(403, "write endpoints are disabled: set VIEWFINDER_TOKEN (or token in the config) to enable them")
+        raise HTTPException(
+            403, "write endpoints are disabled: set VIEWFINDER_TOKEN (or token in the config) to enable them"
+        )
     if request.headers.get("authorization", "") != f"Bearer {token}":
         raise HTTPException(401, "missing or wrong bearer token")
 
@@ -75,7 +78,9 @@ async def read_search(request: Request) -> tuple[SearchRequest, bytes | None]:
         if upload is not None and hasattr(upload, "read"):
             data = await upload.read(MAX_UPLOAD_BYTES + 1)
             if len(data) > MAX_UPLOAD_BYTES:
-                raise ImageTooLargeError(f"file: upload over {MAX_UPLOAD_BYTES >> 20} MB; send a smaller image")
+                raise ImageTooLargeError(
+                    f"file: upload over {MAX_UPLOAD_BYTES >> 20} MB; send a smaller image"
+                )
         fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str) and v != ""}
         try:
             return SearchRequest(**fields), data
@@ -93,8 +98,16 @@ async def read_search(request: Request) -> tuple[SearchRequest, bytes | None]:
 def run_search(engine: Engine, req: SearchRequest, upload: bytes | None, target: str) -> dict:
     """The request as an engine search (remote: local=False), hits with their image URLs."""
     query = [p.model_dump() for p in req.query] if isinstance(req.query, list) else req.query
-    result = engine.search(query, k=req.k, offset=req.offset, image=upload if upload is not None else req.image,
-                           text_weight=req.text_weight, target=target, local=False, mode=req.mode)
+    result = engine.search(
+        query,
+        k=req.k,
+        offset=req.offset,
+        image=upload if upload is not None else req.image,
+        text_weight=req.text_weight,
+        target=target,
+        local=False,
+        mode=req.mode,
+    )
     out = result.to_dict()
     for hit in out["hits"]:
         if hit["kind"] == "image":
@@ -103,12 +116,25 @@ def run_search(engine: Engine, req: SearchRequest, upload: bytes | None, target:
     return out
 
 
-BODY_DOC = {"requestBody": {"content": {
-    "application/json": {"schema": SearchRequest.model_json_schema()},
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "query": {"type": "string"}, "k": {"type": "integer"}, "offset": {"type": "integer"},
-        "text_weight": {"type": "number"}, "file": {"type": "string", "format": "binary"}}}},
-}}}
+BODY_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": SearchRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string"},
+                        "k": {"type": "integer"},
+                        "offset": {"type": "integer"},
+                        "text_weight": {"type": "number"},
+                        "file": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+        }
+    }
+}
 
 
 @router.post("/search", openapi_extra=BODY_DOC)
@@ -189,8 +215,12 @@ def create_app(config: Config, engine: Engine | None = None) -> FastAPI:
         yield
         engine.close()
 
-    app = FastAPI(title="viewfinder", version="0.1.0", lifespan=lifespan,
-                  description="Multimodal semantic search over an image collection.")
+    app = FastAPI(
+        title="viewfinder",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Multimodal semantic search over an image collection.",
+    )
     app.state.engine = engine
     app.add_exception_handler(ViewfinderError, project_error)
     app.add_exception_handler(RequestValidationError, validation_error)

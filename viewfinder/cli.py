@@ -14,7 +14,12 @@ from .config import load_config
 from .engine import MODEL_SPEC_HELP, Engine
 from .errors import ViewfinderError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Search your images by what they show.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Search your images by what they show.",
+)
 texts_app = typer.Typer(no_args_is_help=True, help="Sentences or labels for image -> text search.")
 app.add_typer(texts_app, name="texts")
 
@@ -42,31 +47,55 @@ def index(
     model: Optional[str] = ModelOpt,
     workers: Optional[int] = typer.Option(None, help="Decode worker processes."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per model batch."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
+    max_pixels: Optional[int] = typer.Option(
+        None, "--max-pixels", help="Refuse images with more pixels than this."
+    ),
     index_kind: Optional[str] = typer.Option(None, "--index-kind", help="auto, flat, hnsw or ivfpq."),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the image tower (pays off on a GPU, for large runs)."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Distribute decode + embed on Ray: 'local' or a cluster address."),
+    compile_model: bool = typer.Option(
+        False, "--compile", help="torch.compile the image tower (pays off on a GPU, for large runs)."
+    ),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", help="Distribute decode + embed on Ray: 'local' or a cluster address."
+    ),
     actors: int = typer.Option(2, "--actors", help="With --ray: embedding actors."),
-    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", help="With --ray: GPUs per actor (0: CPU)."),
+    gpus_per_actor: float = typer.Option(
+        0.0, "--gpus-per-actor", help="With --ray: GPUs per actor (0: CPU)."
+    ),
     caption: bool = typer.Option(False, "--caption", help="Caption new images after embedding them."),
     ocr: bool = typer.Option(False, "--ocr", help="Read the text inside new images (Tesseract)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Index (or bring up to date) the images under FOLDER."""
-    with _engine(db, model, workers=workers, batch_size=batch_size, max_pixels=max_pixels, index_kind=index_kind,
-                 compile=compile_model or None) as engine:
+    with _engine(
+        db,
+        model,
+        workers=workers,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        index_kind=index_kind,
+        compile=compile_model or None,
+    ) as engine:
         if ray:
-            report = engine.index_distributed(folder, None if ray == "local" else ray, actors=actors,
-                                              gpus_per_actor=gpus_per_actor, on_error=_skipped)
+            report = engine.index_distributed(
+                folder,
+                None if ray == "local" else ray,
+                actors=actors,
+                gpus_per_actor=gpus_per_actor,
+                on_error=_skipped,
+            )
         else:
             report = engine.index(folder, progress=not quiet, on_error=_skipped)
         typer.echo(
-            f"{report.scanned} files: {report.embedded} embedded, {report.unchanged} unchanged, {report.moved} moved, "
-            f"{report.deleted} removed, {len(report.failed)} failed ({report.images_per_second:.1f} images/s); "
+            f"{report.scanned} files: {report.embedded} embedded, {report.unchanged} unchanged, "
+            f"{report.moved} moved, "
+            f"{report.deleted} removed, {len(report.failed)} failed ({report.images_per_second:.1f} "
+            "images/s); "
             f"index {engine.config.db} now holds {engine.counts()['images']} images"
         )
         if caption or ocr:
-            _echo_caption_report(engine.caption(ocr=ocr, captions=caption, progress=not quiet, on_error=_skipped))
+            _echo_caption_report(
+                engine.caption(ocr=ocr, captions=caption, progress=not quiet, on_error=_skipped)
+            )
 
 
 def _skipped(msg: str) -> None:
@@ -74,42 +103,63 @@ def _skipped(msg: str) -> None:
 
 
 def _echo_caption_report(rep) -> None:
-    typer.echo(f"{rep.captioned} captioned, {rep.ocr_read} read for text ({rep.ocr_with_text} with text), "
-               f"{len(rep.failed)} failed in {rep.seconds:.1f} s")
+    typer.echo(
+        f"{rep.captioned} captioned, {rep.ocr_read} read for text ({rep.ocr_with_text} with text), "
+        f"{len(rep.failed)} failed in {rep.seconds:.1f} s"
+    )
 
 
 @app.command()
 def caption(
     db: Optional[Path] = DbOpt,
-    captioner: str = typer.Option("vocab", "--captioner", help="vocab (offline, zero-shot), hf:microsoft/git-base-coco or hf:DIR."),
+    captioner: str = typer.Option(
+        "vocab", "--captioner", help="vocab (offline, zero-shot), hf:microsoft/git-base-coco or hf:DIR."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Caption images that already have one again."),
     ocr: bool = typer.Option(False, "--ocr", help="Also read the text inside the images (Tesseract)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Caption every uncaptioned image in the index (resumable)."""
     with _engine(db) as engine:
-        _echo_caption_report(engine.caption(captioner, overwrite=overwrite, ocr=ocr, progress=not quiet, on_error=_skipped))
+        _echo_caption_report(
+            engine.caption(captioner, overwrite=overwrite, ocr=ocr, progress=not quiet, on_error=_skipped)
+        )
 
 
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 def search(
-    query: Optional[List[str]] = typer.Argument(None, help="Text, an image path or URL; parts may be weighted (2:cat) or negative (-blurry)."),
+    query: Optional[List[str]] = typer.Argument(
+        None, help="Text, an image path or URL; parts may be weighted (2:cat) or negative (-blurry)."
+    ),
     db: Optional[Path] = DbOpt,
     model: Optional[str] = typer.Option(None, "--model", help="Must match the index's model when given."),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
     offset: int = typer.Option(0, "--offset", help="Skip this many results (paging)."),
-    image: Optional[str] = typer.Option(None, "--image", help="Image to combine with the text (hybrid search)."),
-    text_weight: Optional[float] = typer.Option(None, "--text-weight", help="Share of the text in a hybrid query, 0..1."),
+    image: Optional[str] = typer.Option(
+        None, "--image", help="Image to combine with the text (hybrid search)."
+    ),
+    text_weight: Optional[float] = typer.Option(
+        None, "--text-weight", help="Share of the text in a hybrid query, 0..1."
+    ),
     texts: bool = typer.Option(False, "--texts", help="Rank stored texts instead of images (image -> text)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="vector, lexical (captions/OCR/paths) or fused."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
 ) -> None:
     """Find images (or, with --texts, stored texts) for QUERY."""
     if text_weight is not None and image is None:
-        raise ViewfinderError("--text-weight needs --image: it splits the query between the text and that image")
+        raise ViewfinderError(
+            "--text-weight needs --image: it splits the query between the text and that image"
+        )
     with _engine(db, model) as engine:
-        result = engine.search(query or [], k=k, image=image, text_weight=text_weight, offset=offset,
-                               target="texts" if texts else "images", mode=mode)
+        result = engine.search(
+            query or [],
+            k=k,
+            image=image,
+            text_weight=text_weight,
+            offset=offset,
+            target="texts" if texts else "images",
+            mode=mode,
+        )
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in result.hits], indent=2))
         return
@@ -145,7 +195,9 @@ def texts_add(
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ViewfinderError(f"{file}: cannot read it as UTF-8 text ({exc}); give a plain text file") from exc
+        raise ViewfinderError(
+            f"{file}: cannot read it as UTF-8 text ({exc}); give a plain text file"
+        ) from exc
     with _engine(db) as engine:
         added = engine.add_texts(lines, source=source or file.name)
         typer.echo(f"{added} new texts stored; the index holds {engine.counts()['texts']} texts")
@@ -168,11 +220,17 @@ def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--jso
 
 @app.command("eval")
 def evaluate(
-    dataset: str = typer.Argument(..., help="tuxpaint, openclipart, emoji, fashion-mnist or openclipart-held-out."),
+    dataset: str = typer.Argument(
+        ..., help="tuxpaint, openclipart, emoji, fashion-mnist or openclipart-held-out."
+    ),
     model: str = typer.Option("mini", "--model", help=f"Model spec to evaluate: {MODEL_SPEC_HELP}."),
     split: str = typer.Option("test", "--split", help="train, val or test."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write metrics.json and plots to this folder."),
-    feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="npz of cached frozen-tower features (mini)."),
+    report: Optional[Path] = typer.Option(
+        None, "--report", help="Write metrics.json and plots to this folder."
+    ),
+    feature_cache: Optional[Path] = typer.Option(
+        None, "--feature-cache", help="npz of cached frozen-tower features (mini)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Retrieval metrics (both directions) of MODEL on a dataset split."""
@@ -193,7 +251,9 @@ def evaluate(
 
 @app.command()
 def train(
-    data: str = typer.Argument(..., help="A dataset name, a folder of images with .txt captions, or a CSV (path,caption)."),
+    data: str = typer.Argument(
+        ..., help="A dataset name, a folder of images with .txt captions, or a CSV (path,caption)."
+    ),
     model: str = typer.Option("mini", "--model", help="Model spec to start from."),
     out: Path = typer.Option(..., "--out", help="Folder for the checkpoint and the trained weights."),
     epochs: int = typer.Option(40, "--epochs"),
@@ -203,9 +263,14 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Contrastive fine-tuning on your image-caption pairs (train split; val split for early stopping)."""
-    result = Engine.train(data, out, model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=not quiet)
-    typer.echo(f"best validation R@5 {result.best_val_recall:.3f} at epoch {result.best_epoch} ({result.seconds:.0f} s); "
-               f"use it with --model '{result.spec}'")
+    result = Engine.train(
+        data, out, model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=not quiet
+    )
+    typer.echo(
+        f"best validation R@5 {result.best_val_recall:.3f} at epoch {result.best_epoch} "
+        f"({result.seconds:.0f} s); "
+        f"use it with --model '{result.spec}'"
+    )
 
 
 @app.command()
@@ -213,12 +278,18 @@ def serve(
     db: Optional[Path] = DbOpt,
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    allow_root: Optional[List[Path]] = typer.Option(None, "--allow-root", help="Folder that POST /index may index (repeatable)."),
+    allow_root: Optional[List[Path]] = typer.Option(
+        None, "--allow-root", help="Folder that POST /index may index (repeatable)."
+    ),
 ) -> None:
     """Serve the REST API and the web page."""
     from .api import serve as run_server
 
-    run_server(load_config(db=db, allowed_roots=tuple(str(p) for p in allow_root) if allow_root else None), host, port)
+    run_server(
+        load_config(db=db, allowed_roots=tuple(str(p) for p in allow_root) if allow_root else None),
+        host,
+        port,
+    )
 
 
 def main() -> None:

@@ -72,7 +72,9 @@ _ENV = {
 def load_config(toml_path: Path | None = None, **overrides: object) -> Config:
     """Defaults < TOML file (`VIEWFINDER_CONFIG` or the given path) < environment < overrides."""
     cfg = Config()
-    path = toml_path or (Path(os.environ["VIEWFINDER_CONFIG"]) if os.environ.get("VIEWFINDER_CONFIG") else None)
+    path = toml_path or (
+        Path(os.environ["VIEWFINDER_CONFIG"]) if os.environ.get("VIEWFINDER_CONFIG") else None
+    )
     if path is not None:
         with open(path, "rb") as fh:
             cfg = cfg.with_overrides(**tomllib.load(fh))

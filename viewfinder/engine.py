@@ -14,8 +14,15 @@ import numpy as np
 from PIL import Image
 
 from .config import DEFAULT_MODEL, Config, load_config
-from .errors import (BadImageError, BusyError, ForbiddenError, ModelMismatchError, NotFoundError, QueryError,
-                     ViewfinderError)
+from .errors import (
+    BadImageError,
+    BusyError,
+    ForbiddenError,
+    ModelMismatchError,
+    NotFoundError,
+    QueryError,
+    ViewfinderError,
+)
 from .images import read_image
 from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
@@ -54,8 +61,9 @@ class Engine:
     """An index folder opened with one model. Nothing heavy happens until it is needed: the
     model loads on the first encode (or `load()`), the vector index on the first search."""
 
-    def __init__(self, config: Config, encoder: Encoder | None = None,
-                 confidence: ConfidenceModel | None = None) -> None:
+    def __init__(
+        self, config: Config, encoder: Encoder | None = None, confidence: ConfidenceModel | None = None
+    ) -> None:
         self.config = config
         ram_budget = None if config.index_ram_gb is None else int(config.index_ram_gb * 2**30)
         self.store = Store(config.db, config.index_kind, config.exact_limit, ram_budget)
@@ -108,28 +116,50 @@ class Engine:
         return self.encoder.encode_texts(list(texts))
 
     # -- indexing -------------------------------------------------------------------------------
-    def index(self, folder: str | Path, progress: bool = True,
-              on_error: Callable[[str], None] | None = None) -> IndexReport:
+    def index(
+        self, folder: str | Path, progress: bool = True, on_error: Callable[[str], None] | None = None
+    ) -> IndexReport:
         """Add, update and drop the images under `folder`; resumable, skips unchanged files.
         `on_error` gets one line per file that cannot be indexed (default: a log warning)."""
         from .ingest.pipeline import index_folder
 
         cfg = self.config
         return index_folder(
-            Path(folder), self.store, self.encoder, batch_size=self.batch_size, workers=cfg.workers,
-            max_pixels=cfg.max_pixels, checkpoint_seconds=cfg.checkpoint_seconds, progress=progress,
-            on_error=on_error, gpu_decode=cfg.gpu_decode, gpu_decoders=cfg.gpu_decoders,
+            Path(folder),
+            self.store,
+            self.encoder,
+            batch_size=self.batch_size,
+            workers=cfg.workers,
+            max_pixels=cfg.max_pixels,
+            checkpoint_seconds=cfg.checkpoint_seconds,
+            progress=progress,
+            on_error=on_error,
+            gpu_decode=cfg.gpu_decode,
+            gpu_decoders=cfg.gpu_decoders,
         )
 
-    def index_distributed(self, folder: str | Path, address: str | None = None, actors: int = 2,
-                          gpus_per_actor: float = 0.0, on_error: Callable[[str], None] | None = None) -> IndexReport:
+    def index_distributed(
+        self,
+        folder: str | Path,
+        address: str | None = None,
+        actors: int = 2,
+        gpus_per_actor: float = 0.0,
+        on_error: Callable[[str], None] | None = None,
+    ) -> IndexReport:
         """Index on a Ray cluster (`address` None: a local one); same results as `index`."""
         from .ingest.distributed import index_folder_ray
 
         self.load()  # bind the model to the catalogue before the workers embed with it
         return index_folder_ray(
-            Path(folder), self.store, self.model_spec, address=address, batch_size=self.batch_size, actors=actors,
-            gpus_per_actor=gpus_per_actor, max_pixels=self.config.max_pixels, cache_dir=self.config.cache_dir,
+            Path(folder),
+            self.store,
+            self.model_spec,
+            address=address,
+            batch_size=self.batch_size,
+            actors=actors,
+            gpus_per_actor=gpus_per_actor,
+            max_pixels=self.config.max_pixels,
+            cache_dir=self.config.cache_dir,
             on_error=on_error,
         )
 
@@ -140,7 +170,9 @@ class Engine:
         target = Path(folder).expanduser().resolve()
         roots = [Path(r).expanduser().resolve() for r in self.config.allowed_roots]
         if not any(target == r or r in target.parents for r in roots):
-            raise ForbiddenError(f"folder: {folder} is not under an allowed root; add it to allowed_roots in the config")
+            raise ForbiddenError(
+                f"folder: {folder} is not under an allowed root; add it to allowed_roots in the config"
+            )
         with self._job_lock:
             if self._job is not None and self._job.state == "running":
                 raise BusyError("an index run is already going; wait for it (GET /stats)")
@@ -174,17 +206,33 @@ class Engine:
         vectors = self.encode_texts(clean)
         return self.store.catalog.add_texts(clean, vectors, source)
 
-    def caption(self, captioner: str = "vocab", overwrite: bool = False, ocr: bool = False, captions: bool = True,
-                progress: bool = True, on_error: Callable[[str], None] | None = None) -> CaptionReport:
+    def caption(
+        self,
+        captioner: str = "vocab",
+        overwrite: bool = False,
+        ocr: bool = False,
+        captions: bool = True,
+        progress: bool = True,
+        on_error: Callable[[str], None] | None = None,
+    ) -> CaptionReport:
         """Caption the images that have none with `captioner` (a spec as in models/captioner.py),
         and read the text in them with ocr=True; resumable. overwrite=True captions all again."""
         from .ingest.captions import caption_images
         from .models.captioner import load_captioner
 
         model = load_captioner(captioner, self.encoder, self.config.device) if captions else None
-        return caption_images(self.store, model, self.encoder, overwrite=overwrite, ocr=ocr, captions=captions,
-                              batch_size=self.batch_size, max_pixels=self.config.max_pixels,
-                              progress=progress, on_error=on_error)
+        return caption_images(
+            self.store,
+            model,
+            self.encoder,
+            overwrite=overwrite,
+            ocr=ocr,
+            captions=captions,
+            batch_size=self.batch_size,
+            max_pixels=self.config.max_pixels,
+            progress=progress,
+            on_error=on_error,
+        )
 
     # -- search ---------------------------------------------------------------------------------
     def search(
@@ -219,11 +267,21 @@ class Engine:
         except ValueError:
             raise QueryError(f"target {target!r}: use 'images' or 'texts'") from None
         parts = parse_query(query, image=image, text_weight=text_weight, local=local)
-        return run_search(parts, self.store, self.encoder, collection=collection, k=k, offset=offset,
-                          confidence=self.confidence, max_pixels=self.config.max_pixels,
-                          mode=mode or self.config.search_mode)
+        return run_search(
+            parts,
+            self.store,
+            self.encoder,
+            collection=collection,
+            k=k,
+            offset=offset,
+            confidence=self.confidence,
+            max_pixels=self.config.max_pixels,
+            mode=mode or self.config.search_mode,
+        )
 
-    def image_to_text(self, image: str | bytes, k: int = 10, offset: int = 0, local: bool = True) -> SearchResult:
+    def image_to_text(
+        self, image: str | bytes, k: int = 10, offset: int = 0, local: bool = True
+    ) -> SearchResult:
         """The stored texts (and captions) that best describe an image (path, data URI or bytes)."""
         return self.search([], k=k, offset=offset, image=image, target="texts", local=local)
 
@@ -232,7 +290,9 @@ class Engine:
         """The file of an indexed image; NotFoundError when the id or the file is gone."""
         rec = self.store.catalog.get_image(image_id)
         if not Path(rec.path).is_file():
-            raise NotFoundError(f"image {image_id}: its file {Path(rec.path).name} is gone; re-index the folder")
+            raise NotFoundError(
+                f"image {image_id}: its file {Path(rec.path).name} is gone; re-index the folder"
+            )
         return Path(rec.path)
 
     def thumbnail(self, image_id: int) -> Path:
@@ -258,8 +318,12 @@ class Engine:
     def counts(self) -> dict[str, int]:
         """How many images (embedded), failed files, stored texts and captioned images."""
         catalog = self.store.catalog
-        return {"images": catalog.count_images(), "failed": catalog.count_errors(),
-                "texts": catalog.count_texts(), "captioned": catalog.count_captioned()}
+        return {
+            "images": catalog.count_images(),
+            "failed": catalog.count_errors(),
+            "texts": catalog.count_texts(),
+            "captioned": catalog.count_captioned(),
+        }
 
     def failures(self, limit: int = 100) -> list[tuple[str, str]]:
         """(path, reason) of files that could not be indexed."""
@@ -279,8 +343,14 @@ class Engine:
 
     # -- evaluation and training (no index needed) -----------------------------------------------
     @staticmethod
-    def evaluate(dataset: str, model: str = DEFAULT_MODEL, split: str = "test", report: Path | None = None,
-                 feature_cache: Path | None = None, config: Config | None = None) -> EvalResult:
+    def evaluate(
+        dataset: str,
+        model: str = DEFAULT_MODEL,
+        split: str = "test",
+        report: Path | None = None,
+        feature_cache: Path | None = None,
+        config: Config | None = None,
+    ) -> EvalResult:
         """Retrieval metrics of `model` on a data set's split, both directions; with `report`, a
         folder for metrics.json and plots. `feature_cache`: an npz of mini's frozen-tower features."""
         from .eval.report import evaluate as run_eval
@@ -289,8 +359,17 @@ class Engine:
         return run_eval(dataset, load_encoder(model, cfg.device, cfg.cache_dir), split, report, feature_cache)
 
     @staticmethod
-    def train(data: str, out: Path, model: str = DEFAULT_MODEL, epochs: int = 40, batch_size: int = 256,
-              lr: float = 1e-3, seed: int = 0, progress: bool = True, config: Config | None = None) -> TrainResult:
+    def train(
+        data: str,
+        out: Path,
+        model: str = DEFAULT_MODEL,
+        epochs: int = 40,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        seed: int = 0,
+        progress: bool = True,
+        config: Config | None = None,
+    ) -> TrainResult:
         """Contrastive fine-tuning of `model` on image-caption pairs (a data set name, a folder
         with .txt captions, or a CSV): train split to learn, val split to stop early."""
         from .data.pairs import load_pairs
@@ -301,8 +380,14 @@ class Engine:
         pairs = load_pairs(data)
         train_pairs = [p for p in pairs if p.split == "train"]
         val_pairs = [p for p in pairs if p.split == "val"] or train_pairs[: max(2, len(train_pairs) // 10)]
-        return run_train(load_encoder(model, cfg.device, cfg.cache_dir), train_pairs, val_pairs, out,
-                         TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress=progress)
+        return run_train(
+            load_encoder(model, cfg.device, cfg.cache_dir),
+            train_pairs,
+            val_pairs,
+            out,
+            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+            progress=progress,
+        )
 
     def close(self) -> None:
         self.store.close()

@@ -13,7 +13,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadImageError, ImageTooLargeError
 
-EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".png",
+    ".webp",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".avif",
+}
 _HEIF_READY = False
 # JPEGs are decoded at the smallest DCT scale that still gives this many pixels a side: twice the
 # usual 224 model input, so the resize that follows keeps its quality.
@@ -74,11 +87,18 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None
     except BadImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: over the limit of Pillow's decompression-bomb check ({exc}); raise max_pixels to index it") from exc
+        raise ImageTooLargeError(
+            f"{name}: over the limit of Pillow's decompression-bomb check ({exc}); raise max_pixels to "
+            "index it"
+        ) from exc
     except UnidentifiedImageError as exc:
-        raise BadImageError(f"{name}: not an image Pillow can read; remove it or convert it to JPEG/PNG") from exc
+        raise BadImageError(
+            f"{name}: not an image Pillow can read; remove it or convert it to JPEG/PNG"
+        ) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise BadImageError(f"{name}: truncated or corrupt image ({exc}); re-export or re-download it") from exc
+        raise BadImageError(
+            f"{name}: truncated or corrupt image ({exc}); re-export or re-download it"
+        ) from exc
     return DecodedImage(rgb, digest, width, height)
 
 
@@ -109,4 +129,3 @@ def read_image(path: Path, max_pixels: int, draft_size: int | None = None) -> De
     except OSError as exc:
         raise BadImageError(f"{path}: unreadable ({exc.strerror or exc}); check its permissions") from exc
     return decode_bytes(data, str(path), max_pixels, draft_size)
-

@@ -26,7 +26,18 @@ TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+]
 # openclipart categories the base model never sees: the domain for the fine-tuning demonstration.
 HELD_OUT_CATEGORIES = ("transportation",)
 SPLITS = ("train", "val", "test")
@@ -48,7 +59,10 @@ class ImageTextPair:
 
 def split_of(record_id: str, val: float = 0.1, test: float = 0.1) -> str:
     """80/10/10 by a keyed hash of the id."""
-    h = int.from_bytes(hashlib.sha256(b"viewfinder-split-v1:" + record_id.encode()).digest()[:8], "big") / 2**64
+    h = (
+        int.from_bytes(hashlib.sha256(b"viewfinder-split-v1:" + record_id.encode()).digest()[:8], "big")
+        / 2**64
+    )
     return "test" if h < test else "val" if h < test + val else "train"
 
 
@@ -86,7 +100,11 @@ def tuxpaint(root: Path = TUXPAINT_ROOT) -> list[ImageTextPair]:
     """Stamps with the English first line of the .txt beside each as the caption."""
     pairs = []
     for txt in sorted(root.rglob("*.txt")):
-        caption = txt.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip() if txt.stat().st_size else ""
+        caption = (
+            txt.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip()
+            if txt.stat().st_size
+            else ""
+        )
         if not caption:
             continue
         for ext, source in ((".png", "file"), (".svg", "svg")):
@@ -196,8 +214,10 @@ def _fashion_images() -> np.ndarray:
 
 
 def _fashion_labels() -> np.ndarray:
-    parts = [np.frombuffer(gzip.open(FASHION_ROOT / n).read(), np.uint8, offset=8)
-             for n in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz")]
+    parts = [
+        np.frombuffer(gzip.open(FASHION_ROOT / n).read(), np.uint8, offset=8)
+        for n in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    ]
     return np.concatenate(parts)
 
 
@@ -217,16 +237,32 @@ def fashion_mnist(per_class: int | None = 100) -> list[ImageTextPair]:
 
 # -- real photos, with queries we wrote ------------------------------------------------------------
 PHOTO_QUERIES = {
-    "skimage/astronaut.png": "an astronaut", "skimage/coffee.png": "a cup of coffee", "skimage/chelsea.png": "a cat",
-    "skimage/rocket.jpg": "a rocket", "skimage/motorcycle_left.png": "a motorcycle", "skimage/horse.png": "a horse",
-    "skimage/coins.png": "old coins", "skimage/moon.png": "the surface of the moon",
-    "skimage/hubble_deep_field.jpg": "galaxies in deep space", "opencv/fruits.jpg": "a pile of fruit",
-    "opencv/butterfly.jpg": "a butterfly", "opencv/baboon.jpg": "a monkey", "opencv/apple.jpg": "an apple",
-    "opencv/orange.jpg": "an orange", "opencv/messi5.jpg": "a football player", "opencv/building.jpg": "a building",
-    "opencv/squirrel_cls.jpg": "a squirrel", "opencv/starry_night.jpg": "a painting of a starry night",
-    "opencv/HappyFish.jpg": "a fish", "opencv/smarties.png": "colourful sweets", "opencv/sudoku.png": "a sudoku puzzle",
-    "nature/LadyBird.jpg": "a ladybird", "nature/YellowFlower.jpg": "a yellow flower",
-    "nature/Dune.jpg": "sand dunes in the desert", "nature/RainDrops.jpg": "raindrops", "nature/Storm.jpg": "a storm",
+    "skimage/astronaut.png": "an astronaut",
+    "skimage/coffee.png": "a cup of coffee",
+    "skimage/chelsea.png": "a cat",
+    "skimage/rocket.jpg": "a rocket",
+    "skimage/motorcycle_left.png": "a motorcycle",
+    "skimage/horse.png": "a horse",
+    "skimage/coins.png": "old coins",
+    "skimage/moon.png": "the surface of the moon",
+    "skimage/hubble_deep_field.jpg": "galaxies in deep space",
+    "opencv/fruits.jpg": "a pile of fruit",
+    "opencv/butterfly.jpg": "a butterfly",
+    "opencv/baboon.jpg": "a monkey",
+    "opencv/apple.jpg": "an apple",
+    "opencv/orange.jpg": "an orange",
+    "opencv/messi5.jpg": "a football player",
+    "opencv/building.jpg": "a building",
+    "opencv/squirrel_cls.jpg": "a squirrel",
+    "opencv/starry_night.jpg": "a painting of a starry night",
+    "opencv/HappyFish.jpg": "a fish",
+    "opencv/smarties.png": "colourful sweets",
+    "opencv/sudoku.png": "a sudoku puzzle",
+    "nature/LadyBird.jpg": "a ladybird",
+    "nature/YellowFlower.jpg": "a yellow flower",
+    "nature/Dune.jpg": "sand dunes in the desert",
+    "nature/RainDrops.jpg": "raindrops",
+    "nature/Storm.jpg": "a storm",
 }
 
 
@@ -239,13 +275,22 @@ def photos() -> list[ImageTextPair]:
 
     folder = Path(tempfile.gettempdir()) / "viewfinder-eval-photos"
     make_sample(folder)
-    return [ImageTextPair(f"photos/{rel}", q, rel.split("/")[0], "file", str(folder / rel))
-            for rel, q in PHOTO_QUERIES.items() if (folder / rel).exists()]
+    return [
+        ImageTextPair(f"photos/{rel}", q, rel.split("/")[0], "file", str(folder / rel))
+        for rel, q in PHOTO_QUERIES.items()
+        if (folder / rel).exists()
+    ]
 
 
 def load_dataset(name: str, split: str | None = None) -> list[ImageTextPair]:
-    loaders = {"tuxpaint": tuxpaint, "openclipart": openclipart, "emoji": emoji, "fashion-mnist": fashion_mnist,
-               "openclipart-held-out": openclipart_held_out, "photos": photos}
+    loaders = {
+        "tuxpaint": tuxpaint,
+        "openclipart": openclipart,
+        "emoji": emoji,
+        "fashion-mnist": fashion_mnist,
+        "openclipart-held-out": openclipart_held_out,
+        "photos": photos,
+    }
     if name not in loaders:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(loaders)}")
     pairs = loaders[name]()

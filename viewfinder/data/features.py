@@ -37,8 +37,14 @@ class PairImages:
         return (pixels, i) if self.with_index else pixels
 
 
-def frozen_features(encoder, pairs: Sequence[ImageTextPair], cache: Path | None = None,
-                    batch_size: int = 64, workers: int = 1, progress: bool = True) -> PairFeatures:
+def frozen_features(
+    encoder,
+    pairs: Sequence[ImageTextPair],
+    cache: Path | None = None,
+    batch_size: int = 64,
+    workers: int = 1,
+    progress: bool = True,
+) -> PairFeatures:
     """Frozen-tower features of every pair, read from `cache` when it already holds them all."""
     import torch
 
@@ -48,25 +54,37 @@ def frozen_features(encoder, pairs: Sequence[ImageTextPair], cache: Path | None 
         have = {k: i for i, k in enumerate(data["ids"].tolist())}
         if all(k in have for k in ids):
             rows = np.array([have[k] for k in ids], dtype=np.int64)
-            return PairFeatures(ids, data["image"][rows].astype(np.float32), data["text"][rows].astype(np.float32),
-                                [p.caption for p in pairs])
+            return PairFeatures(
+                ids,
+                data["image"][rows].astype(np.float32),
+                data["text"][rows].astype(np.float32),
+                [p.caption for p in pairs],
+            )
     encoder.ensure_loaded()
     image_frozen, _ = encoder.frozen_image_tower()
     text_frozen, _ = encoder.frozen_text_tower()
     if image_frozen is None or text_frozen is None:
         raise ValueError(f"{encoder.spec} has no frozen tower to cache; train it end to end instead")
-    loader = torch.utils.data.DataLoader(PairImages(pairs, encoder.image_transform()), batch_size=batch_size,
-                                         num_workers=workers, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        PairImages(pairs, encoder.image_transform()),
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=False,
+    )
     image_parts = []
     with torch.inference_mode():
         for batch in tqdm(loader, desc="image features", unit="batch", disable=not progress):
             image_parts.append(image_frozen(batch.to(encoder.device)).float().cpu().numpy())
         captions = [p.caption for p in pairs]
-        text_parts = [text_frozen(captions[i:i + 256]).float().cpu().numpy() for i in range(0, len(captions), 256)]
+        text_parts = [
+            text_frozen(captions[i : i + 256]).float().cpu().numpy() for i in range(0, len(captions), 256)
+        ]
     feats = PairFeatures(ids, np.concatenate(image_parts), np.concatenate(text_parts), captions)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, ids=np.array(ids), image=feats.image.astype(np.float16), text=feats.text.astype(np.float16))
+        np.savez(
+            tmp, ids=np.array(ids), image=feats.image.astype(np.float16), text=feats.text.astype(np.float16)
+        )
         tmp.replace(cache)
     return feats

@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 
 from ..errors import ViewfinderError
-from .datasets import DATASETS, ImageTextPair, load_dataset
 from ..images import EXTENSIONS
+from .datasets import DATASETS, ImageTextPair, load_dataset
 
 
 def pairs_from_folder(folder: Path) -> list[ImageTextPair]:
@@ -21,7 +21,15 @@ def pairs_from_folder(folder: Path) -> list[ImageTextPair]:
             caption = txt.read_text(encoding="utf-8", errors="replace").strip().splitlines()
             if caption and caption[0].strip():
                 rel = img.relative_to(folder)
-                pairs.append(ImageTextPair(f"folder/{rel}", caption[0].strip(), rel.parts[0] if len(rel.parts) > 1 else "", "file", str(img)))
+                pairs.append(
+                    ImageTextPair(
+                        f"folder/{rel}",
+                        caption[0].strip(),
+                        rel.parts[0] if len(rel.parts) > 1 else "",
+                        "file",
+                        str(img),
+                    )
+                )
     return pairs
 
 
@@ -34,9 +42,13 @@ def pairs_from_csv(path: Path) -> list[ImageTextPair]:
         for line, row in enumerate(reader, start=2):
             img = (path.parent / row["path"]).resolve()
             if not img.exists():
-                raise ViewfinderError(f"{path}:{line}: image {row['path']} does not exist; fix the path or drop the row")
+                raise ViewfinderError(
+                    f"{path}:{line}: image {row['path']} does not exist; fix the path or drop the row"
+                )
             if row["caption"].strip():
-                pairs.append(ImageTextPair(f"csv/{row['path']}", row["caption"].strip(), "", "file", str(img)))
+                pairs.append(
+                    ImageTextPair(f"csv/{row['path']}", row["caption"].strip(), "", "file", str(img))
+                )
     return pairs
 
 
@@ -50,7 +62,10 @@ def load_pairs(data: str) -> list[ImageTextPair]:
     elif path.suffix.lower() == ".csv" and path.is_file():
         pairs = pairs_from_csv(path)
     else:
-        raise ViewfinderError(f"{data}: give a dataset name ({', '.join(DATASETS)}), a folder of images with .txt captions, or a CSV")
+        raise ViewfinderError(
+            f"{data}: give a dataset name ({', '.join(DATASETS)}), a folder of images with .txt captions, "
+            "or a CSV"
+        )
     if len(pairs) < 4:
         raise ViewfinderError(f"{data}: found {len(pairs)} image-caption pairs; training needs at least 4")
     return pairs

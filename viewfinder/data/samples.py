@@ -7,11 +7,40 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-SKIMAGE = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "horse.png",
-           "hubble_deep_field.jpg", "coins.png", "camera.png", "moon.png", "retina.jpg", "brick.png"]
-OPENCV = ["fruits.jpg", "butterfly.jpg", "baboon.jpg", "apple.jpg", "orange.jpg", "messi5.jpg", "building.jpg",
-          "squirrel_cls.jpg", "starry_night.jpg", "aloeL.jpg", "aloeR.jpg", "leuvenA.jpg", "leuvenB.jpg",
-          "home.jpg", "smarties.png", "HappyFish.jpg", "sudoku.png", "board.jpg"]
+SKIMAGE = [
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "horse.png",
+    "hubble_deep_field.jpg",
+    "coins.png",
+    "camera.png",
+    "moon.png",
+    "retina.jpg",
+    "brick.png",
+]
+OPENCV = [
+    "fruits.jpg",
+    "butterfly.jpg",
+    "baboon.jpg",
+    "apple.jpg",
+    "orange.jpg",
+    "messi5.jpg",
+    "building.jpg",
+    "squirrel_cls.jpg",
+    "starry_night.jpg",
+    "aloeL.jpg",
+    "aloeR.jpg",
+    "leuvenA.jpg",
+    "leuvenB.jpg",
+    "home.jpg",
+    "smarties.png",
+    "HappyFish.jpg",
+    "sudoku.png",
+    "board.jpg",
+]
 OPENCV_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 MATE_DIR = Path("/usr/share/backgrounds/mate/nature")
 
@@ -24,8 +53,11 @@ def skimage_dir() -> Path:
 
 def make_sample(out: Path) -> int:
     count = 0
-    sources = [(skimage_dir(), SKIMAGE, "skimage"), (OPENCV_DIR, OPENCV, "opencv"),
-               (MATE_DIR, sorted(p.name for p in MATE_DIR.glob("*.jpg")) if MATE_DIR.is_dir() else [], "nature")]
+    sources = [
+        (skimage_dir(), SKIMAGE, "skimage"),
+        (OPENCV_DIR, OPENCV, "opencv"),
+        (MATE_DIR, sorted(p.name for p in MATE_DIR.glob("*.jpg")) if MATE_DIR.is_dir() else [], "nature"),
+    ]
     for folder, names, sub in sources:
         for name in names:
             src = folder / name
@@ -36,4 +68,3 @@ def make_sample(out: Path) -> int:
                     shutil.copy2(src, dst)
                 count += 1
     return count
-

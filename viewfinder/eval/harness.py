@@ -9,8 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..query.confidence import ScoreTailConfidence
 from ..data.datasets import FASHION_CLASSES, ImageTextPair, caption_groups, load_image
+from ..query.confidence import ScoreTailConfidence
 from .metrics import accuracy, first_relevant_rank, retrieval_report
 
 
@@ -31,7 +31,9 @@ class EvalResult:
     reliability: list[dict] = field(default_factory=list)
 
 
-def embed_pairs(encoder, pairs: Sequence[ImageTextPair], feature_cache: Path | None = None, batch_size: int = 64) -> PairEmbeddings:
+def embed_pairs(
+    encoder, pairs: Sequence[ImageTextPair], feature_cache: Path | None = None, batch_size: int = 64
+) -> PairEmbeddings:
     """Final embeddings; encoders with frozen towers reuse cached tower outputs when given."""
     import torch
 
@@ -47,8 +49,12 @@ def embed_pairs(encoder, pairs: Sequence[ImageTextPair], feature_cache: Path | N
             img = image_head(torch.from_numpy(feats.image).to(encoder.device)).float().cpu().numpy()
             txt = text_head(torch.from_numpy(feats.text).to(encoder.device)).float().cpu().numpy()
         return PairEmbeddings(pairs, _unit(img), _unit(txt))
-    images = np.concatenate([encoder.encode_images([load_image(p, size=256) for p in pairs[i : i + batch_size]])
-                             for i in range(0, len(pairs), batch_size)])
+    images = np.concatenate(
+        [
+            encoder.encode_images([load_image(p, size=256) for p in pairs[i : i + batch_size]])
+            for i in range(0, len(pairs), batch_size)
+        ]
+    )
     return PairEmbeddings(pairs, images, encoder.encode_texts([p.caption for p in pairs]))
 
 
@@ -74,11 +80,15 @@ def rankings(emb: PairEmbeddings) -> tuple[dict, dict, dict, dict]:
 
 def retrieval(emb: PairEmbeddings, ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
     t2i, groups, i2t, i2t_rel = rankings(emb)
-    return {"text_to_image": retrieval_report(t2i, groups, ks), "image_to_text": retrieval_report(i2t, i2t_rel, ks)}
+    return {
+        "text_to_image": retrieval_report(t2i, groups, ks),
+        "image_to_text": retrieval_report(i2t, i2t_rel, ks),
+    }
 
 
-def zero_shot_accuracy(encoder, emb: PairEmbeddings, classes: Sequence[str] = FASHION_CLASSES,
-                       template: str = "a photo of a {}") -> float:
+def zero_shot_accuracy(
+    encoder, emb: PairEmbeddings, classes: Sequence[str] = FASHION_CLASSES, template: str = "a photo of a {}"
+) -> float:
     prompts = encoder.encode_texts([template.format(c) for c in classes])
     predicted = [classes[j] for j in np.argmax(emb.images @ prompts.T, axis=1)]
     return accuracy(predicted, [p.group for p in emb.pairs])
@@ -100,8 +110,14 @@ def reliability(emb: PairEmbeddings, bins: int = 10) -> list[dict]:
         lo, hi = b / bins, (b + 1) / bins
         mask = (confs_a >= lo) & ((confs_a < hi) if b < bins - 1 else (confs_a <= hi))
         if mask.any():
-            out.append({"bin": f"{lo:.1f}-{hi:.1f}", "count": int(mask.sum()), "mean_confidence": float(confs_a[mask].mean()),
-                        "accuracy": float(correct_a[mask].mean())})
+            out.append(
+                {
+                    "bin": f"{lo:.1f}-{hi:.1f}",
+                    "count": int(mask.sum()),
+                    "mean_confidence": float(confs_a[mask].mean()),
+                    "accuracy": float(correct_a[mask].mean()),
+                }
+            )
     return out
 
 
@@ -123,8 +139,10 @@ def worst_queries(emb: PairEmbeddings, n: int = 8, hits: int = 5) -> list[dict]:
         rank = first_relevant_rank(order.tolist(), groups[c]) or len(order) + 1
         scored.append((rank, c, order[:hits].tolist(), sorted(groups[c])[0]))
     scored.sort(key=lambda x: -x[0])
-    return [{"query": c, "rank_of_match": r, "match": emb.pairs[m].id, "top": [emb.pairs[i].id for i in top]}
-            for r, c, top, m in scored[:n]]
+    return [
+        {"query": c, "rank_of_match": r, "match": emb.pairs[m].id, "top": [emb.pairs[i].id for i in top]}
+        for r, c, top, m in scored[:n]
+    ]
 
 
 def score_distributions(emb: PairEmbeddings) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,9 @@ def _queries(rankings: Rankings, relevant: Relevance) -> list:
 
 def recall_at_k(rankings: Rankings, relevant: Relevance, k: int) -> float:
     """Share of each query's relevant items found in its top k."""
-    return mean(len(set(rankings[q][:k]) & relevant[q]) / len(relevant[q]) for q in _queries(rankings, relevant))
+    return mean(
+        len(set(rankings[q][:k]) & relevant[q]) / len(relevant[q]) for q in _queries(rankings, relevant)
+    )
 
 
 def precision_at_k(rankings: Rankings, relevant: Relevance, k: int) -> float:
@@ -45,7 +47,9 @@ def mrr(rankings: Rankings, relevant: Relevance, k: int | None = None) -> float:
 def ndcg_at_k(rankings: Rankings, relevant: Relevance, k: int) -> float:
     out = []
     for q in _queries(rankings, relevant):
-        dcg = sum(1.0 / math.log2(i + 1) for i, item in enumerate(rankings[q][:k], start=1) if item in relevant[q])
+        dcg = sum(
+            1.0 / math.log2(i + 1) for i, item in enumerate(rankings[q][:k], start=1) if item in relevant[q]
+        )
         ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, len(relevant[q])) + 1))
         out.append(dcg / ideal)
     return mean(out)
@@ -53,7 +57,10 @@ def ndcg_at_k(rankings: Rankings, relevant: Relevance, k: int) -> float:
 
 def rank_stats(rankings: Rankings, relevant: Relevance) -> tuple[float, float]:
     """(mean, median) rank of the first relevant item; unranked counts as len(ranking) + 1."""
-    ranks = [first_relevant_rank(rankings[q], relevant[q]) or len(rankings[q]) + 1 for q in _queries(rankings, relevant)]
+    ranks = [
+        first_relevant_rank(rankings[q], relevant[q]) or len(rankings[q]) + 1
+        for q in _queries(rankings, relevant)
+    ]
     return float(mean(ranks)), float(median(ranks))
 
 
@@ -63,10 +70,19 @@ def accuracy(predicted: Sequence[Hashable], truth: Sequence[Hashable]) -> float:
     return sum(p == t for p, t in zip(predicted, truth)) / len(truth)
 
 
-def retrieval_report(rankings: Rankings, relevant: Relevance, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def retrieval_report(
+    rankings: Rankings, relevant: Relevance, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     mean_rank, median_rank = rank_stats(rankings, relevant)
     out = {f"R@{k}": recall_at_k(rankings, relevant, k) for k in ks}
     out.update({f"P@{k}": precision_at_k(rankings, relevant, k) for k in ks if k > 1})
-    out.update({"MRR": mrr(rankings, relevant), "nDCG@10": ndcg_at_k(rankings, relevant, 10),
-                "mean_rank": mean_rank, "median_rank": median_rank, "queries": float(len(_queries(rankings, relevant)))})
+    out.update(
+        {
+            "MRR": mrr(rankings, relevant),
+            "nDCG@10": ndcg_at_k(rankings, relevant, 10),
+            "mean_rank": mean_rank,
+            "median_rank": median_rank,
+            "queries": float(len(_queries(rankings, relevant))),
+        }
+    )
     return out

@@ -5,18 +5,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.datasets import load_dataset, load_image
-from .harness import (EvalResult, PairEmbeddings, cross_modal_consistency, embed_pairs, reliability, retrieval,
-                      score_distributions, worst_queries, zero_shot_accuracy)
+from .harness import (
+    EvalResult,
+    PairEmbeddings,
+    cross_modal_consistency,
+    embed_pairs,
+    reliability,
+    retrieval,
+    score_distributions,
+    worst_queries,
+    zero_shot_accuracy,
+)
 
-REPORT_FILES = ("metrics.json", "recall_at_k.png", "score_histogram.png", "reliability.png", "worst_queries.png")
+REPORT_FILES = (
+    "metrics.json",
+    "recall_at_k.png",
+    "score_histogram.png",
+    "reliability.png",
+    "worst_queries.png",
+)
 
 
-def evaluate(dataset: str, encoder, split: str = "test", report_dir: Path | None = None,
-             feature_cache: Path | None = None) -> EvalResult:
+def evaluate(
+    dataset: str,
+    encoder,
+    split: str = "test",
+    report_dir: Path | None = None,
+    feature_cache: Path | None = None,
+) -> EvalResult:
     pairs = load_dataset(dataset, split)
     if len(pairs) < 2:
         raise ValueError(f"dataset {dataset!r} split {split!r} has {len(pairs)} pairs; nothing to evaluate")
@@ -41,9 +60,19 @@ def write_report(result: EvalResult, emb: PairEmbeddings, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(
-        {"dataset": result.dataset, "model": result.model, "split": result.split, "metrics": result.metrics,
-         "reliability": result.reliability, "worst_queries": result.worst}, indent=2))
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {
+                "dataset": result.dataset,
+                "model": result.model,
+                "split": result.split,
+                "metrics": result.metrics,
+                "reliability": result.reliability,
+                "worst_queries": result.worst,
+            },
+            indent=2,
+        )
+    )
 
     from .harness import rankings
     from .metrics import recall_at_k
@@ -53,7 +82,13 @@ def write_report(result: EvalResult, emb: PairEmbeddings, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(ks, [recall_at_k(t2i, groups, k) for k in ks], marker="o", label="text -> image")
     ax.plot(ks, [recall_at_k(i2t, i2t_rel, k) for k in ks], marker="s", label="image -> text")
-    ax.set(xscale="log", xlabel="K", ylabel="Recall@K", ylim=(0, 1), title=f"{result.dataset} ({result.split}): {result.model}")
+    ax.set(
+        xscale="log",
+        xlabel="K",
+        ylabel="Recall@K",
+        ylim=(0, 1),
+        title=f"{result.dataset} ({result.split}): {result.model}",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "recall_at_k.png", dpi=110)
@@ -72,8 +107,19 @@ def write_report(result: EvalResult, emb: PairEmbeddings, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     if result.reliability:
-        ax.plot([b["mean_confidence"] for b in result.reliability], [b["accuracy"] for b in result.reliability], "o-", label="top-1 hits")
-    ax.set(xlabel="confidence", ylabel="share correct", xlim=(0, 1), ylim=(0, 1), title="reliability (text -> image top-1)")
+        ax.plot(
+            [b["mean_confidence"] for b in result.reliability],
+            [b["accuracy"] for b in result.reliability],
+            "o-",
+            label="top-1 hits",
+        )
+    ax.set(
+        xlabel="confidence",
+        ylabel="share correct",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="reliability (text -> image top-1)",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)

@@ -11,8 +11,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import BadImageError
-from ..store import Store
 from ..images import read_image
+from ..store import Store
 from .ocr import read_text
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,19 @@ class CaptionReport:
     seconds: float = 0.0
 
 
-def caption_images(store: Store, captioner, encoder=None, *, max_pixels: int, overwrite: bool = False,
-                   ocr: bool = False, captions: bool = True, batch_size: int = 32, progress: bool = True,
-                   on_error: Callable[[str], None] | None = None) -> CaptionReport:
+def caption_images(
+    store: Store,
+    captioner,
+    encoder=None,
+    *,
+    max_pixels: int,
+    overwrite: bool = False,
+    ocr: bool = False,
+    captions: bool = True,
+    batch_size: int = 32,
+    progress: bool = True,
+    on_error: Callable[[str], None] | None = None,
+) -> CaptionReport:
     """Caption every uncaptioned image (and, with ocr=True, read the text in it). Captions also
     go into the texts collection (source "caption"), so image -> text search ranks them too."""
     import time
@@ -42,7 +52,12 @@ def caption_images(store: Store, captioner, encoder=None, *, max_pixels: int, ov
     passes = (["caption"] if captions else []) + (["ocr"] if ocr else [])
     for what in passes:
         total = catalog.count_images()
-        bar = tqdm(total=total, desc="captioning" if what == "caption" else "reading text", unit="img", disable=not progress)
+        bar = tqdm(
+            total=total,
+            desc="captioning" if what == "caption" else "reading text",
+            unit="img",
+            disable=not progress,
+        )
         last = 0
         while True:
             batch = catalog.images_needing(what, overwrite=overwrite, limit=batch_size, after=last)
@@ -52,7 +67,9 @@ def caption_images(store: Store, captioner, encoder=None, *, max_pixels: int, ov
             if what == "caption" and hasattr(captioner, "caption_vectors"):
                 # the vocabulary captioner works from the stored embeddings: no decoding at all
                 vecs = catalog.image_vectors([r.id for r in batch], store.dim or 0)
-                made = captioner.caption_vectors(np.stack([vecs[r.id] for r in batch]), store.sample("images"))
+                made = captioner.caption_vectors(
+                    np.stack([vecs[r.id] for r in batch]), store.sample("images")
+                )
                 done = [(r.id, c) for r, c in zip(batch, made)]
             else:
                 images, ok = [], []

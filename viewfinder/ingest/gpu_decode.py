@@ -25,15 +25,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 from PIL.ExifTags import Base as ExifTag
 
 from ..errors import ImageTooLargeError
-from ..store import NewImage
 from ..images import check_pixels
+from ..store import NewImage
 from .prepare import decode_for_model
 from .walk import FileStat
 
@@ -43,6 +42,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
 @dataclass
 class RawBatch:
     """What a worker hands back for one batch: the JPEG files' bytes in one shared-memory tensor."""
+
     jpeg_bytes: object  # uint8 tensor
     jpeg_spans: list[tuple[int, int]]  # (start, end) in jpeg_bytes, one per jpeg record
     jpeg_records: list[NewImage]
@@ -104,7 +104,11 @@ def read_jpegs(files: Sequence[FileStat], max_pixels: int, shared: bool = False)
     import torch
 
     size = sum(f.size for f in files if f.path.lower().endswith(JPEG_SUFFIXES))
-    buf = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size)) if shared else torch.empty(size, dtype=torch.uint8)
+    buf = (
+        torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size))
+        if shared
+        else torch.empty(size, dtype=torch.uint8)
+    )
     view = memoryview(buf.numpy())
     spans, records, orientations, others, failed = [], [], [], [], []
     start = 0
@@ -139,14 +143,24 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) 
     position = {f.path: i for i, f in enumerate(files)}
     failed.sort(key=lambda r: position[r.path])  # reported in the order of the files
     pixels = [t for _, t in pillow if t is not None]
-    return RawBatch(buf, spans, jpeg_records, orientations, torch.stack(pixels) if pixels else None,
-                    [r for r, t in pillow if t is not None], failed, time.perf_counter() - started)
+    return RawBatch(
+        buf,
+        spans,
+        jpeg_records,
+        orientations,
+        torch.stack(pixels) if pixels else None,
+        [r for r, t in pillow if t is not None],
+        failed,
+        time.perf_counter() - started,
+    )
 
 
 class _Batches:
     """A map-style dataset whose items are whole batches, read by DataLoader workers."""
 
-    def __init__(self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable) -> None:
+    def __init__(
+        self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable
+    ) -> None:
         self.batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
         self.max_pixels, self.transform = max_pixels, transform
 
@@ -171,7 +185,11 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, im in enumerate(images):
         by_shape.setdefault(tuple(im.shape[-2:]), []).append(i)
-    out = torch.empty((len(images), 3, side, side), device=images[0].device) if images else torch.empty((0, 3, side, side))
+    out = (
+        torch.empty((len(images), 3, side, side), device=images[0].device)
+        if images
+        else torch.empty((0, 3, side, side))
+    )
     for (h, w), where in by_shape.items():
         scale = side / min(h, w)
         size = (max(side, round(h * scale)), max(side, round(w * scale)))
@@ -180,7 +198,9 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
             chunk = where[j : j + group]
             x = torch.stack([images[i] for i in chunk]).float()
             x = F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
-            out[torch.tensor(chunk, device=out.device)] = x[..., top : top + side, left : left + side].clamp(0, 255)
+            out[torch.tensor(chunk, device=out.device)] = x[..., top : top + side, left : left + side].clamp(
+                0, 255
+            )
     return out
 
 
@@ -193,8 +213,12 @@ def device_setup(device: str, mean, std):
 
     cuda = torch.device(device).type == "cuda"
     torch.multiprocessing.set_sharing_strategy("file_system")
-    return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1),
-            cuda, side_stream(device) if cuda else None)
+    return (
+        torch.tensor(mean, device=device).view(1, 3, 1, 1),
+        torch.tensor(std, device=device).view(1, 3, 1, 1),
+        cuda,
+        side_stream(device) if cuda else None,
+    )
 
 
 def side_stream(device: str, high_priority: bool = True):
@@ -207,9 +231,109 @@ def side_stream(device: str, high_priority: bool = True):
     return torch.cuda.Stream(device, priority=-1 if high_priority else 0)
 
 
-def gpu_batches(files: Sequence[FileStat], *, batch_size: int, device: str, side: int, mean, std, max_pixels: int,
-                fallback: Callable, workers: int = 8, decoders: Sequence[str] = ("torchvision",),
-                timings: dict[str, float] | None = None) -> Iterator[tuple[object, list[NewImage]]]:
+@dataclass
+class _GpuStages:
+    """The decode and resize stages of `gpu_batches`, each run by a thread of its own, and the
+    clock they share (seconds per step)."""
+
+    device: str
+    side: int
+    mean: object  # (1,3,1,1) tensors on the device
+    std: object
+    cuda: bool
+    stream: object  # the resize stream (None on a CPU)
+    max_pixels: int
+    fallback: Callable
+    clock: dict[str, float]
+
+    def decode(self, raw: RawBatch, decoder: Callable, step: str, on) -> tuple[RawBatch, list, object]:
+        """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
+        jpeg_records' order, an event the resize stream must wait for or None); a batch it refuses
+        goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
+        import torch
+
+        if not raw.jpeg_records:
+            return raw, [], None
+        with torch.cuda.stream(on) if self.cuda else contextlib.nullcontext():
+            try:
+                t = time.perf_counter()
+                decoded = decoder(raw.jpegs())
+                _tick(self.clock, step, t)
+                images = [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
+                ready = torch.cuda.Event() if self.cuda and on is not self.stream else None
+                if ready is not None:
+                    ready.record(on)
+                return raw, images, ready
+            except RuntimeError:  # a JPEG the decoder refuses (CMYK, odd progressive)
+                self.to_pillow(raw)
+        return raw, [], None
+
+    def to_pillow(self, raw: RawBatch) -> None:
+        """Decode the batch's JPEGs with Pillow instead (into its Pillow part, or failed)."""
+        import torch
+
+        retry = [
+            decode_for_model(FileStat(r.path, r.size, r.mtime), self.fallback, self.max_pixels)
+            for r in raw.jpeg_records
+        ]
+        raw.jpeg_records = []
+        raw.pillow_records = raw.pillow_records + [r for r, t in retry if t is not None]
+        extra = [t for _, t in retry if t is not None]
+        if extra:
+            more = torch.stack(extra)
+            raw.pillow_pixels = (
+                torch.cat([raw.pillow_pixels, more]) if raw.pillow_pixels is not None else more
+            )
+        raw.failed.extend(r for r, t in retry if t is None)
+
+    def resize(self, raw: RawBatch, images: list, ready) -> tuple[object, list[NewImage], object]:
+        """(normalised pixel batch, its records in row order then the failed ones, an event the
+        model's stream must wait for or None)."""
+        import torch
+
+        t = time.perf_counter()
+        with torch.cuda.stream(self.stream) if self.cuda else contextlib.nullcontext():
+            if ready is not None:  # decoded on another decoder thread's stream
+                self.stream.wait_event(ready)
+                for im in images:
+                    im.record_stream(self.stream)
+            tensors = [resize_crop(images, self.side)] if images else []
+            if raw.pillow_pixels is not None:
+                tensors.append(raw.pillow_pixels.to(self.device).float())
+            pixels = (torch.cat(tensors) / 255.0 - self.mean) / self.std if tensors else None
+            done = torch.cuda.Event() if self.cuda else None
+            if done is not None:
+                done.record(self.stream)
+        _tick(self.clock, "resize thread: launches", t)
+        return pixels, raw.jpeg_records + raw.pillow_records + raw.failed, done
+
+    def timed(self, batches: Iterator, step: str) -> Iterator:
+        """The readers' batches, with the time spent waiting for them and the readers' own time
+        added up (here, where one thread at a time takes a batch, not in the decoder threads)."""
+        t = time.perf_counter()
+        for raw in batches:
+            _tick(self.clock, step, t)
+            self.clock["readers' own time, summed"] = (
+                self.clock.get("readers' own time, summed", 0.0) + raw.seconds
+            )
+            yield raw
+            t = time.perf_counter()
+
+
+def gpu_batches(
+    files: Sequence[FileStat],
+    *,
+    batch_size: int,
+    device: str,
+    side: int,
+    mean,
+    std,
+    max_pixels: int,
+    fallback: Callable,
+    workers: int = 8,
+    decoders: Sequence[str] = ("torchvision",),
+    timings: dict[str, float] | None = None,
+) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
@@ -219,65 +343,17 @@ def gpu_batches(files: Sequence[FileStat], *, batch_size: int, device: str, side
 
     from .gpu_jpeg import jpeg_decoder
 
-    clock = timings if timings is not None else {}
     m, s, cuda, stream = device_setup(device, mean, std)
-    loader = torch.utils.data.DataLoader(_Batches(files, batch_size, max_pixels, fallback), batch_size=None,
-                                         collate_fn=_as_is, num_workers=workers, prefetch_factor=2 if workers else None)
-
-    def decode(raw: RawBatch, decoder: Callable, step: str, on) -> tuple[RawBatch, list, object]:
-        """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
-        jpeg_records' order, an event the resize stream must wait for or None); a batch it refuses
-        goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
-        if not raw.jpeg_records:
-            return raw, [], None
-        with torch.cuda.stream(on) if cuda else contextlib.nullcontext():
-            try:
-                t = time.perf_counter()
-                decoded = decoder(raw.jpegs())
-                _tick(clock, step, t)
-                images = [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
-                ready = torch.cuda.Event() if cuda and on is not stream else None
-                if ready is not None:
-                    ready.record(on)
-                return raw, images, ready
-            except RuntimeError:  # a JPEG the decoder refuses (CMYK, odd progressive): Pillow for this batch
-                retry = [decode_for_model(FileStat(r.path, r.size, r.mtime), fallback, max_pixels) for r in raw.jpeg_records]
-                raw.jpeg_records = []
-                raw.pillow_records = raw.pillow_records + [r for r, t in retry if t is not None]
-                extra = [t for _, t in retry if t is not None]
-                if extra:
-                    more = torch.stack(extra)
-                    raw.pillow_pixels = torch.cat([raw.pillow_pixels, more]) if raw.pillow_pixels is not None else more
-                raw.failed.extend(r for r, t in retry if t is None)
-        return raw, [], None
-
-    def resize(raw: RawBatch, images: list, ready):
-        t = time.perf_counter()
-        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            if ready is not None:  # decoded on another decoder thread's stream
-                stream.wait_event(ready)
-                for im in images:
-                    im.record_stream(stream)
-            tensors = [resize_crop(images, side)] if images else []
-            if raw.pillow_pixels is not None:
-                tensors.append(raw.pillow_pixels.to(device).float())
-            pixels = (torch.cat(tensors) / 255.0 - m) / s if tensors else None
-            done = torch.cuda.Event() if cuda else None
-            if done is not None:
-                done.record(stream)
-        _tick(clock, "resize thread: launches", t)
-        return pixels, raw.jpeg_records + raw.pillow_records + raw.failed, done
-
-    def timed(batches: Iterator, step: str) -> Iterator:
-        """The readers' batches, with the time spent waiting for them and the readers' own time
-        added up (here, where one thread at a time takes a batch, not in the decoder threads)."""
-        t = time.perf_counter()
-        for raw in batches:
-            _tick(clock, step, t)
-            clock["readers' own time, summed"] = clock.get("readers' own time, summed", 0.0) + raw.seconds
-            yield raw
-            t = time.perf_counter()
-
+    stages = _GpuStages(
+        device, side, m, s, cuda, stream, max_pixels, fallback, timings if timings is not None else {}
+    )
+    loader = torch.utils.data.DataLoader(
+        _Batches(files, batch_size, max_pixels, fallback),
+        batch_size=None,
+        collate_fn=_as_is,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+    )
     # Threads: one receives batches from the reader processes, one per decoder decodes them, one
     # resizes them, and the caller's runs the model; each hands over through a short queue. The
     # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
@@ -289,9 +365,9 @@ def gpu_batches(files: Sequence[FileStat], *, batch_size: int, device: str, side
         fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
         # a clock entry per thread: two threads adding to one entry could lose each other's time
         step = f"decoder thread {i}: {name} call"
-        work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: decode(raw, fn, step, on)
-    decoded = in_threads(timed(received, "decoder threads: wait for the readers"), work)
-    for pixels, records, done in in_background((resize(*item) for item in decoded), "resize"):
+        work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
+    decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
+    for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
         if done is not None and pixels is not None:
             torch.cuda.current_stream(device).wait_event(done)
             pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
@@ -340,7 +416,9 @@ def in_threads(items: Iterable, workers: dict[str, Callable], depth: int = 2) ->
         except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
             offer(_Raised(exc))
 
-    threads = [threading.Thread(target=run, args=(fn,), name=name, daemon=True) for name, fn in workers.items()]
+    threads = [
+        threading.Thread(target=run, args=(fn,), name=name, daemon=True) for name, fn in workers.items()
+    ]
     for thread in threads:
         thread.start()
     running = len(threads)

@@ -28,11 +28,16 @@ def jpeg_decoder(spec: str, device: str) -> Callable[[list], list]:
     missing."""
     name, _, threads = spec.partition(":")
     if not (threads or "0").isdigit():
-        raise ValueError(f"GPU JPEG decoder {spec!r} (setting gpu_decoders): the number after ':' is nvImageCodec's thread count")
+        raise ValueError(
+            f"GPU JPEG decoder {spec!r} (setting gpu_decoders): the number after ':' is nvImageCodec's "
+            "thread count"
+        )
     if name == "torchvision":
         return _torchvision(device)
     if name not in DECODERS:
-        raise ValueError(f"unknown GPU JPEG decoder {name!r} (setting gpu_decoders): use one of {', '.join(DECODERS)}")
+        raise ValueError(
+            f"unknown GPU JPEG decoder {name!r} (setting gpu_decoders): use one of {', '.join(DECODERS)}"
+        )
     return _nvimgcodec(name, device, int(threads or 0))
 
 
@@ -51,17 +56,29 @@ def _nvimgcodec(name: str, device: str, cpu_threads: int) -> Callable[[list], li
     try:
         from nvidia import nvimgcodec
     except ImportError as exc:
-        raise ImportError(f"GPU JPEG decoder {name!r} needs nvImageCodec: pip install 'viewfinder[gpu]'") from exc
-    kinds = {"nvimgcodec": [], "nvimgcodec-hw": [nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY]}[name]
-    decoder = nvimgcodec.Decoder(device_id=torch.device(device).index or 0, max_num_cpu_threads=cpu_threads,
-                                 backends=[nvimgcodec.Backend(k) for k in kinds] or None)
-    params = nvimgcodec.DecodeParams(apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB,
-                                     sample_format=nvimgcodec.SampleFormat.I_RGB)
+        raise ImportError(
+            f"GPU JPEG decoder {name!r} needs nvImageCodec: pip install 'viewfinder[gpu]'"
+        ) from exc
+    kinds = {
+        "nvimgcodec": [],
+        "nvimgcodec-hw": [nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY],
+    }[name]
+    decoder = nvimgcodec.Decoder(
+        device_id=torch.device(device).index or 0,
+        max_num_cpu_threads=cpu_threads,
+        backends=[nvimgcodec.Backend(k) for k in kinds] or None,
+    )
+    params = nvimgcodec.DecodeParams(
+        apply_exif_orientation=False,
+        color_spec=nvimgcodec.ColorSpec.SRGB,
+        sample_format=nvimgcodec.SampleFormat.I_RGB,
+    )
 
     def decode(jpegs: list) -> list:
         stream = torch.cuda.current_stream(device)
-        images = decoder.decode([nvimgcodec.CodeStream(j.numpy()) for j in jpegs], params=params,
-                                cuda_stream=stream.cuda_stream)
+        images = decoder.decode(
+            [nvimgcodec.CodeStream(j.numpy()) for j in jpegs], params=params, cuda_stream=stream.cuda_stream
+        )
         if any(im is None for im in images):
             raise RuntimeError(f"nvImageCodec ({name}) could not decode a JPEG of this batch")
         # copies in torch's memory, queued on the same stream after the decode: nvImageCodec's

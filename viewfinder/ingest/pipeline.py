@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import ViewfinderError
-from ..store import NewImage, Store
 from ..images import DRAFT_SIZE, sha256_file
+from ..store import NewImage, Store
 from .prepare import decode_for_model
 from .walk import FileStat, scan
 
@@ -67,7 +67,13 @@ def plan_index(files: Sequence[FileStat], known: dict) -> IndexPlan:
         if rec is not None and rec.size == f.size and rec.mtime == f.mtime:
             plan.unchanged += 1
             continue
-        if rec is not None and rec.size == f.size and rec.sha256 and rec.error is None and _same_hash(f, rec.sha256):
+        if (
+            rec is not None
+            and rec.size == f.size
+            and rec.sha256
+            and rec.error is None
+            and _same_hash(f, rec.sha256)
+        ):
             plan.moves.append((rec.id, f))  # touched, same bytes
             continue
         if rec is None and f.size in by_size:
@@ -94,7 +100,9 @@ def _same_hash(f: FileStat, sha: str) -> bool:
 class _DecodeFiles:
     """Runs in DataLoader workers: file -> (metadata, model input tensor) or the failure reason."""
 
-    def __init__(self, files: Sequence[FileStat], transform: Callable, max_pixels: int, draft_size: int) -> None:
+    def __init__(
+        self, files: Sequence[FileStat], transform: Callable, max_pixels: int, draft_size: int
+    ) -> None:
         self.files, self.transform = files, transform
         self.max_pixels, self.draft_size = max_pixels, draft_size
 
@@ -132,8 +140,14 @@ def start_run(folder: Path, store: Store) -> tuple[IndexPlan, IndexReport]:
     return plan, report
 
 
-def commit_batch(store: Store, records: Sequence[NewImage], vectors: np.ndarray | None, replace_ids: dict[str, int],
-                 report: IndexReport, on_error: Callable[[str], None] | None = None) -> None:
+def commit_batch(
+    store: Store,
+    records: Sequence[NewImage],
+    vectors: np.ndarray | None,
+    replace_ids: dict[str, int],
+    report: IndexReport,
+    on_error: Callable[[str], None] | None = None,
+) -> None:
     """One catalogue transaction for a decoded batch (vectors in order of the records without
     error), then the same change applied to the in-memory vector index."""
     replaced = [replace_ids[r.path] for r in records if r.path in replace_ids]
@@ -219,14 +233,27 @@ def index_folder(
             from .gpu_decode import gpu_batches
 
             side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
-            loader = gpu_batches(plan.to_embed, batch_size=batch_size, device=encoder.device, side=side, mean=mean,
-                                 std=std, max_pixels=max_pixels, fallback=transform, workers=workers,
-                                 decoders=gpu_decoders)
+            loader = gpu_batches(
+                plan.to_embed,
+                batch_size=batch_size,
+                device=encoder.device,
+                side=side,
+                mean=mean,
+                std=std,
+                max_pixels=max_pixels,
+                fallback=transform,
+                workers=workers,
+                decoders=gpu_decoders,
+            )
             mean = std = None  # the GPU batches arrive normalised
         else:
             loader = torch.utils.data.DataLoader(
-                _DecodeFiles(plan.to_embed, transform, max_pixels, DRAFT_SIZE), batch_size=batch_size,
-                num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None, persistent_workers=False,
+                _DecodeFiles(plan.to_embed, transform, max_pixels, DRAFT_SIZE),
+                batch_size=batch_size,
+                num_workers=workers,
+                collate_fn=_collate,
+                prefetch_factor=4 if workers else None,
+                persistent_workers=False,
                 # pinned batches let the host->device copy run asynchronously (pinned in the main
                 # process: a forked worker cannot initialise CUDA)
                 pin_memory=encoder.device == "cuda",
@@ -240,7 +267,9 @@ def index_folder(
 
         with InOrderWriter(commit) as writer:
             for pixels, records in loader:
-                writer.put(records, encoder.encode_image_tensors(pixels, mean, std) if pixels is not None else None)
+                writer.put(
+                    records, encoder.encode_image_tensors(pixels, mean, std) if pixels is not None else None
+                )
         bar.close()
     store.checkpoint("images")
     report.seconds = time.perf_counter() - started

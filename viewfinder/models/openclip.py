@@ -51,7 +51,7 @@ def save_open_clip(encoder: OpenClipEncoder, out: Path) -> str:
 
     out.mkdir(parents=True, exist_ok=True)
     if encoder._name.startswith("local-dir:"):
-        config = json.loads((Path(encoder._name[len("local-dir:"):]) / "open_clip_config.json").read_text())
+        config = json.loads((Path(encoder._name[len("local-dir:") :]) / "open_clip_config.json").read_text())
     else:
         config = {"model_cfg": open_clip.get_model_config(encoder._name)}
         pp = getattr(encoder.model.visual, "preprocess_cfg", None)

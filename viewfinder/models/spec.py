@@ -50,7 +50,7 @@ def parse_spec(spec: str) -> ModelSpec:
             raise ModelSpecError(f"model spec {text!r}: heads file {heads} does not exist")
         return ModelSpec(text, "mini", weights=heads)
     if text.startswith("open_clip:"):
-        rest = text[len("open_clip:"):]
+        rest = text[len("open_clip:") :]
         if "@" in rest:
             arch, ckpt = rest.split("@", 1)
             if _is_path(ckpt) and not Path(ckpt).expanduser().exists():
@@ -61,7 +61,7 @@ def parse_spec(spec: str) -> ModelSpec:
         arch, _, tag = rest.partition("/")
         return ModelSpec(text, "open_clip", arch, tag or None)
     if text.startswith("hf:"):
-        name = text[len("hf:"):]
+        name = text[len("hf:") :]
         if _is_path(name) and not Path(name).expanduser().is_dir():
             raise ModelSpecError(f"model spec {text!r}: directory {name} does not exist")
         return ModelSpec(text, "hf", name)

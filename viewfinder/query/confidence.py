@@ -54,7 +54,9 @@ class ScoreTailConfidence:
     def fit_query(self, sample_scores: np.ndarray, population: int) -> QueryStats:
         if len(sample_scores) == 0:
             return QueryStats(0.0, 1.0, max(population, 1))
-        return QueryStats(float(sample_scores.mean()), max(float(sample_scores.std()), MIN_STD), max(population, 1))
+        return QueryStats(
+            float(sample_scores.mean()), max(float(sample_scores.std()), MIN_STD), max(population, 1)
+        )
 
     def confidence(self, score: float, stats: QueryStats) -> float:
         z = stats.z(score)

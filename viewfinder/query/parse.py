@@ -63,7 +63,13 @@ def parse_part(raw: str | bytes, weight: float | None = None, local: bool = True
     if weight is not None:
         w = weight
     kind = detect_kind(text, local)
-    label = Path(text).name if kind == "image" and not text.startswith("data:") else "image" if kind == "image" else text[:80]
+    label = (
+        Path(text).name
+        if kind == "image" and not text.startswith("data:")
+        else "image"
+        if kind == "image"
+        else text[:80]
+    )
     return QueryPart(kind, text, w, label)
 
 
@@ -89,12 +95,14 @@ def part_from_mapping(i: int, item: Mapping, local: bool = True) -> QueryPart:
 QueryInput = Union[str, bytes, Sequence[Union[str, bytes, Mapping, QueryPart]]]
 
 
-def parse_query(parts: QueryInput, image: str | bytes | None = None, text_weight: float | None = None,
-                local: bool = True) -> list[QueryPart]:
+def parse_query(
+    parts: QueryInput, image: str | bytes | None = None, text_weight: float | None = None, local: bool = True
+) -> list[QueryPart]:
     """All parts of a query: strings (split into weighted parts), raw image bytes, mappings of
     the API's list form, or parts already parsed. With `image` (hybrid search), text parts share
     `text_weight` of the total and the image the rest, so the slider means the same whatever the
-    number of parts (without an image part it changes nothing). With local=False (remote requests) only bytes and data URIs are images."""
+    number of parts (without an image part it changes nothing). With local=False (remote
+    requests) only bytes and data URIs are images."""
     items = [parts] if isinstance(parts, (str, bytes)) else list(parts)
     out: list[QueryPart] = []
     for i, item in enumerate(items):
@@ -109,7 +117,9 @@ def parse_query(parts: QueryInput, image: str | bytes | None = None, text_weight
     if image is not None:
         out.append(parse_part(image, local=local))
         if out[-1].kind != "image" and local:
-            raise QueryError(f"image {str(image)[:60]!r}: no such image file; give a path, URL or data URI of an image")
+            raise QueryError(
+                f"image {str(image)[:60]!r}: no such image file; give a path, URL or data URI of an image"
+            )
         if out[-1].kind != "image":
             raise QueryError("image: must be a data URI (data:image/...;base64,...) or an uploaded file")
     if text_weight is not None and any(p.kind == "image" for p in out):
@@ -156,6 +166,8 @@ def load_image_part(part: QueryPart, max_pixels: int):
             with urllib.request.urlopen(value, timeout=20) as resp:
                 payload = resp.read(64 << 20)
         except OSError as exc:
-            raise QueryError(f"{value}: could not download the image ({exc}); save it and pass the file") from exc
+            raise QueryError(
+                f"{value}: could not download the image ({exc}); save it and pass the file"
+            ) from exc
         return decode_bytes(payload, value, max_pixels).image
     return read_image(Path(value).expanduser(), max_pixels).image

@@ -46,5 +46,9 @@ class SearchResult:
     message: str = ""
 
     def to_dict(self) -> dict:
-        return {"hits": [h.to_dict() for h in self.hits], "abstained": self.abstained,
-                "collection_size": self.collection_size, "message": self.message}
+        return {
+            "hits": [h.to_dict() for h in self.hits],
+            "abstained": self.abstained,
+            "collection_size": self.collection_size,
+            "message": self.message,
+        }

@@ -79,8 +79,9 @@ def positive_words(parts: Sequence[QueryPart]) -> str:
     return " ".join(str(p.value) for p in parts if p.kind == "text" and p.weight > 0)
 
 
-def rank(parts: Sequence[QueryPart], query: np.ndarray, store: Store, collection: Collection, need: int,
-         mode: str) -> Ranking:
+def rank(
+    parts: Sequence[QueryPart], query: np.ndarray, store: Store, collection: Collection, need: int, mode: str
+) -> Ranking:
     """Order the collection for the query: by vector, by BM25 over captions / OCR text / paths,
     or both fused by reciprocal rank. Queries with image parts and text collections have nothing
     to match lexically, so they always rank by vector."""
@@ -91,7 +92,9 @@ def rank(parts: Sequence[QueryPart], query: np.ndarray, store: Store, collection
     lex_rank = {i: r for r, (i, _) in enumerate(lexical, start=1)}
     vec_rank: dict[int, int] = {}
     if mode != "lexical":
-        _, ids = store.vectors(collection).search(query[None, :], need if mode == "vector" else max(need * 5, 100))
+        _, ids = store.vectors(collection).search(
+            query[None, :], need if mode == "vector" else max(need * 5, 100)
+        )
         vec_rank = {int(i): r for r, i in enumerate(ids[0], start=1) if i >= 0}
     if mode == "vector":
         ranked = list(vec_rank)
@@ -102,8 +105,14 @@ def rank(parts: Sequence[QueryPart], query: np.ndarray, store: Store, collection
     return Ranking(ranked, vec_rank, lex_rank, mode)
 
 
-def judge(query: np.ndarray, ranking: Ranking, store: Store, collection: Collection,
-          confidence: ConfidenceModel, dim: int) -> tuple[QueryStats, bool]:
+def judge(
+    query: np.ndarray,
+    ranking: Ranking,
+    store: Store,
+    collection: Collection,
+    confidence: ConfidenceModel,
+    dim: int,
+) -> tuple[QueryStats, bool]:
     """This query's score statistics over the collection, and whether to abstain. Abstention
     judges the rank-1 hit even when the page starts later; a lexical match never abstains."""
     stats = confidence.fit_query(store.sample(collection) @ query, len(store.vectors(collection)))
@@ -113,9 +122,20 @@ def judge(query: np.ndarray, ranking: Ranking, store: Store, collection: Collect
     return stats, abstain
 
 
-def make_hit(rank_no: int, item_id: int, record, vector: np.ndarray, parts: Sequence[QueryPart],
-             embeddings: np.ndarray, query: np.ndarray, norm: float, stats: QueryStats,
-             confidence: ConfidenceModel, abstain: bool, ranking: Ranking) -> SearchHit:
+def make_hit(
+    rank_no: int,
+    item_id: int,
+    record,
+    vector: np.ndarray,
+    parts: Sequence[QueryPart],
+    embeddings: np.ndarray,
+    query: np.ndarray,
+    norm: float,
+    stats: QueryStats,
+    confidence: ConfidenceModel,
+    abstain: bool,
+    ranking: Ranking,
+) -> SearchHit:
     """One hit: its score split into one share per query part, its confidence and explanation."""
     labels = unique_labels(parts)
     weights = np.array([p.weight for p in parts], np.float32)
@@ -130,12 +150,25 @@ def make_hit(rank_no: int, item_id: int, record, vector: np.ndarray, parts: Sequ
         query_words = set(re.findall(r"\w+", positive_words(parts).lower()))
         matched = sorted(w for w in query_words if re.search(rf"\b{re.escape(w)}", text))
         lex = ranking.lexical_rank.get(item_id)
-        extra = {"vector_rank": ranking.vector_rank.get(item_id), "lexical_rank": lex, "matched_terms": matched}
+        extra = {
+            "vector_rank": ranking.vector_rank.get(item_id),
+            "lexical_rank": lex,
+            "matched_terms": matched,
+        }
         if matched:
             explanation += f"; caption/text/path words matched: {', '.join(matched)} (lexical rank {lex})"
     is_image = isinstance(record, ImageRecord)
-    hit = SearchHit(rank=rank_no, id=item_id, score=score, confidence=conf, abstain=abstain, contributions=contrib,
-                    explanation=explanation, kind="image" if is_image else "text", extra=extra)
+    hit = SearchHit(
+        rank=rank_no,
+        id=item_id,
+        score=score,
+        confidence=conf,
+        abstain=abstain,
+        contributions=contrib,
+        explanation=explanation,
+        kind="image" if is_image else "text",
+        extra=extra,
+    )
     if is_image:
         hit.path, hit.caption = record.path, record.caption
     else:
@@ -165,24 +198,44 @@ def search(
     query, norm = combine(parts, embeddings)
     population = len(store.vectors(collection))
     if population == 0:
-        what = ("images: run `viewfinder index DIR` first" if collection == Collection.IMAGES
-                else "texts: add some with `viewfinder texts add FILE`")
+        what = (
+            "images: run `viewfinder index DIR` first"
+            if collection == Collection.IMAGES
+            else "texts: add some with `viewfinder texts add FILE`"
+        )
         return SearchResult([], True, 0, f"the index holds no {what}")
     ranking = rank(parts, query, store, collection, k + offset, mode)
-    window = ranking.ids[offset:k + offset]
+    window = ranking.ids[offset : k + offset]
     dim = embeddings.shape[1]
     vectors = store.catalog.vectors_of(collection, window, dim)
     records = store.catalog.records_of(collection, window)
     stats, abstain = judge(query, ranking, store, collection, confidence, dim)
     hits = [
-        make_hit(rank_no, item_id, records[item_id], vectors[item_id], parts, embeddings, query, norm, stats,
-                 confidence, abstain, ranking)
+        make_hit(
+            rank_no,
+            item_id,
+            records[item_id],
+            vectors[item_id],
+            parts,
+            embeddings,
+            query,
+            norm,
+            stats,
+            confidence,
+            abstain,
+            ranking,
+        )
         for rank_no, item_id in enumerate(window, start=offset + 1)
-        if item_id in records and item_id in vectors  # else deleted by another process since the index was read
+        if item_id in records
+        and item_id in vectors  # else deleted by another process since the index was read
     ]
     if collection == Collection.IMAGES and hits and store.catalog.count_texts():
         attach_best_texts(hits, vectors, store)
-    message = "No good match: even the best hit is not clearly better than chance in this collection" if abstain else ""
+    message = (
+        "No good match: even the best hit is not clearly better than chance in this collection"
+        if abstain
+        else ""
+    )
     return SearchResult(hits, abstain, population, message)
 
 
@@ -195,7 +248,15 @@ def attach_best_texts(hits: list[SearchHit], vectors: dict[int, np.ndarray], sto
             hit.best_text = texts[int(tid)].text
 
 
-def explain(score: float, contributions: dict[str, float], part_scores: dict[str, float], conf: float, stats) -> str:
-    parts = " ".join(f"{'+' if c >= 0 else '-'} {abs(c):.3f} from '{lab}' (cos {part_scores[lab]:.3f})" for lab, c in contributions.items())
-    return (f"score {score:.3f} = {parts.lstrip('+ ')}; {stats.z(score):.1f} std above this query's mean "
-            f"{stats.mean:.3f} over the collection (std {stats.std:.3f}, N={stats.population}) -> confidence {conf:.2f}")
+def explain(
+    score: float, contributions: dict[str, float], part_scores: dict[str, float], conf: float, stats
+) -> str:
+    parts = " ".join(
+        f"{'+' if c >= 0 else '-'} {abs(c):.3f} from '{lab}' (cos {part_scores[lab]:.3f})"
+        for lab, c in contributions.items()
+    )
+    return (
+        f"score {score:.3f} = {parts.lstrip('+ ')}; {stats.z(score):.1f} std above this query's mean "
+        f"{stats.mean:.3f} over the collection (std {stats.std:.3f}, N={stats.population}) -> confidence "
+        f"{conf:.2f}"
+    )

@@ -10,8 +10,8 @@ import re
 import sqlite3
 import threading
 import time
-from enum import StrEnum
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -47,7 +47,7 @@ MIGRATIONS: list[str] = [
         v BLOB,
         UNIQUE (text, source)
     );
-    """,
+    """,  # noqa: E501  (a shipped migration: its text stays as it was)
     """
     ALTER TABLE images ADD COLUMN caption TEXT;
     ALTER TABLE images ADD COLUMN caption_source TEXT;
@@ -60,12 +60,14 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER images_fts_ad AFTER DELETE ON images BEGIN INSERT INTO image_fts(image_fts, rowid, path, caption, ocr_text) VALUES ('delete', old.id, old.path, old.caption, old.ocr_text); END;
     CREATE TRIGGER images_fts_au AFTER UPDATE ON images BEGIN INSERT INTO image_fts(image_fts, rowid, path, caption, ocr_text) VALUES ('delete', old.id, old.path, old.caption, old.ocr_text); INSERT INTO image_fts(rowid, path, caption, ocr_text) VALUES (new.id, new.path, new.caption, new.ocr_text); END;
     INSERT INTO image_fts(image_fts) VALUES ('rebuild');
-    """,
+    """,  # noqa: E501  (a shipped migration; trigger bodies stay on one line)
 ]
 
 
 # Words that match nearly every caption ("a photo of a ..."): dropped from lexical queries.
-STOPWORDS = frozenset("a an the of in on at to and or with for from by is are was be this that it its as our we".split())
+STOPWORDS = frozenset(
+    "a an the of in on at to and or with for from by is are was be this that it its as our we".split()
+)
 
 
 class Collection(StrEnum):
@@ -111,7 +113,9 @@ class TextRecord:
     source: str
 
 
-_IMAGE_COLUMNS = "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text"
+_IMAGE_COLUMNS = (
+    "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text"
+)
 
 
 class ImageCatalog:
@@ -140,7 +144,10 @@ class ImageCatalog:
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise ModelMismatchError(f"{self.path}: catalogue schema {version} is newer than this viewfinder ({SCHEMA_VERSION}); upgrade viewfinder")
+            raise ModelMismatchError(
+                f"{self.path}: catalogue schema {version} is newer than this viewfinder ({SCHEMA_VERSION}); "
+                "upgrade viewfinder"
+            )
         for target in range(version, SCHEMA_VERSION):
             with self.transaction():
                 for statement in filter(str.strip, MIGRATIONS[target].split(";\n")):
@@ -162,7 +169,10 @@ class ImageCatalog:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
 
     def version(self, collection: Collection) -> int:
         return int(self.get_meta(f"{collection}_version") or 0)
@@ -216,9 +226,13 @@ class ImageCatalog:
         return rec
 
     def errors(self, limit: int = 100) -> list[tuple[str, str]]:
-        return self.conn.execute("SELECT path, error FROM images WHERE error IS NOT NULL ORDER BY path LIMIT ?", (limit,)).fetchall()
+        return self.conn.execute(
+            "SELECT path, error FROM images WHERE error IS NOT NULL ORDER BY path LIMIT ?", (limit,)
+        ).fetchall()
 
-    def write_batch(self, images: Sequence[NewImage], vectors: np.ndarray | None, replace_ids: Iterable[int] = ()) -> list[int]:
+    def write_batch(
+        self, images: Sequence[NewImage], vectors: np.ndarray | None, replace_ids: Iterable[int] = ()
+    ) -> list[int]:
         """Insert decoded images (vector rows in order for those without error) in one transaction.
         Rows in `replace_ids` (older versions of the same paths) go in the same transaction."""
         now = time.time()
@@ -228,9 +242,12 @@ class ImageCatalog:
             self._delete(list(replace_ids))
             for im in images:
                 cur = self.conn.execute(
-                    "INSERT INTO images(path, size, mtime, sha256, width, height, indexed_at, error) VALUES(?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, sha256=excluded.sha256, "
-                    "width=excluded.width, height=excluded.height, indexed_at=excluded.indexed_at, error=excluded.error "
+                    "INSERT INTO images(path, size, mtime, sha256, width, height, indexed_at, error) "
+                    "VALUES(?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, "
+                    "sha256=excluded.sha256, "
+                    "width=excluded.width, height=excluded.height, indexed_at=excluded.indexed_at, "
+                    "error=excluded.error "
                     "RETURNING id",
                     (im.path, im.size, im.mtime, im.sha256, im.width, im.height, now, im.error),
                 )
@@ -238,7 +255,10 @@ class ImageCatalog:
                 ids.append(image_id)
                 if im.error is None:
                     vec = np.asarray(next(vec_iter), dtype=np.float32)
-                    self.conn.execute("INSERT OR REPLACE INTO image_vectors(image_id, v) VALUES(?, ?)", (image_id, vec.tobytes()))
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO image_vectors(image_id, v) VALUES(?, ?)",
+                        (image_id, vec.tobytes()),
+                    )
                 else:
                     self.conn.execute("DELETE FROM image_vectors WHERE image_id=?", (image_id,))
             self._bump(Collection.IMAGES)
@@ -247,7 +267,9 @@ class ImageCatalog:
     def move_image(self, image_id: int, new_path: str, size: int, mtime: float) -> None:
         """A renamed or touched file with the same content keeps its id and vector."""
         with self.transaction():
-            self.conn.execute("UPDATE images SET path=?, size=?, mtime=? WHERE id=?", (new_path, size, mtime, image_id))
+            self.conn.execute(
+                "UPDATE images SET path=?, size=?, mtime=? WHERE id=?", (new_path, size, mtime, image_id)
+            )
 
     def delete_images(self, ids: Sequence[int]) -> None:
         if ids:
@@ -267,23 +289,32 @@ class ImageCatalog:
         out: dict[int, np.ndarray] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
-            for image_id, blob in self.conn.execute(f"SELECT image_id, v FROM image_vectors WHERE image_id IN ({marks})", chunk):
+            for image_id, blob in self.conn.execute(
+                f"SELECT image_id, v FROM image_vectors WHERE image_id IN ({marks})", chunk
+            ):
                 out[int(image_id)] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return out
 
     def vectors_of(self, collection: Collection, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
-        return self.image_vectors(ids, dim) if collection == Collection.IMAGES else self.text_vectors(ids, dim)
+        return (
+            self.image_vectors(ids, dim) if collection == Collection.IMAGES else self.text_vectors(ids, dim)
+        )
 
-    def records_of(self, collection: Collection, ids: Sequence[int]) -> dict[int, ImageRecord] | dict[int, TextRecord]:
+    def records_of(
+        self, collection: Collection, ids: Sequence[int]
+    ) -> dict[int, ImageRecord] | dict[int, TextRecord]:
         return self.get_images(ids) if collection == Collection.IMAGES else self.get_texts(ids)
 
-    def iter_vectors(self, collection: Collection, dim: int, chunk: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, collection: Collection, dim: int, chunk: int = 50_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (ids, vectors) of a collection in id order, a chunk at a time (for index rebuilds)."""
         table, key = ("image_vectors", "image_id") if collection == Collection.IMAGES else ("texts", "id")
         last = -1
         while True:
             rows = self.conn.execute(
-                f"SELECT {key}, v FROM {table} WHERE {key} > ? AND v IS NOT NULL ORDER BY {key} LIMIT ?", (last, chunk)
+                f"SELECT {key}, v FROM {table} WHERE {key} > ? AND v IS NOT NULL ORDER BY {key} LIMIT ?",
+                (last, chunk),
             ).fetchall()
             if not rows:
                 return
@@ -295,19 +326,26 @@ class ImageCatalog:
     def sample_vectors(self, collection: Collection, dim: int, n: int) -> np.ndarray:
         """Up to n stored vectors drawn at random (stable for a given catalogue state)."""
         table = "image_vectors" if collection == Collection.IMAGES else "texts WHERE v IS NOT NULL"
-        rows = self.conn.execute(f"SELECT v FROM {table} ORDER BY (rowid * 2654435761) % 4294967296 LIMIT ?", (n,)).fetchall()
+        rows = self.conn.execute(
+            f"SELECT v FROM {table} ORDER BY (rowid * 2654435761) % 4294967296 LIMIT ?", (n,)
+        ).fetchall()
         if not rows:
             return np.zeros((0, dim), np.float32)
         return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), dim)
 
     # -- captions, OCR, lexical search ---------------------------------------------------------------
-    def images_needing(self, what: str, overwrite: bool = False, limit: int = 256, after: int = 0) -> list[ImageRecord]:
+    def images_needing(
+        self, what: str, overwrite: bool = False, limit: int = 256, after: int = 0
+    ) -> list[ImageRecord]:
         """Embedded images without a caption (what="caption") or not yet OCR'd (what="ocr")."""
         column = {"caption": "caption", "ocr": "ocr_text"}[what]
         cond = "" if overwrite else f"AND i.{column} IS NULL"
         rows = self.conn.execute(
-            f"SELECT {', '.join('i.' + c.strip() for c in _IMAGE_COLUMNS.split(','))} FROM images i JOIN image_vectors v ON v.image_id = i.id "
-            f"WHERE i.id > ? {cond} ORDER BY i.id LIMIT ?", (after, limit)).fetchall()
+            f"SELECT {', '.join('i.' + c.strip() for c in _IMAGE_COLUMNS.split(','))} FROM images i JOIN "
+            "image_vectors v ON v.image_id = i.id "
+            f"WHERE i.id > ? {cond} ORDER BY i.id LIMIT ?",
+            (after, limit),
+        ).fetchall()
         return [ImageRecord(*r) for r in rows]
 
     def count_captioned(self) -> int:
@@ -315,7 +353,9 @@ class ImageCatalog:
 
     def set_captions(self, items: Sequence[tuple[int, str]], source: str) -> None:
         with self.transaction():
-            self.conn.executemany("UPDATE images SET caption=?, caption_source=? WHERE id=?", [(c, source, i) for i, c in items])
+            self.conn.executemany(
+                "UPDATE images SET caption=?, caption_source=? WHERE id=?", [(c, source, i) for i, c in items]
+            )
 
     def set_ocr(self, items: Sequence[tuple[int, str]]) -> None:
         """'' marks an image as read with no confident text, so it is not read again."""
@@ -330,8 +370,11 @@ class ImageCatalog:
             return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
         rows = self.conn.execute(
-            "SELECT f.rowid, bm25(image_fts, 0.5, 2.0, 1.0) AS s FROM image_fts f JOIN image_vectors v ON v.image_id = f.rowid "
-            "WHERE image_fts MATCH ? ORDER BY s LIMIT ?", (match, limit)).fetchall()
+            "SELECT f.rowid, bm25(image_fts, 0.5, 2.0, 1.0) AS s FROM image_fts f JOIN image_vectors v ON "
+            "v.image_id = f.rowid "
+            "WHERE image_fts MATCH ? ORDER BY s LIMIT ?",
+            (match, limit),
+        ).fetchall()
         return [(int(r[0]), -float(r[1])) for r in rows]  # FTS5's bm25 is lower-is-better
 
     # -- texts ----------------------------------------------------------------------------------

@@ -15,7 +15,13 @@ log = logging.getLogger(__name__)
 
 
 class Store:
-    def __init__(self, folder: Path, index_kind: str = "auto", exact_limit: int = 100_000, ram_budget: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        index_kind: str = "auto",
+        exact_limit: int = 100_000,
+        ram_budget: int | None = None,
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.catalog = ImageCatalog(folder / "catalog.sqlite")
@@ -62,7 +68,13 @@ class Store:
         return index
 
     def choose(self, collection: Collection, n: int) -> IndexChoice:
-        return choose_kind(n, self.dim or 1, self.index_kind if collection == Collection.IMAGES else "flat", self.exact_limit, self.ram_budget)
+        return choose_kind(
+            n,
+            self.dim or 1,
+            self.index_kind if collection == Collection.IMAGES else "flat",
+            self.exact_limit,
+            self.ram_budget,
+        )
 
     def note_change(self, collection: Collection, index: VectorIndex) -> None:
         """After the caller applied a committed catalogue change to `index` in memory."""
@@ -78,7 +90,9 @@ class Store:
         if held is None:
             return
         version, index = held
-        if index.dirty_removal or (collection == Collection.IMAGES and index.kind != self.choose(collection, len(index)).kind):
+        if index.dirty_removal or (
+            collection == Collection.IMAGES and index.kind != self.choose(collection, len(index)).kind
+        ):
             # rebuilt from the catalogue with the old one let go first: a large index may not fit
             # twice (searches wait for the new one)
             del index, held

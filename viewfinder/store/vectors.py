@@ -58,8 +58,9 @@ def default_ram_budget() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
-def choose_kind(n: int, dim: int = 256, requested: str = "auto", exact_limit: int = 100_000,
-                ram_budget: int | None = None) -> IndexChoice:
+def choose_kind(
+    n: int, dim: int = 256, requested: str = "auto", exact_limit: int = 100_000, ram_budget: int | None = None
+) -> IndexChoice:
     """Exact search while it is fast enough (docs/benchmarks.md: 11 ms at 100k vectors); HNSW
     above that up to HNSW_LIMIT vectors and while its vectors and graph fit in the RAM budget;
     IVF-PQ with exact re-ranking beyond, which keeps only compact codes in RAM and the vectors on
@@ -75,9 +76,14 @@ def choose_kind(n: int, dim: int = 256, requested: str = "auto", exact_limit: in
     if n > HNSW_LIMIT:
         why = f"{n:,} vectors > HNSW limit {HNSW_LIMIT:,} (its recall falls with size)"
     elif need > budget:
-        why = f"HNSW over {n:,} vectors would need {need / 2**30:.1f} GiB of RAM, over the {budget / 2**30:.1f} GiB budget"
+        why = (
+            f"HNSW over {n:,} vectors would need {need / 2**30:.1f} GiB of RAM, "
+            f"over the {budget / 2**30:.1f} GiB budget"
+        )
     else:
-        return IndexChoice("hnsw", f"{n:,} vectors > exact limit {exact_limit:,}: HNSW ({need / 2**30:.1f} GiB of RAM)")
+        return IndexChoice(
+            "hnsw", f"{n:,} vectors > exact limit {exact_limit:,}: HNSW ({need / 2**30:.1f} GiB of RAM)"
+        )
     return IndexChoice("ivfpq", f"{why}: IVF-PQ codes in RAM, exact re-ranking from disk")
 
 
@@ -133,7 +139,9 @@ class VectorIndex:
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(128, k))
         elif self.kind == "ivfpq":
-            params = faiss.IndexRefineSearchParameters(k_factor=self.refine, base_index_params=faiss.SearchParametersIVF(nprobe=self.nprobe))
+            params = faiss.IndexRefineSearchParameters(
+                k_factor=self.refine, base_index_params=faiss.SearchParametersIVF(nprobe=self.nprobe)
+            )
         return self.index.search(queries, k, params=params)
 
     def _own(self) -> None:
@@ -157,7 +165,10 @@ class VectorIndex:
         tmp = path.with_name(path.name + ".tmp")
         faiss.write_index(self.index, str(tmp))
         os.replace(tmp, path)
-        _write_json(path.with_name(path.name + ".json"), {"version": version, "kind": self.kind, "dim": self.dim, "count": len(self)})
+        _write_json(
+            path.with_name(path.name + ".json"),
+            {"version": version, "kind": self.kind, "dim": self.dim, "count": len(self)},
+        )
 
     @classmethod
     def load(cls, path: Path, version: int, dim: int, mmap: bool = True) -> "VectorIndex | None":
@@ -200,10 +211,16 @@ def _train_ivfpq(dim: int, sample: np.ndarray, expected: int, max_train: int = 1
     import faiss
 
     # k-means cost grows with the sample: 100k points are plenty for the coarse quantiser
-    sample = sample[np.random.default_rng(0).permutation(len(sample))[:max_train]] if len(sample) > max_train else sample
+    sample = (
+        sample[np.random.default_rng(0).permutation(len(sample))[:max_train]]
+        if len(sample) > max_train
+        else sample
+    )
     nlist = int(max(1, min(65536, 4 * np.sqrt(expected), len(sample) // 39)))
     base = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_bytes(dim)}", faiss.METRIC_INNER_PRODUCT)
-    index = faiss.IndexRefine(base, faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT))
+    index = faiss.IndexRefine(
+        base, faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    )
     index.train(sample)
     return faiss.IndexIDMap2(index)
 

@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from ..data.datasets import ImageTextPair, caption_groups, load_image
-from ..eval.metrics import recall_at_k
 from ..data.features import PairFeatures, PairImages, frozen_features
+from ..eval.metrics import recall_at_k
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,9 @@ def info_nce(image_emb, text_emb, logit_scale, caption_ids=None):
     return (loss_i + loss_t) / 2
 
 
-def text_to_image_recall(image_emb: np.ndarray, text_emb: np.ndarray, captions: Sequence[str], k: int) -> float:
+def text_to_image_recall(
+    image_emb: np.ndarray, text_emb: np.ndarray, captions: Sequence[str], k: int
+) -> float:
     """R@k of unique captions as queries against all images (the images with that caption are relevant)."""
     unique, rows, relevant = caption_groups(captions)
     sims = text_emb[rows] @ image_emb.T
@@ -88,7 +90,11 @@ class _Trainer:
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def state(self) -> dict:
-        return {"modules": [m.state_dict() for m in self.modules], "scale": self.scale.detach().cpu(), "opt": self.opt.state_dict()}
+        return {
+            "modules": [m.state_dict() for m in self.modules],
+            "scale": self.scale.detach().cpu(),
+            "opt": self.opt.state_dict(),
+        }
 
     def load_state(self, state: dict) -> None:
         import torch
@@ -104,7 +110,11 @@ class _Trainer:
 
         import torch
 
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda" else contextlib.nullcontext()
+        return (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device == "cuda"
+            else contextlib.nullcontext()
+        )
 
     def set_train(self, on: bool) -> None:
         for m in self.modules:
@@ -127,16 +137,7 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = _Trainer(encoder, cfg, out, progress)
-    frozen = encoder.frozen_image_tower()[0] is not None
-    if frozen:
-        train_f = train_data if isinstance(train_data, PairFeatures) else frozen_features(encoder, train_data, progress=progress)
-        val_f = val_data if isinstance(val_data, PairFeatures) else frozen_features(encoder, val_data, progress=progress)
-        epoch_batches = _feature_batches(train_f, t)
-        evaluate = lambda: _feature_val_recall(val_f, t)  # noqa: E731
-    else:
-        epoch_batches = _pixel_batches(list(train_data), t)
-        evaluate = lambda: _pixel_val_recall(list(val_data), t)  # noqa: E731
-
+    epoch_batches, evaluate = _batches_and_validation(encoder, train_data, val_data, t, progress)
     ckpt = out / "checkpoint.pt"
     history: list[dict] = []
     best = (-1.0, -1, None)  # (recall, epoch, state)
@@ -148,30 +149,40 @@ def train(
             history, start_epoch, steps = saved["history"], saved["epoch"] + 1, saved["steps"]
             best = (saved["best"][0], saved["best"][1], saved["best_state"])
             torch.set_rng_state(saved["rng"])
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="training", unit="epoch", disable=not progress, initial=start_epoch, total=cfg.epochs)
+    bar = tqdm(
+        range(start_epoch, cfg.epochs),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        initial=start_epoch,
+        total=cfg.epochs,
+    )
     for epoch in bar:
-        t.set_train(True)
-        losses = []
-        for loss_fn in epoch_batches():
-            with t.autocast():
-                loss = loss_fn()
-            t.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            t.opt.step()
-            losses.append(float(loss.detach()))
-            steps += 1
-            if cfg.max_steps and steps >= cfg.max_steps:
-                break
-        t.set_train(False)
+        losses, steps = _one_epoch(t, epoch_batches, steps)
         recall = evaluate()
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), f"val_R@{cfg.val_k}": recall,
-                        "temperature": float(1 / t.scale.detach().exp())})
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)) if losses else float("nan"),
+                f"val_R@{cfg.val_k}": recall,
+                "temperature": float(1 / t.scale.detach().exp()),
+            }
+        )
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val=f"{recall:.3f}")
         if recall > best[0]:
             best = (recall, epoch, copy.deepcopy(t.state()))
-        torch.save({"config": asdict(cfg), "state": t.state(), "history": history, "epoch": epoch, "steps": steps,
-                    "best": best[:2], "best_state": best[2], "rng": torch.get_rng_state()}, ckpt.with_suffix(".tmp"))
-        ckpt.with_suffix(".tmp").replace(ckpt)
+        state = {
+            "config": asdict(cfg),
+            "state": t.state(),
+            "history": history,
+            "epoch": epoch,
+            "steps": steps,
+        }
+        torch.save(
+            {**state, "best": best[:2], "best_state": best[2], "rng": torch.get_rng_state()},
+            ckpt.with_suffix(".tmp"),
+        )
+        ckpt.with_suffix(".tmp").replace(ckpt)  # atomic: a kill mid-save keeps the last checkpoint
         if epoch - best[1] >= cfg.patience or (cfg.max_steps and steps >= cfg.max_steps):
             break
     bar.close()
@@ -179,14 +190,49 @@ def train(
         t.load_state(best[2])
     t.set_train(False)
     spec = encoder.save(out)
-    (out / "history.json").write_text(json.dumps({"best_epoch": best[1], "best_val_recall": best[0], "history": history}, indent=2))
+    (out / "history.json").write_text(
+        json.dumps({"best_epoch": best[1], "best_val_recall": best[0], "history": history}, indent=2)
+    )
     return TrainResult(spec, best[1], best[0], history, time.perf_counter() - started)
+
+
+def _batches_and_validation(encoder, train_data, val_data, t: "_Trainer", progress: bool):
+    """(a function giving one epoch's loss closures, a function giving the validation recall):
+    on cached frozen-tower features where the encoder has a frozen part, else on pixels."""
+    if encoder.frozen_image_tower()[0] is None:
+        return _pixel_batches(list(train_data), t), lambda: _pixel_val_recall(list(val_data), t)
+
+    def features(data):
+        return data if isinstance(data, PairFeatures) else frozen_features(encoder, data, progress=progress)
+
+    train_f, val_f = features(train_data), features(val_data)
+    return _feature_batches(train_f, t), lambda: _feature_val_recall(val_f, t)
+
+
+def _one_epoch(t: "_Trainer", epoch_batches, steps: int) -> tuple[list[float], int]:
+    """Train one epoch (or up to cfg.max_steps in all); returns its losses and the step count."""
+    t.set_train(True)
+    losses = []
+    for loss_fn in epoch_batches():
+        with t.autocast():
+            loss = loss_fn()
+        t.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t.opt.step()
+        losses.append(float(loss.detach()))
+        steps += 1
+        if t.cfg.max_steps and steps >= t.cfg.max_steps:
+            break
+    t.set_train(False)
+    return losses, steps
 
 
 def _resumable(saved: dict, now: dict) -> bool:
     """A checkpoint continues a run with the same settings; more epochs or patience may be asked for."""
     free = {"epochs", "patience", "max_steps"}
-    return {k: v for k, v in saved.items() if k not in free} == {k: v for k, v in now.items() if k not in free}
+    return {k: v for k, v in saved.items() if k not in free} == {
+        k: v for k, v in now.items() if k not in free
+    }
 
 
 # -- frozen towers: batches of cached features ----------------------------------------------------
@@ -224,8 +270,20 @@ def _feature_val_recall(feats: PairFeatures, t: _Trainer) -> float:
     _, image_head = t.encoder.frozen_image_tower()
     _, text_head = t.encoder.frozen_text_tower()
     with torch.no_grad():
-        ie = torch.nn.functional.normalize(image_head(torch.from_numpy(feats.image).to(t.device)).float(), dim=-1).cpu().numpy()
-        te = torch.nn.functional.normalize(text_head(torch.from_numpy(feats.text).to(t.device)).float(), dim=-1).cpu().numpy()
+        ie = (
+            torch.nn.functional.normalize(
+                image_head(torch.from_numpy(feats.image).to(t.device)).float(), dim=-1
+            )
+            .cpu()
+            .numpy()
+        )
+        te = (
+            torch.nn.functional.normalize(
+                text_head(torch.from_numpy(feats.text).to(t.device)).float(), dim=-1
+            )
+            .cpu()
+            .numpy()
+        )
     return text_to_image_recall(ie, te, feats.captions, t.cfg.val_k)
 
 
@@ -235,14 +293,24 @@ def _pixel_batches(pairs: list[ImageTextPair], t: _Trainer):
 
     _, cap_ids = np.unique(np.array([p.caption for p in pairs]), return_inverse=True)
     g = torch.Generator().manual_seed(t.cfg.seed)
-    loader = torch.utils.data.DataLoader(PairImages(pairs, t.encoder.image_transform(), with_index=True), batch_size=t.cfg.batch_size,
-                                         shuffle=True, generator=g, drop_last=len(pairs) > t.cfg.batch_size)
+    loader = torch.utils.data.DataLoader(
+        PairImages(pairs, t.encoder.image_transform(), with_index=True),
+        batch_size=t.cfg.batch_size,
+        shuffle=True,
+        generator=g,
+        drop_last=len(pairs) > t.cfg.batch_size,
+    )
 
     def batches():
         for pixels, idx in loader:
+
             def loss(pixels=pixels, idx=idx):
-                ie = torch.nn.functional.normalize(t.encoder._image_features(pixels.to(t.device)).float(), dim=-1)
-                te = torch.nn.functional.normalize(t.encoder._text_features([pairs[i].caption for i in idx.tolist()]).float(), dim=-1)
+                ie = torch.nn.functional.normalize(
+                    t.encoder._image_features(pixels.to(t.device)).float(), dim=-1
+                )
+                te = torch.nn.functional.normalize(
+                    t.encoder._text_features([pairs[i].caption for i in idx.tolist()]).float(), dim=-1
+                )
                 return info_nce(ie, te, t.scale, torch.from_numpy(cap_ids[idx.numpy()]).to(t.device))
 
             yield loss
