@@ -1,18 +1,24 @@
-"""The recipe that produces mini's heads (viewfinder/models/weights/mini_heads.safetensors).
+"""The recipe that produces mini's heads (viewfinder/models/weights/mini_heads.safetensors), and
+the comparison of the designs and data sources it was chosen from.
 
-    python scripts/train_mini.py                 # CPU: feature extraction ~20 min once, training ~2 min
-    python scripts/train_mini.py --out build/mini --no-install
+    python scripts/extract_mini_v2_features.py          # frozen-tower features, once (~20 min on 2 cores)
+    python scripts/train_mini.py --compare              # every variant below, a table on validation splits
+    python scripts/train_mini.py                        # the chosen variant, installed into the package
 
-1. Frozen-tower features for every train/val pair of tuxpaint, openclipart (minus the held-out
-   categories), emoji and fashion-mnist, cached under data/features (scripts/extract_mini_features.py).
-2. Each caption also enters in a few phrasings users type ("dog face", "an emoji of dog face",
-   "a drawing of a chimpanzee"), sharing the image's features: cheap text-side augmentation.
-3. Symmetric InfoNCE on the heads (viewfinder.train.contrastive), early stopping on validation R@5.
+Training pairs (train splits only; the evaluation sets are never trained on):
+- drawings: tuxpaint, openclipart (a subsample), emoji and fashion-mnist, each caption also in the
+  short forms people type ("dog face", "a drawing of a chimpanzee");
+- real photos: gcompris' labelled photos and 3 augmented views of each, captioned by their label
+  ("gorilla", "a photo of a gorilla", and the activity's description where there is one);
+- unlabelled wallpaper photos (4 views each), captioned by the ImageNet classifier's top class
+  ("a photo of a lakeside") where it is at least 30% sure;
+- composites: tuxpaint stamps pasted onto wallpaper photos, captioned by the stamp's caption.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import time
@@ -20,107 +26,383 @@ from pathlib import Path
 
 import numpy as np
 
-from viewfinder.data.datasets import ImageTextPair, load_dataset
-from viewfinder.data.features import PairFeatures, frozen_features
+from viewfinder.data.datasets import ImageTextPair, photo_split
+from viewfinder.data.features import PairFeatures
+from viewfinder.eval.harness import PairEmbeddings, retrieval
 from viewfinder.models import load_encoder
-from viewfinder.models.mini import shipped_heads_path
+from viewfinder.models.classifier import class_names
+from viewfinder.models.mini import HeadsConfig, build_heads, shipped_heads_path, v1_heads_path
 from viewfinder.train.contrastive import TrainConfig, train
 
-DATASETS = ("tuxpaint", "openclipart", "emoji", "fashion-mnist")
+DRAWINGS = ("tuxpaint", "openclipart", "emoji", "fashion")
+VARIANTS = {
+    # name: (heads config, data sources); the floor is not trained: v1's heads, and the
+    # classifier's class path through v1's text head mixed in evenly
+    "floor: v1 heads + class path, fixed even mix": (HeadsConfig(class_path=True), ()),
+    "v1 heads (drawings, DINOv2 only)": (HeadsConfig(), ("drawings",)),
+    "DINOv2 + class path, learnt gate": (
+        HeadsConfig(class_path=True),
+        ("drawings", "photos", "wallpapers", "composites"),
+    ),
+    "DINOv2 + classifier features": (
+        HeadsConfig(image_features="dino+classifier"),
+        ("drawings", "photos", "wallpapers", "composites"),
+    ),
+    "DINOv2 + classifier features + class path (v2)": (
+        HeadsConfig(image_features="dino+classifier", class_path=True, multilingual=True),
+        ("drawings", "photos", "wallpapers", "composites"),
+    ),
+    "v2, linear heads": (
+        HeadsConfig(image_features="dino+classifier", class_path=True, hidden=0),
+        ("drawings", "photos", "wallpapers", "composites"),
+    ),
+    "v2 without real photos": (
+        HeadsConfig(image_features="dino+classifier", class_path=True),
+        ("drawings", "wallpapers", "composites"),
+    ),
+    "v2 without wallpaper pseudo-labels": (
+        HeadsConfig(image_features="dino+classifier", class_path=True),
+        ("drawings", "photos", "composites"),
+    ),
+    "v2 without composites": (
+        HeadsConfig(image_features="dino+classifier", class_path=True),
+        ("drawings", "photos", "wallpapers"),
+    ),
+    "v2 drawings only": (HeadsConfig(image_features="dino+classifier", class_path=True), ("drawings",)),
+}
+CHOSEN = "DINOv2 + classifier features + class path (v2)"
+PSEUDO_LABEL_MIN = 0.3
 
 
-def phrasings(pair: ImageTextPair) -> list[str]:
+def phrasings(caption: str, dataset: str, group: str = "") -> list[str]:
     """The caption as given plus the short forms people search with."""
-    cap = pair.caption
-    dataset = pair.id.split("/")[0]
-    out = [cap]
+    out = [caption]
     if dataset == "openclipart":
-        name = re.sub(r"\s*\(.*\)$", "", cap).strip()
+        name = re.sub(r"\s*\(.*\)$", "", caption).strip()
         out += [name, f"a drawing of {name}"]
     elif dataset == "emoji":
-        out += [f"an emoji of {cap}", f"{cap} icon"]
+        out += [f"an emoji of {caption}", f"{caption} icon"]
     elif dataset == "tuxpaint":
-        plain = cap.rstrip(".").strip()
+        plain = caption.rstrip(".").strip()
         out += [plain.lower(), f"a picture of {plain[0].lower() + plain[1:]}"]
     elif dataset == "fashion":
-        out += [pair.group, f"a {pair.group}"]
+        out += [group, f"a {group}"]
+    elif dataset in ("gcompris", "composite"):
+        plain = caption.rstrip(".").strip()
+        out += [f"a photo of {'the ' if plain[:1].isupper() else 'a '}{plain}"]
     return list(dict.fromkeys(p for p in out if p))
 
 
-def augmented(encoder, feats: PairFeatures, pairs: list[ImageTextPair]) -> PairFeatures:
-    by_id = {p.id: p for p in pairs}
-    rows, texts = [], []
-    for i, pid in enumerate(feats.ids):
-        for text in phrasings(by_id[pid]):
-            rows.append(i)
-            texts.append(text)
+def load(features: Path, name: str) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """One extracted set: id -> frozen image features, id -> [caption, group]."""
+    data = np.load(features / f"{name}.npz", allow_pickle=False)
+    images = {pid: data["image"][i].astype(np.float32) for i, pid in enumerate(data["ids"].tolist())}
+    return images, json.loads((features / f"{name}.captions.json").read_text())
+
+
+def text_features(encoder, texts: list[str]) -> np.ndarray:
     import torch
 
-    text_frozen, _ = encoder.frozen_text_tower()
+    frozen, _ = encoder.frozen_text_tower()
     with torch.inference_mode():
-        txt = np.concatenate(
-            [text_frozen(texts[i : i + 512]).float().cpu().numpy() for i in range(0, len(texts), 512)]
+        parts = [frozen(texts[i : i + 512]).float().cpu().numpy() for i in range(0, len(texts), 512)]
+    return np.concatenate(parts)
+
+
+def as_features(encoder, rows: list[tuple[np.ndarray, list[str], str]]) -> PairFeatures:
+    """(image features, its captions, id) rows -> one training pair per caption."""
+    ids, images, captions = [], [], []
+    for image, texts, pid in rows:
+        for text in texts:
+            ids.append(pid)
+            images.append(image)
+            captions.append(text)
+    return PairFeatures(ids, np.stack(images), text_features(encoder, captions), captions)
+
+
+def pseudo_label(image: np.ndarray, names: list[str]) -> str | None:
+    logits = image[-1000:]
+    prob = np.exp(logits - logits.max())
+    prob /= prob.sum()
+    return f"a photo of a {names[int(prob.argmax())]}" if prob.max() >= PSEUDO_LABEL_MIN else None
+
+
+def rows_for(features: Path, sources: tuple[str, ...], names: list[str]) -> tuple[list, list]:
+    """(train rows, validation rows) of (image features, captions, id) for the data sources."""
+    train_rows, val_rows = [], []
+    images, caps = load(features, "drawings")
+    for pid, (caption, group) in caps.items():
+        dataset = pid.split("/")[0]
+        split = ImageTextPair(pid, caption, group, "", "").split
+        if split == "val":
+            val_rows.append((images[pid], [caption], pid))
+        elif split == "train" and "drawings" in sources:
+            train_rows.append((images[pid], phrasings(caption, dataset, group), pid))
+    images, caps = load(features, "gcompris")
+    views, _ = load(features, "gcompris-views")
+    for pid, (caption, _group) in caps.items():
+        split = photo_split(pid)
+        if split == "val":
+            val_rows.append((images[pid], [caption], pid))
+        elif split == "train" and "photos" in sources:
+            texts = phrasings(caption, "gcompris")
+            train_rows += [(images[pid], texts, pid)] + [
+                (views[f"{pid}#view{v}"], texts, pid) for v in range(3)
+            ]
+    if "wallpapers" in sources:
+        images, _ = load(features, "wallpaper-views")
+        for pid, image in images.items():
+            label = pseudo_label(image, names)
+            if label:
+                train_rows.append((image, [label], pid.split("#")[0]))
+    if "composites" in sources:
+        images, caps = load(features, "composites")
+        train_rows += [
+            (images[pid], phrasings(caption, "composite"), pid) for pid, (caption, _) in caps.items()
+        ]
+    return train_rows, val_rows
+
+
+def make_encoder(cfg: HeadsConfig, names: list[str]):
+    import torch
+
+    encoder = load_encoder("mini:random", device="cpu")
+    encoder.ensure_loaded()
+    torch.manual_seed(0)
+    heads = build_heads(cfg)
+    if cfg.class_path:
+        prompts = [f"a photo of a {n}" for n in names]
+        heads.class_text.copy_(torch.from_numpy(text_features(encoder, prompts)))
+    encoder.use_heads(heads, "cpu")
+    return encoder
+
+
+def test_sets(features: Path) -> dict[str, tuple[PairFeatures, list[ImageTextPair]]]:
+    """Evaluation sets: real photos (gcompris test split, our photo queries, tuxpaint-data
+    templates) and the drawing test splits; image features from the extracted caches."""
+    out = {}
+    images, caps = load(features, "gcompris")
+    photos, photo_caps = load(features, "photos")
+    templates, template_caps = load(features, "templates")
+    drawings, drawing_caps = load(features, "drawings")
+    chosen = {
+        "gcompris photos (test)": (images, {k: v for k, v in caps.items() if photo_split(k) == "test"}),
+        "our photo queries": (photos, photo_caps),
+        "tuxpaint-data photos": (templates, template_caps),
+    }
+    for dataset in ("tuxpaint", "openclipart", "emoji", "fashion"):
+        test = {
+            k: v
+            for k, v in drawing_caps.items()
+            if k.split("/")[0] == dataset and ImageTextPair(k, "", "", "", "").split == "test"
+        }
+        chosen[f"{dataset} (test)"] = (drawings, test)
+    for name, (imgs, cap) in chosen.items():
+        pairs = [ImageTextPair(k, c, g, "", "") for k, (c, g) in cap.items()]
+        out[name] = (
+            PairFeatures(
+                [p.id for p in pairs], np.stack([imgs[p.id] for p in pairs]), None, [p.caption for p in pairs]
+            ),
+            pairs,
         )
-    rows_a = np.array(rows)
-    return PairFeatures([feats.ids[r] for r in rows], feats.image[rows_a], txt, texts)
+    return out
 
 
-def gather(encoder, split: str, features: Path) -> tuple[PairFeatures, list[ImageTextPair]]:
-    parts, all_pairs = [], []
-    for name in DATASETS:
-        pairs = load_dataset(name, split)
-        parts.append(frozen_features(encoder, pairs, cache=features / f"{name}.npz"))
-        all_pairs += pairs
-    return PairFeatures(
-        sum((p.ids for p in parts), []),
-        np.concatenate([p.image for p in parts]),
-        np.concatenate([p.text for p in parts]),
-        sum((p.captions for p in parts), []),
-    ), all_pairs
+def evaluate(encoder, sets: dict) -> dict[str, dict]:
+    import torch
+
+    _, image_head = encoder.frozen_image_tower()
+    _, text_head = encoder.frozen_text_tower()
+    encoder.heads.eval()
+    out = {}
+    with torch.no_grad():
+        for name, (feats, pairs) in sets.items():
+            texts = torch.from_numpy(text_features(encoder, feats.captions))
+            ie = torch.nn.functional.normalize(image_head(torch.from_numpy(feats.image)), dim=-1).numpy()
+            te = torch.nn.functional.normalize(text_head(texts), dim=-1).numpy()
+            out[name] = retrieval(PairEmbeddings(pairs, ie, te))
+    return out
+
+
+def run_variant(name: str, features: Path, out: Path, epochs: int, names: list[str]):
+    cfg, sources = VARIANTS[name]
+    encoder = make_encoder(cfg, names)
+    if not sources:  # the floor
+        from safetensors.torch import load_file
+
+        encoder.heads.load_state_dict(load_file(str(v1_heads_path())), strict=False)
+        encoder.heads.eval()
+        return encoder, None, PairFeatures([], np.zeros((0, 1)), np.zeros((0, 1)), [])
+    train_rows, val_rows = rows_for(features, sources, names)
+    train_f, val_f = as_features(encoder, train_rows), as_features(encoder, val_rows)
+    if out.exists():
+        shutil.rmtree(out)  # a recipe run starts from scratch (resume is for interrupted runs)
+    tc = TrainConfig(epochs=epochs, batch_size=512, lr=1e-3, weight_decay=0.1, patience=8)
+    result = train(encoder, train_f, val_f, out, tc, progress=False)
+    return encoder, result, train_f
+
+
+# -- multilingual queries ----------------------------------------------------------------------
+LANGUAGES = ("fr", "de", "es", "it", "pt", "ru", "zh_CN", "zh_TW", "ja", "pl", "nl", "uk")
+EXTRA_LANGUAGES = ("ca", "cs", "sv", "da", "fi", "hu", "tr", "el", "ko", "ro")
+ENGLISH = ("en", "en_AU", "en_GB", "en_CA", "en_ZA")
+SENTENCES_PER_LANGUAGE = 400
+
+
+def translated_pairs(split: str) -> list[tuple[str, str, str]]:
+    """(pair id, language, text) for the tuxpaint and gcompris pairs of `split` with translations."""
+    from viewfinder.data.datasets import gcompris_translations, tuxpaint_translations
+
+    out = []
+    for pid, table in tuxpaint_translations().items():
+        if ImageTextPair(pid, "", "", "", "").split == split:
+            out += [(pid, lang, text) for lang, text in table.items()]
+    for pid, table in gcompris_translations().items():
+        if photo_split(pid) == split:
+            out += [(pid, lang, text) for lang, text in table.items()]
+    return out
+
+
+def train_multilingual(
+    encoder, english_captions: dict[str, str], train_captions: list[str], seed: int = 0
+) -> None:
+    """Fit the e5 head (into the shared space, onto where the English head puts the English
+    caption) and the language test, on English captions and the translations' train split."""
+    import random
+
+    import torch
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    rows: list[tuple[str, str, bool]] = []  # (text, its English caption, is English)
+    for text in rng.sample(train_captions, min(4000, len(train_captions))):
+        rows.append((text, text, True))
+    by_lang: dict[str, list] = {}
+    for pid, lang, text in translated_pairs("train"):
+        if pid in english_captions:
+            by_lang.setdefault(lang, []).append((text, english_captions[pid]))
+    for lang, items in by_lang.items():
+        if lang in ENGLISH:
+            rows += [(t, e, True) for t, e in rng.sample(items, min(200, len(items)))]
+        elif lang in LANGUAGES + EXTRA_LANGUAGES:
+            rows += [(t, e, False) for t, e in rng.sample(items, min(SENTENCES_PER_LANGUAGE, len(items)))]
+    e5 = torch.from_numpy(encoder.e5.queries([r[0] for r in rows]))
+    targets = torch.from_numpy(text_features(encoder, [r[1] for r in rows]))
+    heads = encoder.heads
+    with torch.no_grad():
+        targets = torch.nn.functional.normalize(heads.text(targets), dim=-1)
+    english = torch.tensor([float(r[2]) for r in rows])
+    params = list(heads.e5_text.parameters()) + list(heads.language.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    heads.train()
+    for _epoch in range(40):
+        order = torch.randperm(len(rows))
+        for i in range(0, len(rows), 256):
+            idx = order[i : i + 256]
+            pred = torch.nn.functional.normalize(heads.e5_text(e5[idx]), dim=-1)
+            sims = pred @ targets[idx].T / 0.05
+            contrast = torch.nn.functional.cross_entropy(sims, torch.arange(len(idx)))
+            distil = (1 - (pred * targets[idx]).sum(-1)).mean()
+            lang = torch.nn.functional.binary_cross_entropy_with_logits(
+                heads.language(e5[idx])[:, 0], english[idx]
+            )
+            loss = distil + 0.1 * contrast + lang
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    heads.eval()
+
+
+def language_table(encoder, features: Path) -> list[str]:
+    """Text->image MRR per query language on the translated test pairs (tuxpaint stamps and
+    gcompris photos together, each query among the images of its set)."""
+    import torch
+
+    from viewfinder.eval.metrics import retrieval_report
+
+    drawings, _ = load(features, "drawings")
+    photos, _ = load(features, "gcompris")
+    images = {**drawings, **photos}
+    english = {}
+    for pid, (caption, _) in {**load(features, "drawings")[1], **load(features, "gcompris")[1]}.items():
+        english[pid] = caption
+    queries = [(pid, "en", english[pid]) for pid in english]
+    queries += [q for q in translated_pairs("test") if q[1] in LANGUAGES]
+    lines = []
+    for group in ("tuxpaint", "gcompris"):
+        ids = sorted(
+            {pid for pid, _, _ in translated_pairs("test") if pid.startswith(group) and pid in images}
+        )
+        with torch.no_grad():
+            ie = torch.nn.functional.normalize(
+                encoder.heads.embed_image(torch.from_numpy(np.stack([images[i] for i in ids]))), dim=-1
+            ).numpy()
+        cells = []
+        for lang in ("en",) + LANGUAGES:
+            qs = [(pid, text) for pid, lg, text in queries if lg == lang and pid in ids]
+            if not qs:
+                cells.append("")
+                continue
+            te = encoder.encode_texts([t for _, t in qs])
+            ranks = {str(n): [ids[j] for j in np.argsort(-(te[n] @ ie.T))] for n in range(len(qs))}
+            relevant = {str(n): {pid} for n, (pid, _) in enumerate(qs)}
+            cells.append(f"{retrieval_report(ranks, relevant, (5,))['MRR']:.3f}")
+        lines.append(f"| {group} test ({len(ids)} images) | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--features", type=Path, default=Path("data/features"))
+    ap.add_argument("--features", type=Path, default=Path("data/features-v2"))
     ap.add_argument("--out", type=Path, default=Path("build/mini"))
+    ap.add_argument("--compare", action="store_true", help="train every variant, print one table")
+    ap.add_argument("--variant", default=CHOSEN, choices=list(VARIANTS))
     ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--weight-decay", type=float, default=0.1)
-    ap.add_argument("--dropout", type=float, default=0.3)
-    ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--no-install", action="store_true", help="do not copy the heads into the package")
     args = ap.parse_args()
-    started = time.time()
-    encoder = load_encoder("mini:random", device="auto")
-    encoder.ensure_loaded()
-    import torch
-
-    from viewfinder.models.mini import build_heads
-
-    torch.manual_seed(0)
-    encoder.heads = build_heads(256, args.hidden, args.dropout).to(encoder.device)
-    train_f, train_pairs = gather(encoder, "train", args.features)
-    val_f, _ = gather(encoder, "val", args.features)
-    train_f = augmented(encoder, train_f, train_pairs)
-    print(
-        f"{len(train_pairs)} training pairs -> {len(train_f.ids)} with phrasings; {len(val_f.ids)} "
-        "validation pairs"
-    )
-    if args.out.exists():
-        shutil.rmtree(args.out)  # a recipe run starts from scratch (resume is for interrupted runs)
-    cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=8
-    )
-    result = train(encoder, train_f, val_f, args.out, cfg)
-    print(
-        f"best val R@5 {result.best_val_recall:.3f} at epoch {result.best_epoch}; training "
-        f"{result.seconds:.0f} s, "
-        f"total {time.time() - started:.0f} s"
-    )
-    if not args.no_install:
-        shutil.copy2(args.out / "mini_heads.safetensors", shipped_heads_path())
-        print(f"installed {shipped_heads_path()} ({shipped_heads_path().stat().st_size / 1e6:.1f} MB)")
+    names = class_names()
+    sets = test_sets(args.features)
+    chosen = list(VARIANTS) if args.compare else [args.variant]
+    print("| variant | pairs | val R@5 | " + " | ".join(f"{s} MRR / R@5" for s in sets) + " |")
+    print("|---" * (3 + len(sets)) + "|")
+    for name in chosen:
+        started = time.time()
+        encoder, result, train_f = run_variant(
+            name, args.features, args.out / re.sub(r"\W+", "-", name), args.epochs, names
+        )
+        metrics = evaluate(encoder, sets)
+        cells = [
+            f"{m['text_to_image']['MRR']:.3f} / {m['text_to_image']['R@5']:.3f}" for m in metrics.values()
+        ]
+        val = f"{result.best_val_recall:.3f}" if result else ""
+        print(
+            f"| {name} | {len(train_f.ids)} | {val} | "
+            + " | ".join(cells)
+            + f" |  ({time.time() - started:.0f} s)",
+            flush=True,
+        )
+        if result and encoder.heads.config.multilingual:
+            out_dir = Path(result.spec.split("@", 1)[1]).parent
+            english = {
+                pid: c
+                for pid, (c, _) in {
+                    **load(args.features, "drawings")[1],
+                    **load(args.features, "gcompris")[1],
+                }.items()
+            }
+            train_multilingual(encoder, english, sorted(set(train_f.captions)))
+            encoder.save(out_dir)
+            header = "| query language | " + " | ".join(("en",) + LANGUAGES) + " |"
+            bias = encoder.heads.language.bias.data.clone()
+            encoder.heads.language.bias.data.fill_(1e4)  # every query through the English tower
+            print("\nText->image MRR per query language, English tower only:\n" + header)
+            print("\n".join(language_table(encoder, args.features)))
+            encoder.heads.language.bias.data.copy_(bias)
+            print("\nwith the e5 path for queries the language test finds non-English:\n" + header)
+            print("\n".join(language_table(encoder, args.features)), flush=True)
+        if not args.compare and not args.no_install:
+            shutil.copy2(Path(result.spec.split("@", 1)[1]), shipped_heads_path())
+            print(f"installed {shipped_heads_path()} ({shipped_heads_path().stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":

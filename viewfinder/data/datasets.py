@@ -116,6 +116,21 @@ def tuxpaint(root: Path = TUXPAINT_ROOT) -> list[ImageTextPair]:
     return pairs
 
 
+def tuxpaint_translations(root: Path = TUXPAINT_ROOT) -> dict[str, dict[str, str]]:
+    """Pair id -> {language: caption} from the `xx.utf8=...` lines after each stamp's English
+    caption (about 100 languages; fr, pt, ja, cs and others for ~950 stamps)."""
+    out = {}
+    for pair in tuxpaint(root):
+        txt = Path(pair.locator).with_suffix(".txt")
+        found = {}
+        for line in txt.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
+            lang, sep, text = line.partition(".utf8=")
+            if sep and text.strip():
+                found[lang.strip()] = text.strip()
+        out[pair.id] = found
+    return out
+
+
 # -- openclipart ---------------------------------------------------------------------------------
 def _author_suffixes(stems: list[list[str]]) -> set[tuple[str, ...]]:
     """Trailing 2-3 word runs shared by many differently named files are author names
@@ -282,6 +297,71 @@ def photos() -> list[ImageTextPair]:
     ]
 
 
+# -- real labelled photos (gcompris) and photo templates (tuxpaint-data) ---------------------------
+TEMPLATES_ROOT = Path("/usr/share/tuxpaint/templates")
+WALLPAPER_ROOTS = (
+    Path("/usr/share/wallpapers"),  # plasma-workspace-wallpapers, lomiri-wallpapers
+    Path("/usr/share/backgrounds"),  # ukui-wallpapers (mate's nature photos are an evaluation set)
+)
+# Real photos are few: a larger test share gives a steadier measurement (keyed hash, never moves).
+PHOTO_TEST_SHARE = 0.3
+
+
+def photo_split(record_id: str) -> str:
+    return split_of(record_id, val=0.1, test=PHOTO_TEST_SHARE)
+
+
+def gcompris() -> list[ImageTextPair]:
+    """gcompris-qt-data's labelled photos (data/gcompris.py), extracted once into the cache;
+    caption = the English label. Split by `photo_split` (60/10/30); `split` is read from the id,
+    so the pair's own `.split` (80/10/10) is not used for this set."""
+    from ..config import default_cache_dir
+    from .gcompris import extract, load_gcompris
+
+    found = load_gcompris()
+    files = extract(found, default_cache_dir() / "gcompris")
+    return [ImageTextPair(f"gcompris/{p.key}", p.label, p.group, "file", str(files[p.key])) for p in found]
+
+
+def gcompris_translations() -> dict[str, dict[str, str]]:
+    """Pair id -> {language: label} for the gcompris photos whose label has translations."""
+    from .gcompris import load_gcompris
+
+    return {f"gcompris/{p.key}": dict(p.translations) for p in load_gcompris() if p.translations}
+
+
+def templates() -> list[ImageTextPair]:
+    """tuxpaint-data's 19 photo templates, captioned by their file names ("ocean waves");
+    an evaluation-only set."""
+    if not TEMPLATES_ROOT.is_dir():
+        return []
+    return [
+        ImageTextPair(f"templates/{f.name}", f.stem.replace("_", " "), "templates", "file", str(f))
+        for f in sorted(TEMPLATES_ROOT.glob("*.jpg"))
+    ]
+
+
+def wallpapers() -> list[Path]:
+    """Unlabelled real photos from the wallpaper packages (backgrounds and pseudo-labels)."""
+    found = []
+    for root in WALLPAPER_ROOTS:
+        if root.is_dir():
+            found += [
+                p
+                for p in root.rglob("*")
+                if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                and "mate" not in p.parts
+                and not p.name.startswith("screenshot")
+            ]
+    # plasma ships each wallpaper in several sizes (NAME/contents/images/WxH.jpg): keep the largest
+    best: dict[Path, Path] = {}
+    for p in found:
+        key = p.parents[2] if p.parent.name in ("images", "images_dark") else p
+        if p.stat().st_size > 50_000 and (key not in best or p.stat().st_size > best[key].stat().st_size):
+            best[key] = p
+    return sorted(best.values())
+
+
 def load_dataset(name: str, split: str | None = None) -> list[ImageTextPair]:
     loaders = {
         "tuxpaint": tuxpaint,
@@ -290,10 +370,14 @@ def load_dataset(name: str, split: str | None = None) -> list[ImageTextPair]:
         "fashion-mnist": fashion_mnist,
         "openclipart-held-out": openclipart_held_out,
         "photos": photos,
+        "gcompris": gcompris,
+        "templates": templates,
     }
     if name not in loaders:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(loaders)}")
     pairs = loaders[name]()
-    if name == "photos":  # an evaluation-only set
+    if name in ("photos", "templates"):  # evaluation-only sets
         return pairs if split in (None, "test") else []
+    if name == "gcompris":
+        return [p for p in pairs if split is None or photo_split(p.id) == split]
     return [p for p in pairs if split is None or p.split == split]

@@ -16,6 +16,10 @@ def load_encoder(spec: str, device: str = "auto", cache_dir: Path | None = None)
 
         if parsed.weights == "random":
             return MiniEncoder(parsed.text, random_heads=True, device=device, cache_dir=cache_dir)
+        if parsed.weights == "v1":
+            from .mini import v1_heads_path
+
+            return MiniEncoder(parsed.text, heads_path=v1_heads_path(), device=device, cache_dir=cache_dir)
         heads = Path(parsed.weights) if parsed.weights else None
         return MiniEncoder(parsed.text, heads_path=heads, device=device, cache_dir=cache_dir)
     if parsed.family == "open_clip":

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 from ..config import default_cache_dir
 from ..errors import ModelSpecError
 from .base import Encoder
+from .classifier import CLASSIFIER_FEATURE_DIM, CLASSIFIER_MEAN, CLASSIFIER_STD, NUM_CLASSES
+from .multilingual import E5_DIM, E5Tower
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,13 @@ TEXT_FEATURE_DIM = 384
 
 
 def shipped_heads_path() -> Path:
+    """mini's heads (v2: DINOv2 + classifier + multilingual queries)."""
     return Path(str(resources.files("viewfinder.models").joinpath("weights/mini_heads.safetensors")))
+
+
+def v1_heads_path() -> Path:
+    """The first heads (DINOv2 only, trained on drawings): `mini@v1`."""
+    return Path(str(resources.files("viewfinder.models").joinpath("weights/mini_heads_v1.safetensors")))
 
 
 def onnx_model_path() -> Path:
@@ -150,33 +159,90 @@ def image_transform():
     )
 
 
-def build_heads(dim: int = 256, hidden: int = 1024, dropout: float = 0.1):
-    """Projection heads into the shared space, plus the learnable temperature."""
+@dataclass(frozen=True)
+class HeadsConfig:
+    """The heads' shape, stored in the heads file's metadata.
+
+    image_features: "dino" (v1: DINOv2 CLS + mean patch, 768-d) or "dino+classifier" (v2: also
+        EfficientNet-Lite0's penultimate features, 1280-d, and its 1000 class logits).
+    class_path: v2 only. The classifier's posterior (temperature `class_temperature`, top
+        `class_top_k` classes) averages the text tower's embeddings of "a photo of a {class}",
+        which go through the text head; a learnt gate mixes that with the image head's output.
+    multilingual: a head from the e5 tower (models/multilingual.py) into the shared space and a
+        language test on the e5 vector: queries it finds non-English take that path.
+    hidden: 0 makes the heads linear."""
+
+    dim: int = 256
+    hidden: int = 1024
+    dropout: float = 0.1
+    image_features: str = "dino"
+    class_path: bool = False
+    class_top_k: int = 5
+    class_temperature: float = 2.0
+    multilingual: bool = False
+
+    @property
+    def image_in(self) -> int:
+        """How many leading columns of the frozen image features the image head reads."""
+        return IMAGE_FEATURE_DIM + (CLASSIFIER_FEATURE_DIM if self.image_features != "dino" else 0)
+
+    @property
+    def uses_classifier(self) -> bool:
+        return self.image_features != "dino" or self.class_path
+
+
+def build_heads(cfg: HeadsConfig | None = None, **sizes):
+    """Projection heads into the shared space, plus the learnable temperature (and, with
+    `class_path`, the class-prompt embeddings and the gate)."""
     import torch
     from torch import nn
+
+    cfg = cfg or HeadsConfig(**sizes)
+
+    def _proj(d_in: int, d_out: int):
+        if not cfg.hidden:
+            return nn.Sequential(nn.LayerNorm(d_in), nn.Dropout(cfg.dropout), nn.Linear(d_in, d_out))
+        return nn.Sequential(
+            nn.LayerNorm(d_in),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(d_in, cfg.hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, d_out),
+        )
 
     class MiniHeads(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.image = _mlp(IMAGE_FEATURE_DIM, hidden, dim)
-            self.text = _mlp(TEXT_FEATURE_DIM, hidden, dim)
+            self.config = cfg
+            self.image = _proj(cfg.image_in, cfg.dim)
+            self.text = _proj(TEXT_FEATURE_DIM, cfg.dim)
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+            if cfg.class_path:
+                self.register_buffer("class_text", torch.zeros(NUM_CLASSES, TEXT_FEATURE_DIM))
+                self.gate = nn.Parameter(torch.tensor(0.0))  # sigmoid(0) = an even mix to start
+            if cfg.multilingual:
+                self.e5_text = _proj(E5_DIM, cfg.dim)
+                self.language = nn.Linear(E5_DIM, 1)  # logit of "this query is English"
 
-    def _mlp(d_in: int, d_hidden: int, d_out: int):
-        return nn.Sequential(
-            nn.LayerNorm(d_in),
-            nn.Dropout(dropout),
-            nn.Linear(d_in, d_hidden),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(d_hidden, d_out),
-        )
+        def embed_image(self, feats):
+            """Frozen image-tower output -> the shared space (not normalised)."""
+            out = self.image(feats[:, : cfg.image_in])
+            if not cfg.class_path:
+                return out
+            logits = feats[:, -NUM_CLASSES:] / cfg.class_temperature  # always the last columns
+            top = logits.topk(cfg.class_top_k, dim=1)
+            weights = torch.zeros_like(logits).scatter(1, top.indices, top.values.softmax(dim=1))
+            classes = self.text(weights @ self.class_text)
+            g = torch.sigmoid(self.gate)
+            norm = torch.nn.functional.normalize
+            return g * norm(out, dim=-1) + (1 - g) * norm(classes, dim=-1)
 
     return MiniHeads()
 
 
 def load_heads(path: Path | None):
-    """Heads from a safetensors file (its metadata holds the sizes); random when there is none."""
+    """Heads from a safetensors file (its metadata holds the config); random when there is none."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -191,8 +257,7 @@ def load_heads(path: Path | None):
         return build_heads(), False
     with safe_open(str(path), "pt") as fh:
         meta = fh.metadata() or {}
-    sizes = json.loads(meta.get("config", "{}"))
-    heads = build_heads(**sizes)
+    heads = build_heads(HeadsConfig(**json.loads(meta.get("config", "{}"))))
     heads.load_state_dict(load_file(str(path)))
     return heads, True
 
@@ -200,10 +265,7 @@ def load_heads(path: Path | None):
 def save_heads(heads, path: Path, **metadata: str) -> None:
     from safetensors.torch import save_file
 
-    hidden = heads.image[2].out_features
-    dim = heads.image[-1].out_features
-    dropout = heads.image[1].p
-    meta = {"config": json.dumps({"dim": dim, "hidden": hidden, "dropout": dropout}), **metadata}
+    meta = {"config": json.dumps(asdict(heads.config)), **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(
@@ -226,6 +288,7 @@ class MiniEncoder(Encoder):
         self._random_heads = random_heads
         self._cache_dir = cache_dir or default_cache_dir()
         self.trained = False
+        self.e5 = E5Tower()
 
     def _load(self, device: str) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -237,23 +300,47 @@ class MiniEncoder(Encoder):
         path = text_model_path()
         self.text_model = AutoModel.from_pretrained(str(path)).to(device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.classifier = None
         if self._random_heads:
             import torch
 
             torch.manual_seed(0)
-            self.heads, self.trained = build_heads(), False
+            heads, self.trained = build_heads(), False
         else:
-            self.heads, self.trained = load_heads(self._heads_path)
-        self.heads.to(device)
+            heads, self.trained = load_heads(self._heads_path)
+        self.use_heads(heads, device)
+
+    def use_heads(self, heads, device: str | None = None) -> None:
+        """Put `heads` in place (training builds its own), loading the classifier they read."""
+        import torch
+
+        device = device or self.device
+        self.heads = heads.to(device)
+        if heads.config.uses_classifier and self.classifier is None:
+            from .classifier import load_classifier
+
+            self.classifier = load_classifier().to(device)
+            # the classifier sees the same 224 px crop as DINOv2, renormalised on the device
+            stats = [IMAGENET_MEAN, IMAGENET_STD, CLASSIFIER_MEAN, CLASSIFIER_STD]
+            self._renorm = [torch.tensor(v, device=device).view(1, 3, 1, 1) for v in stats]
 
     def image_transform(self):
         return image_transform()
 
     def backbone_features(self, pixels):
-        hidden = self.backbone(pixel_values=pixels).last_hidden_state
+        """The frozen image towers' output: DINOv2 CLS + mean patch token (768), then, where the
+        heads read it, the classifier's penultimate features (1280) and class logits (1000)."""
         import torch
 
-        return torch.cat([hidden[:, 0], hidden[:, 1:].mean(dim=1)], dim=1).float()
+        hidden = self.backbone(pixel_values=pixels).last_hidden_state
+        feats = [hidden[:, 0], hidden[:, 1:].mean(dim=1)]
+        if self.classifier is not None:
+            in_mean, in_std, mean, std = self._renorm
+            pooled = self.classifier.forward_head(
+                self.classifier.forward_features((pixels * in_std + in_mean - mean) / std), pre_logits=True
+            )
+            feats += [pooled, self.classifier.get_classifier()(pooled)]
+        return torch.cat(feats, dim=1).float()
 
     def text_tower_features(self, texts: list[str]):
         import torch
@@ -267,19 +354,30 @@ class MiniEncoder(Encoder):
         return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
     def _image_features(self, pixels):
-        return self.heads.image(self.backbone_features(pixels))
+        return self.heads.embed_image(self.backbone_features(pixels))
 
     def _text_features(self, texts: list[str]):
-        return self.heads.text(self.text_tower_features(texts))
+        english = self.heads.text(self.text_tower_features(texts))
+        if not self.heads.config.multilingual:
+            return english
+        import torch
+
+        e5 = torch.from_numpy(self.e5.queries(list(texts))).to(english.device)
+        is_english = self.heads.language(e5)[:, 0] > 0
+        other = self.heads.e5_text(e5)
+        norm = torch.nn.functional.normalize
+        return torch.where(is_english[:, None], norm(english, dim=-1), norm(other, dim=-1))
 
     def frozen_image_tower(self):
-        return self.backbone_features, self.heads.image
+        return self.backbone_features, self.heads.embed_image
 
     def frozen_text_tower(self):
         return self.text_tower_features, self.heads.text
 
     def modules(self) -> list:
-        return [self.backbone, self.text_model, self.heads]
+        return [self.backbone, self.text_model, self.heads] + (
+            [self.classifier] if self.classifier is not None else []
+        )
 
     def trainable_modules(self) -> list:
         return [self.heads]

@@ -11,7 +11,8 @@ from ..errors import ModelSpecError
 
 # (form, meaning): the table behind the docstring of `parse_spec` and the faces' help text.
 SPEC_FORMS = (
-    ("mini", "the project's offline model (shipped heads)"),
+    ("mini", "the project's offline model (v2 heads: photos, drawings, multilingual queries)"),
+    ("mini@v1", "mini's first heads (drawings only, English queries)"),
     ("mini@HEADS.safetensors", "mini with fine-tuned heads"),
     ("mini:random", "mini's towers with random heads (the untrained baseline)"),
     ("open_clip:ARCH/TAG", "architecture + pretrained tag (open_clip downloads it)"),
@@ -44,6 +45,8 @@ def parse_spec(spec: str) -> ModelSpec:
     text = spec.strip()
     if text == "mini:random":
         return ModelSpec(text, "mini", weights="random")
+    if text == "mini@v1":
+        return ModelSpec(text, "mini", weights="v1")
     if text == "mini" or text.startswith("mini@"):
         heads = str(Path(text.split("@", 1)[1]).expanduser()) if "@" in text else None
         if heads is not None and not Path(heads).exists():
