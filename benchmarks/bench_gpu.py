@@ -357,7 +357,7 @@ def main() -> None:
         nargs="*",
         help="reader process counts to try on the CUDA path (default: Config().workers)",
     )
-    ap.add_argument("--models", nargs="*", help="ViT-B/32 and/or mini (default both)")
+    ap.add_argument("--models", nargs="*", help="of ViT-B/32, mini v1 and mini (default all)")
     ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
     ap.add_argument(
         "--decoders",
@@ -383,6 +383,11 @@ def main() -> None:
             "ViT-B/32",
             random_vit_b_32,
             ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+        ),
+        (
+            "mini v1",
+            lambda device: random_mini(device, args.vocab, "v1"),
+            ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
         ),
         (
             "mini",

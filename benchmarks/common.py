@@ -20,10 +20,11 @@ def random_vit_b_32(device: str = "auto"):
     return OpenClipEncoder("open_clip:ViT-B-32 (random init)", "ViT-B-32", None, device=device)
 
 
-def random_mini(device: str = "auto", vocab: Path | None = None):
-    """mini's architecture (Dinov2 ViT-S/14 + MiniLM-L6 + heads) with random weights. The MiniLM
-    tokenizer vocabulary is read from the installed package, or from `vocab` where it is carried."""
-    from viewfinder.models.mini import MiniEncoder, build_heads, dinov2_config
+def random_mini(device: str = "auto", vocab: Path | None = None, version: str = "v2"):
+    """mini's architecture (Dinov2 ViT-S/14 + MiniLM-L6 + heads, and for v2 EfficientNet-Lite0 and
+    the v2 heads) with random weights. The MiniLM tokenizer vocabulary is read from the installed
+    package, or from `vocab` where it is carried."""
+    from viewfinder.models.mini import HeadsConfig, MiniEncoder, build_heads, dinov2_config
 
     class RandomMini(MiniEncoder):
         def _load(self, device: str) -> None:
@@ -46,10 +47,19 @@ def random_mini(device: str = "auto", vocab: Path | None = None):
             else:
                 vocab_file = vocab
             self.tokenizer = BertTokenizerFast(vocab_file=str(vocab_file))
-            self.heads, self.trained = build_heads(), False
-            self.heads.to(device)
+            self.trained = False
+            self.classifier = None
+            if version == "v1":
+                self.use_heads(build_heads(), device)
+                return
+            import timm
 
-    return RandomMini("mini (random init)", random_heads=True, device=device)
+            self.classifier = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval().to(device)
+            self.use_heads(
+                build_heads(HeadsConfig(image_features="dino+classifier", class_path=True)), device
+            )
+
+    return RandomMini(f"mini {version} (random init)", random_heads=True, device=device)
 
 
 def _one_jpeg(args: tuple) -> Path:

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS="opencv-doc mate-backgrounds tuxpaint-stamps-default openclipart-png dataset-fashion-mnist fonts-noto-color-emoji tesseract-ocr tesseract-ocr-eng chromium chromium-driver"
+DEBS="opencv-doc mate-backgrounds tuxpaint-stamps-default tuxpaint-data gcompris-qt-data openclipart-png dataset-fashion-mnist fonts-noto-color-emoji tesseract-ocr tesseract-ocr-eng chromium chromium-driver"
 missing=""
 for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ] && command -v apt-get >/dev/null; then

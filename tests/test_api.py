@@ -3,6 +3,7 @@
 import base64
 import io
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -209,3 +210,22 @@ def test_concurrent_burst(client):
     for t in threads:
         t.join()
     assert not errors and results == [200] * 24
+
+
+def test_reindex_runs_in_the_background_and_stats_show_it(client, tiny_hf_dir):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    before = client.get("/stats").json()["images"]
+    r = client.post("/reindex", json={"model": f"hf:{tiny_hf_dir}"}, headers=headers)
+    assert r.status_code == 202, r.text
+    assert client.get("/stats").json()["index_job"]["kind"] == "reindex"
+    for _ in range(300):
+        job = client.get("/stats").json()["index_job"]
+        if job["state"] != "running":
+            break
+        assert client.post("/search", json={"query": "a cat", "k": 3}).status_code == 200  # old index answers
+        time.sleep(0.2)
+    assert job["state"] == "done", job
+    stats = client.get("/stats").json()
+    assert stats["model"] == f"hf:{tiny_hf_dir}" and stats["images"] == before
+    assert client.post("/search", json={"query": "a cat", "k": 3}).json()["hits"]
+    assert client.post("/reindex", json={"model": "nope:x"}, headers=headers).status_code == 400

@@ -138,3 +138,45 @@ def test_compile_option_compiles_the_image_tower_once(tmp_path, folder, tiny_spe
     with _open(tmp_path, tiny_spec, compile=True) as eng:
         assert len(eng.search("a cat", k=3).hits) == 3
         assert len(compiled) == 1 and compiled[0].__name__ == "_image_features"
+
+
+def test_reindex_moves_to_another_model_keeping_texts_and_captions(tmp_path, folder, tiny_spec, tiny_hf_dir):
+    from viewfinder.ingest.reindex import next_folder, previous_folder
+
+    hf = f"hf:{tiny_hf_dir}"
+    with _open(tmp_path, tiny_spec) as eng:
+        eng.index(folder, progress=False)
+        eng.add_texts(["a cat", "a rocket"])
+        some = eng.search("a cat", k=1).hits[0].id
+        eng.store.catalog.set_captions([(some, "a grey cat")], "test")
+        before = eng.stats()
+        rep = eng.reindex(hf, progress=False)
+        assert (rep.embedded, rep.failed) == (6, [])
+        after = eng.stats()
+        assert (
+            after["model"] == hf and after["images"] == before["images"] and after["texts"] == before["texts"]
+        )
+        assert eng.search(str(folder / "chelsea.png"), k=1).hits[0].path == str(folder / "chelsea.png")
+        assert [h.caption for h in eng.search("grey", mode="lexical", k=3).hits] == ["a grey cat"]
+        assert sorted(h.text for h in eng.search("a cat", target="texts", k=3).hits) == ["a cat", "a rocket"]
+    assert previous_folder(tmp_path / "db").is_dir() and not next_folder(tmp_path / "db").exists()
+    with Engine.open(tmp_path / "db", workers=0) as reopened:  # the switch is on disk
+        assert reopened.model_spec == hf and reopened.counts()["images"] == 6
+
+
+def test_reindex_resumes_and_a_cut_switch_is_finished(tmp_path, folder, tiny_spec, tiny_hf_dir):
+    from viewfinder.ingest.reindex import next_folder
+
+    db, hf = tmp_path / "db", f"hf:{tiny_hf_dir}"
+    with _open(tmp_path, tiny_spec) as eng:
+        eng.index(folder, progress=False)
+    with Engine.open(next_folder(db), model=hf, workers=0, batch_size=4) as partial:  # a run cut short
+        partial.index(copy_photos(folder, tmp_path / "half", SOME[:3]), progress=False)
+    # the half-done next index holds other paths: a re-index drops them and embeds the live ones
+    with _open(tmp_path, tiny_spec) as eng:
+        rep = eng.reindex(hf, progress=False)
+        assert rep.embedded == 6 and eng.counts()["images"] == 6
+    # a crash between the two renames: DB gone, DB.next complete -> opening finishes the switch
+    db.rename(next_folder(db))
+    with Engine.open(db, workers=0) as eng:
+        assert eng.counts()["images"] == 6 and eng.model_spec == hf

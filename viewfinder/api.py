@@ -52,6 +52,10 @@ class IndexRequest(BaseModel):
     folder: str
 
 
+class ReindexRequest(BaseModel):
+    model: str | None = Field(None, description="model spec; default: mini")
+
+
 router = APIRouter()
 
 
@@ -184,6 +188,13 @@ def add_texts(req: TextsRequest, engine: Engine = Depends(engine_of)) -> dict:
 def index(req: IndexRequest, engine: Engine = Depends(engine_of)) -> dict:
     """Index a folder under one of the allowed roots, in the background; GET /stats shows progress."""
     return {"accepted": engine.index_in_background(req.folder)}
+
+
+@router.post("/reindex", dependencies=[Depends(require_token)], status_code=202)
+def reindex(req: ReindexRequest, engine: Engine = Depends(engine_of)) -> dict:
+    """Re-embed the index with another model in the background; searches keep using the current
+    index until the new one is complete. GET /stats shows progress."""
+    return {"accepted": engine.reindex_in_background(req.model)}
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -110,6 +110,27 @@ def _echo_caption_report(rep) -> None:
 
 
 @app.command()
+def reindex(
+    db: Optional[Path] = DbOpt,
+    model: Optional[str] = typer.Option(
+        None, "--model", help=f"The new model (default: mini). {MODEL_SPEC_HELP}."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Re-embed the whole index with another model. The new index is built beside the old one,
+    which keeps answering searches; a rerun resumes; when done they switch (the old one is kept
+    as DB.previous)."""
+    with _engine(db) as engine:
+        before = engine.model_spec
+        report = engine.reindex(model, progress=not quiet, on_error=_skipped)
+        typer.echo(
+            f"{report.embedded} images re-embedded, {len(report.failed)} failed "
+            f"({report.images_per_second:.1f} images/s); index {engine.config.db} "
+            f"now uses {engine.model_spec} (was {before}; kept as {engine.config.db}.previous)"
+        )
+
+
+@app.command()
 def caption(
     db: Optional[Path] = DbOpt,
     captioner: str = typer.Option(

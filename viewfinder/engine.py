@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -24,6 +24,7 @@ from .errors import (
     ViewfinderError,
 )
 from .images import read_image
+from .ingest.reindex import finish_switch
 from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
 from .query.confidence import ConfidenceModel, ScoreTailConfidence
@@ -45,9 +46,11 @@ THUMB_SIZE = 320  # pixels on the longer side of a cached thumbnail
 
 @dataclass
 class IndexJob:
-    """A background index run (`Engine.index_in_background`): running, done or failed."""
+    """A background run (`index_in_background`, `reindex_in_background`): running, done or failed.
+    `kind` is "index" or "reindex"; `folder` is the folder indexed, or for a re-index the model."""
 
     folder: str
+    kind: str = "index"
     state: str = "running"
     embedded: int = 0
     failed: int = 0
@@ -65,8 +68,8 @@ class Engine:
         self, config: Config, encoder: Encoder | None = None, confidence: ConfidenceModel | None = None
     ) -> None:
         self.config = config
-        ram_budget = None if config.index_ram_gb is None else int(config.index_ram_gb * 2**30)
-        self.store = Store(config.db, config.index_kind, config.exact_limit, ram_budget)
+        finish_switch(Path(config.db))  # a re-index that a crash cut between its two renames
+        self.store = self._open_store()
         stored = self.store.catalog.get_meta("model_spec")
         if stored is not None and config.model is not None and config.model != stored:
             raise ModelMismatchError(
@@ -79,6 +82,11 @@ class Engine:
         self.confidence = confidence or ScoreTailConfidence()
         self._job: IndexJob | None = None
         self._job_lock = threading.Lock()
+
+    def _open_store(self) -> Store:
+        cfg = self.config
+        ram_budget = None if cfg.index_ram_gb is None else int(cfg.index_ram_gb * 2**30)
+        return Store(cfg.db, cfg.index_kind, cfg.exact_limit, ram_budget)
 
     @classmethod
     def open(cls, db: str | Path | None = None, model: str | None = None, **settings: object) -> "Engine":
@@ -93,11 +101,24 @@ class Engine:
             self._encoder = load_encoder(self.model_spec, self.config.device, self.config.cache_dir)
         if not self._bound:
             self._encoder.ensure_loaded()
-            self.store.catalog.bind_model(self.model_spec, self._encoder.dim, self._encoder.fingerprint())
+            try:
+                self.store.catalog.bind_model(self.model_spec, self._encoder.dim, self._encoder.fingerprint())
+            except ModelMismatchError:
+                if self.model_spec != DEFAULT_MODEL or self.config.model is not None:
+                    raise
+                self._encoder = self._first_mini()
             if self.config.compile:
                 self._encoder.compile_image_tower()
             self._bound = True
         return self._encoder
+
+    def _first_mini(self) -> Encoder:
+        """An index that `mini` built before its v2 heads keeps searching with the v1 heads it was
+        built with (`viewfinder reindex` moves it to the current ones)."""
+        v1 = load_encoder("mini@v1", self.config.device, self.config.cache_dir)
+        self.store.catalog.bind_model(self.model_spec, v1.dim, v1.fingerprint())  # raises if not v1 either
+        log.warning("%s was indexed with mini's v1 heads; searching with them", self.config.db)
+        return v1
 
     @property
     def encoder(self) -> Encoder:
@@ -123,14 +144,16 @@ class Engine:
         `on_error` gets one line per file that cannot be indexed (default: a log warning)."""
         from .ingest.pipeline import index_folder
 
+        return index_folder(Path(folder), self.store, self.encoder, self._embed_options(progress, on_error))
+
+    def _embed_options(self, progress: bool, on_error: Callable[[str], None] | None):
+        from .ingest.pipeline import EmbedOptions
+
         cfg = self.config
-        return index_folder(
-            Path(folder),
-            self.store,
-            self.encoder,
+        return EmbedOptions(
+            max_pixels=cfg.max_pixels,
             batch_size=self.batch_size,
             workers=cfg.workers,
-            max_pixels=cfg.max_pixels,
             checkpoint_seconds=cfg.checkpoint_seconds,
             progress=progress,
             on_error=on_error,
@@ -187,9 +210,53 @@ class Engine:
         try:
             with Engine(self.config, encoder=encoder) as job_engine:
                 rep = job_engine.index(folder, progress=False)
-            done = IndexJob(str(folder), "done", rep.embedded, len(rep.failed))
+            done = IndexJob(str(folder), "index", "done", rep.embedded, len(rep.failed))
         except ViewfinderError as exc:
-            done = IndexJob(str(folder), "failed", error=str(exc))
+            done = IndexJob(str(folder), "index", "failed", error=str(exc))
+        with self._job_lock:
+            self._job = done
+
+    def reindex(
+        self, model: str | None = None, progress: bool = True, on_error: Callable[[str], None] | None = None
+    ) -> IndexReport:
+        """Re-embed the whole index with `model` (default: the current `mini`) into a new index
+        beside this one, while this one keeps answering searches; then switch to it (the old one
+        stays as DB.previous). Resumable: a rerun skips what the new index already holds."""
+        from .ingest.reindex import next_folder, rebuild_into, switch
+
+        spec = model or DEFAULT_MODEL
+        db = Path(self.config.db)
+        with Engine(replace(self.config, db=next_folder(db), model=spec)) as target:
+            report = rebuild_into(
+                self.store, target.store, target.encoder, target._embed_options(progress, on_error)
+            )
+            encoder = target.encoder
+        switch(db)
+        old, self.store = self.store, self._open_store()
+        self.config = replace(self.config, model=spec)
+        self.model_spec, self._encoder, self._bound = spec, encoder, True
+        old.close()
+        return report
+
+    def reindex_in_background(self, model: str | None = None) -> str:
+        """Start `reindex` in a thread; `index_job()` tells how it goes. Returns the model spec."""
+        spec = model or DEFAULT_MODEL
+        load_encoder(
+            spec, self.config.device, self.config.cache_dir
+        )  # a bad spec fails here, not in the thread
+        with self._job_lock:
+            if self._job is not None and self._job.state == "running":
+                raise BusyError("an index run is already going; wait for it (GET /stats)")
+            self._job = IndexJob(spec, "reindex")
+        threading.Thread(target=self._run_reindex, args=(spec,), daemon=True).start()
+        return spec
+
+    def _run_reindex(self, spec: str) -> None:
+        try:
+            rep = self.reindex(spec, progress=False)
+            done = IndexJob(spec, "reindex", "done", rep.embedded, len(rep.failed))
+        except ViewfinderError as exc:
+            done = IndexJob(spec, "reindex", "failed", error=str(exc))
         with self._job_lock:
             self._job = done
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ViewfinderError
 from ..images import DRAFT_SIZE, sha256_file
-from ..store import NewImage, Store
+from ..store import Collection, NewImage, Store
 from .prepare import decode_for_model
 from .walk import FileStat, scan
 
@@ -133,9 +133,9 @@ def start_run(folder: Path, store: Store) -> tuple[IndexPlan, IndexReport]:
     report.moved = len(plan.moves)
     if plan.to_delete:
         store.catalog.delete_images(plan.to_delete)
-        index = store.vectors("images")
+        index = store.vectors(Collection.IMAGES)
         index.remove(plan.to_delete)
-        store.note_change("images", index)
+        store.note_change(Collection.IMAGES, index)
         report.deleted = len(plan.to_delete)
     return plan, report
 
@@ -151,13 +151,13 @@ def commit_batch(
     """One catalogue transaction for a decoded batch (vectors in order of the records without
     error), then the same change applied to the in-memory vector index."""
     replaced = [replace_ids[r.path] for r in records if r.path in replace_ids]
-    index = store.vectors("images")
+    index = store.vectors(Collection.IMAGES)
     ids = store.catalog.write_batch(records, vectors, replace_ids=replaced)
     index.remove(replaced)
     ok = [i for i, r in zip(ids, records) if r.error is None]
     if ok:
         index.add(np.asarray(ok, dtype=np.int64), vectors)
-    store.note_change("images", index)
+    store.note_change(Collection.IMAGES, index)
     for r in records:
         if r.error is not None:
             report.failed.append((r.path, r.error))
@@ -201,76 +201,92 @@ class InOrderWriter:
             raise self._error
 
 
-def index_folder(
-    folder: Path,
-    store: Store,
-    encoder,
-    *,
-    max_pixels: int,
-    batch_size: int = 32,
-    workers: int = 2,
-    checkpoint_seconds: float = 30.0,
-    progress: bool = True,
-    on_error: Callable[[str], None] | None = None,
-    gpu_decode: bool = True,
-    gpu_decoders: Sequence[str] = ("torchvision",),
-) -> IndexReport:
-    """Bring the catalogue in line with `folder`. Safe to interrupt at any point. On a CUDA
-    device JPEGs are decoded there by `gpu_decoders` unless gpu_decode=False (see gpu_decode.py)."""
-    import time
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How to decode and embed: `max_pixels` bounds each image; `workers` decode processes;
+    `checkpoint_seconds` between vector-index writes; `on_error` gets a line per bad file;
+    on a CUDA device JPEGs are decoded there by `gpu_decoders` unless gpu_decode=False."""
 
-    import torch
-    from tqdm import tqdm
+    max_pixels: int
+    batch_size: int = 32
+    workers: int = 2
+    checkpoint_seconds: float = 30.0
+    progress: bool = True
+    on_error: Callable[[str], None] | None = None
+    gpu_decode: bool = True
+    gpu_decoders: Sequence[str] = ("torchvision",)
+
+
+def index_folder(folder: Path, store: Store, encoder, options: EmbedOptions) -> IndexReport:
+    """Bring the catalogue in line with `folder`. Safe to interrupt at any point."""
+    import time
 
     started = time.perf_counter()
     plan, report = start_run(folder, store)
+    embed_files(plan, report, store, encoder, options)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
+    """(pixel batch or None, records) for `files`, decoded by worker processes (or on the GPU),
+    and the mean/std the model still has to apply (None when the batches arrive normalised)."""
+    import torch
+
+    split = encoder.uint8_transform()
+    transform, mean, std = split if split is not None else (encoder.image_transform(), None, None)
+    if options.gpu_decode and encoder.device == "cuda" and split is not None:
+        from PIL import Image
+
+        from .gpu_decode import gpu_batches
+
+        side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
+        loader = gpu_batches(
+            files,
+            batch_size=options.batch_size,
+            device=encoder.device,
+            side=side,
+            mean=mean,
+            std=std,
+            max_pixels=options.max_pixels,
+            fallback=transform,
+            workers=options.workers,
+            decoders=options.gpu_decoders,
+        )
+        return loader, None, None  # the GPU batches arrive normalised
+    loader = torch.utils.data.DataLoader(
+        _DecodeFiles(files, transform, options.max_pixels, DRAFT_SIZE),
+        batch_size=options.batch_size,
+        num_workers=options.workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if options.workers else None,
+        persistent_workers=False,
+        # pinned batches let the host->device copy run asynchronously (pinned in the main
+        # process: a forked worker cannot initialise CUDA)
+        pin_memory=encoder.device == "cuda",
+    )
+    return loader, mean, std
+
+
+def embed_files(plan: IndexPlan, report: IndexReport, store: Store, encoder, options: EmbedOptions) -> None:
+    """Embed `plan.to_embed` and commit each batch (replacing `plan.replace_ids`), then write the
+    vector index."""
+    from tqdm import tqdm
+
     if plan.to_embed:
-        split = encoder.uint8_transform()
-        transform, mean, std = split if split is not None else (encoder.image_transform(), None, None)
-        if gpu_decode and encoder.device == "cuda" and split is not None:
-            from PIL import Image
-
-            from .gpu_decode import gpu_batches
-
-            side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
-            loader = gpu_batches(
-                plan.to_embed,
-                batch_size=batch_size,
-                device=encoder.device,
-                side=side,
-                mean=mean,
-                std=std,
-                max_pixels=max_pixels,
-                fallback=transform,
-                workers=workers,
-                decoders=gpu_decoders,
-            )
-            mean = std = None  # the GPU batches arrive normalised
-        else:
-            loader = torch.utils.data.DataLoader(
-                _DecodeFiles(plan.to_embed, transform, max_pixels, DRAFT_SIZE),
-                batch_size=batch_size,
-                num_workers=workers,
-                collate_fn=_collate,
-                prefetch_factor=4 if workers else None,
-                persistent_workers=False,
-                # pinned batches let the host->device copy run asynchronously (pinned in the main
-                # process: a forked worker cannot initialise CUDA)
-                pin_memory=encoder.device == "cuda",
-            )
-        bar = tqdm(total=len(plan.to_embed), unit="img", desc="indexing", disable=not progress, smoothing=0.1)
+        loader, mean, std = model_batches(plan.to_embed, encoder, options)
+        bar = tqdm(
+            total=len(plan.to_embed), unit="img", desc="indexing", disable=not options.progress, smoothing=0.1
+        )
 
         def commit(records, vectors) -> None:
-            commit_batch(store, records, vectors, plan.replace_ids, report, on_error)
+            commit_batch(store, records, vectors, plan.replace_ids, report, options.on_error)
             bar.update(len(records))
-            store.checkpoint("images", every_seconds=checkpoint_seconds)
+            store.checkpoint(Collection.IMAGES, every_seconds=options.checkpoint_seconds)
 
         with InOrderWriter(commit) as writer:
             for pixels, records in loader:
-                writer.put(
-                    records, encoder.encode_image_tensors(pixels, mean, std) if pixels is not None else None
-                )
+                vectors = encoder.encode_image_tensors(pixels, mean, std) if pixels is not None else None
+                writer.put(records, vectors)
         bar.close()
-    store.checkpoint("images")
-    report.seconds = time.perf_counter() - started
-    return report
+    store.checkpoint(Collection.IMAGES)

@@ -316,13 +316,15 @@ class MiniEncoder(Encoder):
 
         device = device or self.device
         self.heads = heads.to(device)
-        if heads.config.uses_classifier and self.classifier is None:
+        if not heads.config.uses_classifier:
+            return
+        if self.classifier is None:
             from .classifier import load_classifier
 
             self.classifier = load_classifier().to(device)
-            # the classifier sees the same 224 px crop as DINOv2, renormalised on the device
-            stats = [IMAGENET_MEAN, IMAGENET_STD, CLASSIFIER_MEAN, CLASSIFIER_STD]
-            self._renorm = [torch.tensor(v, device=device).view(1, 3, 1, 1) for v in stats]
+        # the classifier sees the same 224 px crop as DINOv2, renormalised on the device
+        stats = [IMAGENET_MEAN, IMAGENET_STD, CLASSIFIER_MEAN, CLASSIFIER_STD]
+        self._renorm = [torch.tensor(v, device=device).view(1, 3, 1, 1) for v in stats]
 
     def image_transform(self):
         return image_transform()

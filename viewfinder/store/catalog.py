@@ -395,6 +395,13 @@ class ImageCatalog:
     def count_texts(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM texts").fetchone()[0])
 
+    def texts_by_source(self) -> dict[str, list[str]]:
+        """Every stored text, grouped by where it came from, in the order stored."""
+        out: dict[str, list[str]] = {}
+        for text, source in self.conn.execute("SELECT text, source FROM texts ORDER BY id"):
+            out.setdefault(source, []).append(text)
+        return out
+
     def get_texts(self, ids: Sequence[int]) -> dict[int, TextRecord]:
         out: dict[int, TextRecord] = {}
         for chunk in _chunks(list(ids), 500):

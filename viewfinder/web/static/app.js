@@ -5,9 +5,22 @@
   let mode = "text";
   let imageFile = null;
 
-  fetch("/stats").then((r) => r.json()).then((s) => {
-    $("stats").textContent = `${s.images} images indexed with model ${s.model}` + (s.texts ? `, ${s.texts} texts stored` : "");
-  }).catch(() => {});
+  // The index's size and model, and a running index or re-index job (polled while one runs).
+  function showStats() {
+    fetch("/stats").then((r) => r.json()).then((s) => {
+      $("stats").textContent = `${s.images} images indexed with model ${s.model}` + (s.texts ? `, ${s.texts} texts stored` : "");
+      const job = s.index_job;
+      const running = job && job.state === "running";
+      $("job").hidden = !running;
+      if (running) {
+        $("job").textContent = job.kind === "reindex"
+          ? `Re-indexing with ${job.folder}: searches use the current index until it is done.`
+          : `Indexing ${job.folder}: new images appear as they are added.`;
+        setTimeout(showStats, 5000);
+      }
+    }).catch(() => {});
+  }
+  showStats();
 
   // -- tabs (arrow keys move between them, as the ARIA tabs pattern expects) --
   const tabs = Array.from(document.querySelectorAll("[role=tab]"));
