@@ -196,14 +196,14 @@ def viewfinder_gpu_path(
         t = time.perf_counter()
         for pixels, _ in batches(
             stats,
-            batch,
-            enc.device,
-            _side(enc),
-            mean,
-            std,
-            10**9,
-            transform,
-            readers,
+            batch_size=batch,
+            device=enc.device,
+            side=_side(enc),
+            mean=mean,
+            std=std,
+            max_pixels=10**9,
+            fallback=transform,
+            workers=readers,
             decoders=decoders,
             timings=clock,
         ):

@@ -28,10 +28,17 @@ def photos(tmp_path_factory) -> Path:
 
 
 def copy_photos(src: Path, dst: Path, names: list[str] | None = None) -> Path:
+    """Copy the sample photos (those named, else all) into dst; a test whose photos are not
+    installed here (the GPU machine has no opencv-doc) is skipped, not failed."""
     dst.mkdir(parents=True, exist_ok=True)
-    for f in sorted(src.rglob("*")):
-        if f.is_file() and (names is None or f.name in names):
-            shutil.copy2(f, dst / f.name)
+    found = [f for f in sorted(src.rglob("*")) if f.is_file() and (names is None or f.name in names)]
+    missing = set(names or ()) - {f.name for f in found}
+    if missing:
+        pytest.skip(
+            f"sample photos not installed here: {', '.join(sorted(missing))} (scripts/setup.sh installs them)"
+        )
+    for f in found:
+        shutil.copy2(f, dst / f.name)
     return dst
 
 
