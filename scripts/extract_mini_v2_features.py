@@ -12,7 +12,8 @@ Sets, in the order they are made (each is skipped when its npz exists, so a reru
 - wallpaper-views: 4 views of each unlabelled wallpaper photo (captioned later by the classifier);
 - composites: tuxpaint train stamps pasted at a random place and size on wallpaper photos;
 - drawings: the tuxpaint, openclipart, emoji and fashion-mnist val and test splits, and a
-  subsample of their train splits (all of tuxpaint, 2,000 openclipart, 1,000 emoji, fashion)."""
+  subsample of their train splits (all of tuxpaint, 2,000 openclipart, 1,000 emoji, fashion);
+- drawings-rest: the rest of openclipart's train split."""
 
 from __future__ import annotations
 
@@ -71,11 +72,11 @@ def write_views(
 
 def write_composites(n: int, folder: Path, seed: int) -> list[ImageTextPair]:
     """Cartoon stamps on real photo backgrounds, captioned by the stamp's caption."""
-    rng = random.Random(seed)
     stamps = [p for p in load_dataset("tuxpaint", "train") if p.locator.endswith(".png")]
     backgrounds = wallpapers()
     pairs = []
     for i in range(n):
+        rng = random.Random(f"{seed}-{i}")  # its own draws: a rerun that finds the file agrees with it
         stamp, bg_path = rng.choice(stamps), rng.choice(backgrounds)
         out = folder / f"composite-{i}.jpg"
         if not out.exists():
@@ -97,15 +98,20 @@ def write_composites(n: int, folder: Path, seed: int) -> list[ImageTextPair]:
     return pairs
 
 
-def drawing_pairs() -> list[ImageTextPair]:
+def drawing_pairs(rest: bool = False) -> list[ImageTextPair]:
+    """The drawing sets' val and test splits and a sample of their train splits; rest=True: the
+    train pairs the sample left out (a second, optional set)."""
     rng = random.Random(0)
-    out = []
+    out, left = [], []
     for name in ("tuxpaint", "openclipart", "emoji", "fashion-mnist"):
         out += load_dataset(name, "val") + load_dataset(name, "test")
         train = load_dataset(name, "train")
         k = TRAIN_SAMPLE.get(name)
-        out += rng.sample(train, k) if k and k < len(train) else train
-    return out
+        sample = rng.sample(train, k) if k and k < len(train) else train
+        out += sample
+        chosen = {p.id for p in sample}
+        left += [p for p in train if p.id not in chosen and name == "openclipart"]
+    return left if rest else out
 
 
 def main() -> None:
@@ -134,6 +140,7 @@ def main() -> None:
         ),
         "composites": lambda: write_composites(args.composites, args.images / "composites", 3),
         "drawings": drawing_pairs,
+        "drawings-rest": lambda: drawing_pairs(rest=True),
     }
     for name, make in sets.items():
         cache = args.out / f"{name}.npz"

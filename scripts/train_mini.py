@@ -1,9 +1,9 @@
 """The recipe that produces mini's heads (viewfinder/models/weights/mini_heads.safetensors), and
 the comparison of the designs and data sources it was chosen from.
 
-    python scripts/extract_mini_v2_features.py          # frozen-tower features, once (~20 min on 2 cores)
-    python scripts/train_mini.py --compare              # every variant below, a table on validation splits
-    python scripts/train_mini.py                        # the chosen variant, installed into the package
+    python scripts/extract_mini_v2_features.py   # frozen-tower features, once (~25 min on 2 cores)
+    python scripts/train_mini.py --compare   # every variant below, one table; installs the chosen one
+    python scripts/train_mini.py             # the chosen variant alone, installed into the package
 
 Training pairs (train splits only; the evaluation sets are never trained on):
 - drawings: tuxpaint, openclipart (a subsample), emoji and fashion-mnist, each caption also in the
@@ -36,20 +36,20 @@ from viewfinder.train.contrastive import TrainConfig, train
 
 DRAWINGS = ("tuxpaint", "openclipart", "emoji", "fashion")
 VARIANTS = {
-    # name: (heads config, data sources); the floor is not trained: v1's heads, and the
-    # classifier's class path through v1's text head mixed in evenly
+    # name: (heads config, data sources). Not trained: v1's shipped heads, and the floor: v1's
+    # heads with the classifier's class path through v1's text head mixed in evenly.
+    "v1 (shipped heads)": (HeadsConfig(), ()),
     "floor: v1 heads + class path, fixed even mix": (HeadsConfig(class_path=True), ()),
-    "v1 heads (drawings, DINOv2 only)": (HeadsConfig(), ("drawings",)),
+    "DINOv2 + classifier features + class path (v2)": (
+        HeadsConfig(image_features="dino+classifier", class_path=True, multilingual=True),
+        ("drawings", "photos", "wallpapers", "composites"),
+    ),
     "DINOv2 + class path, learnt gate": (
         HeadsConfig(class_path=True),
         ("drawings", "photos", "wallpapers", "composites"),
     ),
     "DINOv2 + classifier features": (
         HeadsConfig(image_features="dino+classifier"),
-        ("drawings", "photos", "wallpapers", "composites"),
-    ),
-    "DINOv2 + classifier features + class path (v2)": (
-        HeadsConfig(image_features="dino+classifier", class_path=True, multilingual=True),
         ("drawings", "photos", "wallpapers", "composites"),
     ),
     "v2, linear heads": (
@@ -100,13 +100,19 @@ def load(features: Path, name: str) -> tuple[dict[str, np.ndarray], dict[str, li
     return images, json.loads((features / f"{name}.captions.json").read_text())
 
 
+_TEXT_CACHE: dict[str, np.ndarray] = {}  # the English tower is frozen: one pass per caption
+
+
 def text_features(encoder, texts: list[str]) -> np.ndarray:
     import torch
 
     frozen, _ = encoder.frozen_text_tower()
+    todo = list(dict.fromkeys(t for t in texts if t not in _TEXT_CACHE))
     with torch.inference_mode():
-        parts = [frozen(texts[i : i + 512]).float().cpu().numpy() for i in range(0, len(texts), 512)]
-    return np.concatenate(parts)
+        for i in range(0, len(todo), 512):
+            chunk = todo[i : i + 512]
+            _TEXT_CACHE.update(zip(chunk, frozen(chunk).float().cpu().numpy()))
+    return np.stack([_TEXT_CACHE[t] for t in texts])
 
 
 def as_features(encoder, rows: list[tuple[np.ndarray, list[str], str]]) -> PairFeatures:
@@ -131,6 +137,9 @@ def rows_for(features: Path, sources: tuple[str, ...], names: list[str]) -> tupl
     """(train rows, validation rows) of (image features, captions, id) for the data sources."""
     train_rows, val_rows = [], []
     images, caps = load(features, "drawings")
+    if (features / "drawings-rest.npz").exists():  # the rest of openclipart's train split
+        more_images, more_caps = load(features, "drawings-rest")
+        images, caps = {**images, **more_images}, {**caps, **more_caps}
     for pid, (caption, group) in caps.items():
         dataset = pid.split("/")[0]
         split = ImageTextPair(pid, caption, group, "", "").split
@@ -163,11 +172,16 @@ def rows_for(features: Path, sources: tuple[str, ...], names: list[str]) -> tupl
     return train_rows, val_rows
 
 
+_ENCODER = []  # one set of frozen towers for every variant
+
+
 def make_encoder(cfg: HeadsConfig, names: list[str]):
     import torch
 
-    encoder = load_encoder("mini:random", device="cpu")
-    encoder.ensure_loaded()
+    if not _ENCODER:
+        _ENCODER.append(load_encoder("mini:random", device="cpu"))
+        _ENCODER[0].ensure_loaded()
+    encoder = _ENCODER[0]
     torch.manual_seed(0)
     heads = build_heads(cfg)
     if cfg.class_path:
@@ -208,26 +222,34 @@ def test_sets(features: Path) -> dict[str, tuple[PairFeatures, list[ImageTextPai
     return out
 
 
-def evaluate(encoder, sets: dict) -> dict[str, dict]:
+PROMPT_ENSEMBLE = ("{}", "a photo of {}", "a picture of {}")
+
+
+def evaluate(encoder, sets: dict, prompts: tuple[str, ...] = ("{}",)) -> dict[str, dict]:
+    """Retrieval metrics on each set; with several `prompts`, each query is the normalised mean
+    of its phrasings' embeddings (a prompt ensemble)."""
     import torch
 
     _, image_head = encoder.frozen_image_tower()
     _, text_head = encoder.frozen_text_tower()
     encoder.heads.eval()
+    norm = torch.nn.functional.normalize
     out = {}
     with torch.no_grad():
         for name, (feats, pairs) in sets.items():
-            texts = torch.from_numpy(text_features(encoder, feats.captions))
-            ie = torch.nn.functional.normalize(image_head(torch.from_numpy(feats.image)), dim=-1).numpy()
-            te = torch.nn.functional.normalize(text_head(texts), dim=-1).numpy()
-            out[name] = retrieval(PairEmbeddings(pairs, ie, te))
+            te = 0
+            for template in prompts:
+                texts = torch.from_numpy(text_features(encoder, [template.format(c) for c in feats.captions]))
+                te = te + norm(text_head(texts), dim=-1)
+            ie = norm(image_head(torch.from_numpy(feats.image)), dim=-1).numpy()
+            out[name] = retrieval(PairEmbeddings(pairs, ie, norm(te, dim=-1).numpy()))
     return out
 
 
 def run_variant(name: str, features: Path, out: Path, epochs: int, names: list[str]):
     cfg, sources = VARIANTS[name]
     encoder = make_encoder(cfg, names)
-    if not sources:  # the floor
+    if not sources:  # v1 as shipped, or the floor built on it
         from safetensors.torch import load_file
 
         encoder.heads.load_state_dict(load_file(str(v1_heads_path())), strict=False)
@@ -381,6 +403,15 @@ def main() -> None:
             + f" |  ({time.time() - started:.0f} s)",
             flush=True,
         )
+        if name == CHOSEN:
+            ensemble = evaluate(encoder, sets, PROMPT_ENSEMBLE)
+            more = [
+                f"{m['text_to_image']['MRR']:.3f} / {m['text_to_image']['R@5']:.3f}"
+                for m in ensemble.values()
+            ]
+            print(
+                f"| {name}, queries as a prompt ensemble {PROMPT_ENSEMBLE} | | | " + " | ".join(more) + " |"
+            )
         if result and encoder.heads.config.multilingual:
             out_dir = Path(result.spec.split("@", 1)[1]).parent
             english = {
@@ -400,7 +431,7 @@ def main() -> None:
             encoder.heads.language.bias.data.copy_(bias)
             print("\nwith the e5 path for queries the language test finds non-English:\n" + header)
             print("\n".join(language_table(encoder, args.features)), flush=True)
-        if not args.compare and not args.no_install:
+        if name == args.variant and not args.no_install:
             shutil.copy2(Path(result.spec.split("@", 1)[1]), shipped_heads_path())
             print(f"installed {shipped_heads_path()} ({shipped_heads_path().stat().st_size / 1e6:.1f} MB)")
 

@@ -1,0 +1,88 @@
+"""mini as shipped, on real photos: v2 heads (DINOv2 + the ImageNet classifier, multilingual
+queries), the v1 heads still loadable, and the classifier tower itself."""
+
+import numpy as np
+import pytest
+
+from viewfinder.models import load_encoder
+from viewfinder.models.mini import NUM_CLASSES
+
+from conftest import copy_photos
+
+PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "horse.png", "orange.jpg"]
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    enc = load_encoder("mini", device="cpu")
+    enc.ensure_loaded()
+    return enc
+
+
+@pytest.fixture(scope="module")
+def photo_vectors(mini, photos, tmp_path_factory):
+    from PIL import Image
+
+    folder = copy_photos(photos, tmp_path_factory.mktemp("mini") / "pics", PHOTOS)
+    images = [Image.open(folder / name).convert("RGB") for name in PHOTOS]
+    return mini.encode_images(images)
+
+
+def test_classifier_tower_names_real_photos():
+    import torch
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from viewfinder.data.samples import skimage_dir
+    from viewfinder.models.classifier import class_names, load_classifier
+
+    model, names = load_classifier(), class_names()
+    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
+    x = torch.stack([tf(Image.open(skimage_dir() / f).convert("RGB")) for f in ("coffee.png", "chelsea.png")])
+    with torch.no_grad():
+        top = model(x).argmax(dim=1).tolist()
+    assert len(names) == NUM_CLASSES
+    assert names[top[0]] == "espresso" and "cat" in names[top[1]].lower() or "Mau" in names[top[1]]
+
+
+def test_shipped_heads_are_v2(mini):
+    cfg = mini.heads.config
+    assert cfg.image_features == "dino+classifier" and cfg.class_path and cfg.multilingual
+    assert mini.classifier is not None
+    frozen, _ = mini.frozen_image_tower()
+    import torch
+
+    with torch.no_grad():
+        assert frozen(torch.zeros(1, 3, 224, 224)).shape[1] == 768 + 1280 + NUM_CLASSES
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("a cat", "chelsea.png"),
+        ("a cup of coffee", "coffee.png"),
+        ("un chat", "chelsea.png"),  # French
+        ("eine Tasse Kaffee", "coffee.png"),  # German
+        ("una naranja", "orange.jpg"),  # Spanish
+        ("ракета", "rocket.jpg"),  # Russian
+    ],
+)
+def test_text_queries_in_several_languages_find_the_photo(mini, photo_vectors, query, expected):
+    scores = photo_vectors @ mini.encode_texts([query])[0]
+    assert PHOTOS[int(np.argmax(scores))] == expected, dict(zip(PHOTOS, scores.round(3)))
+
+
+def test_english_queries_take_the_english_tower(mini):
+    import torch
+
+    e5 = torch.from_numpy(mini.e5.queries(["a red car", "a dog on a beach", "une voiture rouge", "ein Hund"]))
+    with torch.no_grad():
+        english = (mini.heads.language(e5)[:, 0] > 0).tolist()
+    assert english == [True, True, False, False]
+
+
+def test_v1_heads_stay_loadable():
+    v1 = load_encoder("mini@v1", device="cpu")
+    v1.ensure_loaded()
+    assert v1.heads.config.image_features == "dino" and v1.classifier is None
+    assert v1.encode_texts(["a cat"]).shape == (1, 256)
