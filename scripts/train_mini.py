@@ -313,9 +313,10 @@ def train_multilingual(
     heads = encoder.heads
     with torch.no_grad():
         targets = torch.nn.functional.normalize(heads.text(targets), dim=-1)
-    english = torch.tensor([float(r[2]) for r in rows])
-    params = list(heads.e5_text.parameters()) + list(heads.language.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    for module in heads.e5_text.modules():  # from scratch, whatever the heads held before
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    opt = torch.optim.AdamW(heads.e5_text.parameters(), lr=1e-3, weight_decay=0.01)
     heads.train()
     for _epoch in range(40):
         order = torch.randperm(len(rows))
@@ -325,14 +326,44 @@ def train_multilingual(
             sims = pred @ targets[idx].T / 0.05
             contrast = torch.nn.functional.cross_entropy(sims, torch.arange(len(idx)))
             distil = (1 - (pred * targets[idx]).sum(-1)).mean()
-            lang = torch.nn.functional.binary_cross_entropy_with_logits(
-                heads.language(e5[idx])[:, 0], english[idx]
-            )
-            loss = distil + 0.1 * contrast + lang
+            loss = distil + 0.1 * contrast
             opt.zero_grad()
             loss.backward()
             opt.step()
+    fit_language_test(heads.language, e5, torch.tensor([float(r[2]) for r in rows]))
     heads.eval()
+
+
+def fit_language_test(layer, e5, english) -> None:
+    """Logistic regression "is this query English?" on standardised e5 vectors (they differ in
+    little: cosines run 0.75-0.95), classes weighted to balance, by L-BFGS; the standardisation is
+    folded into `layer` so that inference needs none. The decision point is then moved to where
+    99% of the English training captions stay on the English side: a query wrongly sent to the
+    e5 path costs English quality, which must not drop."""
+    import torch
+
+    mean, std = e5.mean(0), e5.std(0) + 1e-6
+    x = (e5 - mean) / std
+    weight = torch.where(english > 0, 0.5 / english.mean(), 0.5 / (1 - english.mean()))
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=200)
+
+    def closure():
+        opt.zero_grad()
+        loss = (
+            torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, english, reduction="none")
+            * weight
+        ).mean()
+        loss = loss + 1e-3 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        keep = torch.quantile((x @ w + b)[english > 0], 0.01)
+        layer.weight.copy_((w / std)[None, :])
+        layer.bias.copy_(b - keep - (w * mean / std).sum())
 
 
 def language_table(encoder, features: Path) -> list[str]:
@@ -373,6 +404,43 @@ def language_table(encoder, features: Path) -> list[str]:
     return lines
 
 
+def multilingual_stage(encoder, features: Path, train_captions: list[str], spec: str) -> None:
+    """Train the e5 path and the language test, save the heads, print the per-language tables."""
+    english = {
+        pid: c for pid, (c, _) in {**load(features, "drawings")[1], **load(features, "gcompris")[1]}.items()
+    }
+    train_multilingual(encoder, english, train_captions)
+    encoder.save(Path(spec.split("@", 1)[1]).parent)
+    header = "| query language | " + " | ".join(("en",) + LANGUAGES) + " |"
+    bias = encoder.heads.language.bias.data.clone()
+    encoder.heads.language.bias.data.fill_(1e4)  # every query through the English tower
+    print("\nText->image MRR per query language, English tower only:\n" + header)
+    print("\n".join(language_table(encoder, features)))
+    encoder.heads.language.bias.data.copy_(bias)
+    print("\nwith the e5 path for queries the language test finds non-English:\n" + header)
+    print("\n".join(language_table(encoder, features)), flush=True)
+
+
+def install(spec: str) -> None:
+    shutil.copy2(Path(spec.split("@", 1)[1]), shipped_heads_path())
+    print(f"installed {shipped_heads_path()} ({shipped_heads_path().stat().st_size / 1e6:.1f} MB)")
+
+
+def rerun_multilingual(args, names: list[str]) -> None:
+    """Only the multilingual stage, on the chosen variant's trained heads (--multilingual-only)."""
+    from safetensors.torch import load_file
+
+    path = args.out / re.sub(r"\W+", "-", CHOSEN) / "mini_heads.safetensors"
+    encoder = make_encoder(VARIANTS[CHOSEN][0], names)
+    encoder.heads.load_state_dict(load_file(str(path)))
+    train_rows, _ = rows_for(args.features, VARIANTS[CHOSEN][1], names)
+    multilingual_stage(
+        encoder, args.features, sorted({t for _, texts, _ in train_rows for t in texts}), f"mini@{path}"
+    )
+    if not args.no_install:
+        install(f"mini@{path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--features", type=Path, default=Path("data/features-v2"))
@@ -381,8 +449,13 @@ def main() -> None:
     ap.add_argument("--variant", default=CHOSEN, choices=list(VARIANTS))
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--no-install", action="store_true", help="do not copy the heads into the package")
+    ap.add_argument(
+        "--multilingual-only", action="store_true", help="redo the multilingual stage of the chosen heads"
+    )
     args = ap.parse_args()
     names = class_names()
+    if args.multilingual_only:
+        return rerun_multilingual(args, names)
     sets = test_sets(args.features)
     chosen = list(VARIANTS) if args.compare else [args.variant]
     print("| variant | pairs | val R@5 | " + " | ".join(f"{s} MRR / R@5" for s in sets) + " |")
@@ -413,27 +486,9 @@ def main() -> None:
                 f"| {name}, queries as a prompt ensemble {PROMPT_ENSEMBLE} | | | " + " | ".join(more) + " |"
             )
         if result and encoder.heads.config.multilingual:
-            out_dir = Path(result.spec.split("@", 1)[1]).parent
-            english = {
-                pid: c
-                for pid, (c, _) in {
-                    **load(args.features, "drawings")[1],
-                    **load(args.features, "gcompris")[1],
-                }.items()
-            }
-            train_multilingual(encoder, english, sorted(set(train_f.captions)))
-            encoder.save(out_dir)
-            header = "| query language | " + " | ".join(("en",) + LANGUAGES) + " |"
-            bias = encoder.heads.language.bias.data.clone()
-            encoder.heads.language.bias.data.fill_(1e4)  # every query through the English tower
-            print("\nText->image MRR per query language, English tower only:\n" + header)
-            print("\n".join(language_table(encoder, args.features)))
-            encoder.heads.language.bias.data.copy_(bias)
-            print("\nwith the e5 path for queries the language test finds non-English:\n" + header)
-            print("\n".join(language_table(encoder, args.features)), flush=True)
+            multilingual_stage(encoder, args.features, sorted(set(train_f.captions)), result.spec)
         if name == args.variant and not args.no_install:
-            shutil.copy2(Path(result.spec.split("@", 1)[1]), shipped_heads_path())
-            print(f"installed {shipped_heads_path()} ({shipped_heads_path().stat().st_size / 1e6:.1f} MB)")
+            install(result.spec)
 
 
 if __name__ == "__main__":
