@@ -17,6 +17,24 @@ from conftest import copy_photos
 MAX_PIXELS = Config.max_pixels
 
 
+def batches_of(
+    files, transform, mean, std, *, batch_size, workers, max_pixels=MAX_PIXELS, device="cpu", **kw
+):
+    """gpu_batches with the settings these tests share (32 px crops)."""
+    return gpu_batches(
+        files,
+        batch_size=batch_size,
+        device=device,
+        side=32,
+        mean=mean,
+        std=std,
+        max_pixels=max_pixels,
+        fallback=transform,
+        workers=workers,
+        **kw,
+    )
+
+
 def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
     folder = copy_photos(
         photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "chelsea.png", "aloeL.jpg"]
@@ -25,19 +43,7 @@ def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
     files = scan(folder)
-    out = list(
-        gpu_batches(
-            files,
-            batch_size=4,
-            device="cpu",
-            side=32,
-            mean=mean,
-            std=std,
-            max_pixels=MAX_PIXELS,
-            fallback=transform,
-            workers=2,
-        )
-    )
+    out = list(batches_of(files, transform, mean, std, batch_size=4, workers=2))
     records = [r for _, batch in out for r in batch]
     assert sorted(r.path for r in records) == sorted(f.path for f in files)
     bad = [r for r in records if r.error]
@@ -76,16 +82,8 @@ def test_gpu_batches_refuse_bombs_before_decoding(tmp_path, tiny_spec):
     Image.new("RGB", (400, 300), "red").save(tmp_path / "big.jpg")
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    ((_, records),) = gpu_batches(
-        scan(tmp_path),
-        batch_size=4,
-        device="cpu",
-        side=32,
-        mean=mean,
-        std=std,
-        max_pixels=10_000,
-        fallback=transform,
-        workers=0,
+    ((_, records),) = batches_of(
+        scan(tmp_path), transform, mean, std, batch_size=4, workers=0, max_pixels=10_000
     )
     assert records[0].error and "over the limit" in records[0].error
 
@@ -110,17 +108,7 @@ def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
     folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "aloeL.jpg"])
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    batches = gpu_batches(
-        scan(folder),
-        batch_size=1,
-        device="cpu",
-        side=32,
-        mean=mean,
-        std=std,
-        max_pixels=MAX_PIXELS,
-        fallback=transform,
-        workers=2,
-    )
+    batches = batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2)
     next(batches)
     batches.close()  # the consumer goes away (an error in the model, Ctrl-C)
     assert not any(t.name in ("nvjpeg-decoder", "resize", "reader-batches") for t in threading.enumerate())
@@ -132,17 +120,7 @@ def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, 
     (folder / "cut.jpg").write_bytes(data[: len(data) // 3])  # the header parses; the decoder fails
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    ((pixels, records),) = gpu_batches(
-        scan(folder),
-        batch_size=8,
-        device="cpu",
-        side=32,
-        mean=mean,
-        std=std,
-        max_pixels=MAX_PIXELS,
-        fallback=transform,
-        workers=0,
-    )
+    ((pixels, records),) = batches_of(scan(folder), transform, mean, std, batch_size=8, workers=0)
     by_name = {Path(r.path).name: r for r in records}
     assert by_name["cut.jpg"].error and "cut.jpg" in by_name["cut.jpg"].error
     assert by_name["rocket.jpg"].error is None and by_name["aloeL.jpg"].error is None
@@ -190,17 +168,7 @@ def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
     src.save(tmp_path / "turned.jpg", exif=exif, quality=95)
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    ((pixels, (record,)),) = gpu_batches(
-        scan(tmp_path),
-        batch_size=4,
-        device="cpu",
-        side=32,
-        mean=mean,
-        std=std,
-        max_pixels=MAX_PIXELS,
-        fallback=transform,
-        workers=0,
-    )
+    ((pixels, (record,)),) = batches_of(scan(tmp_path), transform, mean, std, batch_size=4, workers=0)
     ref_record, ref = decode_for_model(scan(tmp_path)[0], transform, MAX_PIXELS)
     ref = (ref.float() / 255.0 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
     assert (record.width, record.height) == (ref_record.width, ref_record.height)
@@ -237,17 +205,8 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
     runs = {}
     for device, names in (("cpu", ("torchvision",)), ("cuda", decoders)):
         rows = {}  # by path: with several decoders, batches come in the order they are done
-        for pixels, records in gpu_batches(
-            scan(tmp_path),
-            batch_size=4,
-            device=device,
-            side=32,
-            mean=mean,
-            std=std,
-            max_pixels=MAX_PIXELS,
-            fallback=transform,
-            workers=2,
-            decoders=names,
+        for pixels, records in batches_of(
+            scan(tmp_path), transform, mean, std, batch_size=4, workers=2, device=device, decoders=names
         ):
             for i, r in enumerate(records):
                 rows[r.path] = (
