@@ -11,6 +11,16 @@ from viewfinder.query.search import reciprocal_rank_fusion
 
 from conftest import copy_photos
 
+# A one-layer vision tower on 32 px images: enough to check the captioners' code paths.
+TINY_VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    image_size=32,
+    patch_size=8,
+)
+
 
 def _tokenizer(tmp_path):
     from transformers import BertTokenizerFast
@@ -59,14 +69,7 @@ def test_git_code_path_matches_transformers_generate(tmp_path):
 
     torch.manual_seed(0)
     cfg = GitConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
+        vision_config=TINY_VISION,
         vocab_size=100,
         hidden_size=32,
         num_hidden_layers=1,
@@ -93,14 +96,7 @@ def test_blip_code_path_matches_transformers_generate(tmp_path):
 
     torch.manual_seed(0)
     cfg = BlipConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
+        vision_config=TINY_VISION,
         text_config=dict(
             vocab_size=100,
             hidden_size=32,
