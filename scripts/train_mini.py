@@ -373,19 +373,15 @@ def language_table(encoder, features: Path) -> list[str]:
 
     from viewfinder.eval.metrics import retrieval_report
 
-    drawings, _ = load(features, "drawings")
-    photos, _ = load(features, "gcompris")
+    drawings, drawing_caps = load(features, "drawings")
+    photos, photo_caps = load(features, "gcompris")
     images = {**drawings, **photos}
-    english = {}
-    for pid, (caption, _) in {**load(features, "drawings")[1], **load(features, "gcompris")[1]}.items():
-        english[pid] = caption
-    queries = [(pid, "en", english[pid]) for pid in english]
-    queries += [q for q in translated_pairs("test") if q[1] in LANGUAGES]
+    translated = translated_pairs("test")
+    queries = [(pid, "en", caption) for pid, (caption, _) in {**drawing_caps, **photo_caps}.items()]
+    queries += [q for q in translated if q[1] in LANGUAGES]
     lines = []
     for group in ("tuxpaint", "gcompris"):
-        ids = sorted(
-            {pid for pid, _, _ in translated_pairs("test") if pid.startswith(group) and pid in images}
-        )
+        ids = sorted({pid for pid, _, _ in translated if pid.startswith(group) and pid in images})
         with torch.no_grad():
             ie = torch.nn.functional.normalize(
                 encoder.heads.embed_image(torch.from_numpy(np.stack([images[i] for i in ids]))), dim=-1

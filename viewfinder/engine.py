@@ -196,25 +196,34 @@ class Engine:
             raise ForbiddenError(
                 f"folder: {folder} is not under an allowed root; add it to allowed_roots in the config"
             )
+        encoder = self.encoder
+
+        def work() -> IndexReport:
+            # Its own engine (own catalogue connections and vector index); searches keep using
+            # theirs and pick up each committed batch through the catalogue version.
+            with Engine(self.config, encoder=encoder) as job_engine:
+                return job_engine.index(target, progress=False)
+
+        self._start_job(IndexJob(str(target)), work)
+        return str(target)
+
+    def _start_job(self, job: IndexJob, work: Callable[[], IndexReport]) -> None:
+        """Run `work` in a thread as the one background job; `index_job()` shows its state."""
         with self._job_lock:
             if self._job is not None and self._job.state == "running":
                 raise BusyError("an index run is already going; wait for it (GET /stats)")
-            self._job = IndexJob(str(target))
-        encoder = self.encoder
-        threading.Thread(target=self._run_job, args=(target, encoder), daemon=True).start()
-        return str(target)
+            self._job = job
 
-    def _run_job(self, folder: Path, encoder: Encoder) -> None:
-        # Its own engine (own catalogue connections and vector index); searches keep using theirs
-        # and pick up each committed batch through the catalogue version.
-        try:
-            with Engine(self.config, encoder=encoder) as job_engine:
-                rep = job_engine.index(folder, progress=False)
-            done = IndexJob(str(folder), "index", "done", rep.embedded, len(rep.failed))
-        except ViewfinderError as exc:
-            done = IndexJob(str(folder), "index", "failed", error=str(exc))
-        with self._job_lock:
-            self._job = done
+        def run() -> None:
+            try:
+                rep = work()
+                done = IndexJob(job.folder, job.kind, "done", rep.embedded, len(rep.failed))
+            except ViewfinderError as exc:
+                done = IndexJob(job.folder, job.kind, "failed", error=str(exc))
+            with self._job_lock:
+                self._job = done
+
+        threading.Thread(target=run, daemon=True).start()
 
     def reindex(
         self, model: str | None = None, progress: bool = True, on_error: Callable[[str], None] | None = None
@@ -241,24 +250,9 @@ class Engine:
     def reindex_in_background(self, model: str | None = None) -> str:
         """Start `reindex` in a thread; `index_job()` tells how it goes. Returns the model spec."""
         spec = model or DEFAULT_MODEL
-        load_encoder(
-            spec, self.config.device, self.config.cache_dir
-        )  # a bad spec fails here, not in the thread
-        with self._job_lock:
-            if self._job is not None and self._job.state == "running":
-                raise BusyError("an index run is already going; wait for it (GET /stats)")
-            self._job = IndexJob(spec, "reindex")
-        threading.Thread(target=self._run_reindex, args=(spec,), daemon=True).start()
+        load_encoder(spec, self.config.device, self.config.cache_dir)  # a bad spec fails here, not later
+        self._start_job(IndexJob(spec, "reindex"), lambda: self.reindex(spec, progress=False))
         return spec
-
-    def _run_reindex(self, spec: str) -> None:
-        try:
-            rep = self.reindex(spec, progress=False)
-            done = IndexJob(spec, "reindex", "done", rep.embedded, len(rep.failed))
-        except ViewfinderError as exc:
-            done = IndexJob(spec, "reindex", "failed", error=str(exc))
-        with self._job_lock:
-            self._job = done
 
     def index_job(self) -> IndexJob | None:
         """The last background index run, if any."""

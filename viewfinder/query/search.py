@@ -122,36 +122,36 @@ def judge(
     return stats, abstain
 
 
-def make_hit(
-    rank_no: int,
-    item_id: int,
-    record,
-    vector: np.ndarray,
-    parts: Sequence[QueryPart],
-    embeddings: np.ndarray,
-    query: np.ndarray,
-    norm: float,
-    stats: QueryStats,
-    confidence: ConfidenceModel,
-    abstain: bool,
-    ranking: Ranking,
-) -> SearchHit:
+@dataclass
+class ScoredQuery:
+    """What every hit of one search is explained against, worked out once per search."""
+
+    embeddings: np.ndarray  # one row per query part
+    query: np.ndarray  # their weighted, normalised sum
+    norm: float  # the norm of that sum before normalising
+    labels: list[str]  # the parts' names in explanations
+    weights: np.ndarray
+    words: set[str]  # the positive text parts' words (lexical matches)
+    stats: QueryStats
+    confidence: ConfidenceModel
+    abstain: bool
+    ranking: Ranking
+
+
+def make_hit(rank_no: int, item_id: int, record, vector: np.ndarray, q: ScoredQuery) -> SearchHit:
     """One hit: its score split into one share per query part, its confidence and explanation."""
-    labels = unique_labels(parts)
-    weights = np.array([p.weight for p in parts], np.float32)
-    part_scores = embeddings @ vector
-    score = float(query @ vector)
-    contrib = {lab: float(w * s / norm) for lab, w, s in zip(labels, weights, part_scores)}
-    conf = confidence.confidence(score, stats)
-    explanation = explain(score, contrib, dict(zip(labels, part_scores.tolist())), conf, stats)
+    part_scores = q.embeddings @ vector
+    score = float(q.query @ vector)
+    contrib = {lab: float(w * s / q.norm) for lab, w, s in zip(q.labels, q.weights, part_scores)}
+    conf = q.confidence.confidence(score, q.stats)
+    explanation = explain(score, contrib, dict(zip(q.labels, part_scores.tolist())), conf, q.stats)
     extra: dict = {}
-    if ranking.mode != "vector":
+    if q.ranking.mode != "vector":
         text = " ".join(filter(None, [record.caption, record.ocr_text, record.path])).lower()
-        query_words = set(re.findall(r"\w+", positive_words(parts).lower()))
-        matched = sorted(w for w in query_words if re.search(rf"\b{re.escape(w)}", text))
-        lex = ranking.lexical_rank.get(item_id)
+        matched = sorted(w for w in q.words if re.search(rf"\b{re.escape(w)}", text))
+        lex = q.ranking.lexical_rank.get(item_id)
         extra = {
-            "vector_rank": ranking.vector_rank.get(item_id),
+            "vector_rank": q.ranking.vector_rank.get(item_id),
             "lexical_rank": lex,
             "matched_terms": matched,
         }
@@ -163,7 +163,7 @@ def make_hit(
         id=item_id,
         score=score,
         confidence=conf,
-        abstain=abstain,
+        abstain=q.abstain,
         contributions=contrib,
         explanation=explanation,
         kind="image" if is_image else "text",
@@ -210,21 +210,20 @@ def search(
     vectors = store.catalog.vectors_of(collection, window, dim)
     records = store.catalog.records_of(collection, window)
     stats, abstain = judge(query, ranking, store, collection, confidence, dim)
+    scored = ScoredQuery(
+        embeddings,
+        query,
+        norm,
+        unique_labels(parts),
+        np.array([p.weight for p in parts], np.float32),
+        set(re.findall(r"\w+", positive_words(parts).lower())),
+        stats,
+        confidence,
+        abstain,
+        ranking,
+    )
     hits = [
-        make_hit(
-            rank_no,
-            item_id,
-            records[item_id],
-            vectors[item_id],
-            parts,
-            embeddings,
-            query,
-            norm,
-            stats,
-            confidence,
-            abstain,
-            ranking,
-        )
+        make_hit(rank_no, item_id, records[item_id], vectors[item_id], scored)
         for rank_no, item_id in enumerate(window, start=offset + 1)
         if item_id in records
         and item_id in vectors  # else deleted by another process since the index was read
