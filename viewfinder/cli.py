@@ -57,9 +57,11 @@ def index(
     ray: Optional[str] = typer.Option(
         None, "--ray", help="Distribute decode + embed on Ray: 'local' or a cluster address."
     ),
-    actors: int = typer.Option(2, "--actors", help="With --ray: embedding actors."),
-    gpus_per_actor: float = typer.Option(
-        0.0, "--gpus-per-actor", help="With --ray: GPUs per actor (0: CPU)."
+    actors: Optional[int] = typer.Option(
+        None, "--actors", help="With --ray: embedding actors (default: one per GPU, else 2 on CPUs)."
+    ),
+    gpus_per_actor: Optional[float] = typer.Option(
+        None, "--gpus-per-actor", help="With --ray: GPUs per actor (default 1 where there are GPUs; 0: CPU)."
     ),
     caption: bool = typer.Option(False, "--caption", help="Caption new images after embedding them."),
     ocr: bool = typer.Option(False, "--ocr", help="Read the text inside new images (Tesseract)."),

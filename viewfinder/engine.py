@@ -165,24 +165,28 @@ class Engine:
         self,
         folder: str | Path,
         address: str | None = None,
-        actors: int = 2,
-        gpus_per_actor: float = 0.0,
+        actors: int | None = None,
+        gpus_per_actor: float | None = None,
         on_error: Callable[[str], None] | None = None,
+        encoder_factory: Callable[[str], Encoder] | None = None,
     ) -> IndexReport:
-        """Index on a Ray cluster (`address` None: a local one); same results as `index`."""
+        """Index on a Ray cluster (`address` None: a local one); same results as `index`. By
+        default one embedding actor per GPU of the cluster (two CPU actors where it has none);
+        `encoder_factory(device)` builds each actor's model (default: from the model spec)."""
+        from .ingest.distributed import encoder_factory as from_spec
         from .ingest.distributed import index_folder_ray
 
-        self.load()  # bind the model to the catalogue before the workers embed with it
+        encoder = self.load()  # bind the model to the catalogue before the workers embed with it
         return index_folder_ray(
             Path(folder),
             self.store,
-            self.model_spec,
+            encoder_factory or from_spec(self.model_spec, self.config.cache_dir),
+            encoder.worker_transform(),
             address=address,
             batch_size=self.batch_size,
             actors=actors,
             gpus_per_actor=gpus_per_actor,
             max_pixels=self.config.max_pixels,
-            cache_dir=self.config.cache_dir,
             on_error=on_error,
         )
 

@@ -1,5 +1,7 @@
 """Scale-out indexing on Ray Data: the same stages as the local pipeline (plan -> decode + embed ->
-write), with decode + embed spread over an actor pool on a Ray cluster (CPU or GPU workers).
+write). Decoding runs as Ray tasks on every CPU of the cluster; embedding runs in an actor pool,
+one actor per GPU where the cluster has GPUs (else CPU actors), fed with uint8 pixels so that the
+GPU does the float conversion and normalisation, as in the local CUDA path.
 
 Each batch that comes back is first written as an embedding shard file under `<db>/shards/`,
 then merged into the catalogue and deleted. A run that dies between the two merges the shards it
@@ -8,12 +10,14 @@ skipped by the ordinary incremental plan."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from ..errors import ViewfinderError
 from ..store import NewImage, Store
@@ -23,49 +27,59 @@ from .walk import FileStat
 
 log = logging.getLogger(__name__)
 
+EncoderFactory = Callable[[str], object]  # device -> Encoder (not loaded yet)
+
+
+def encoder_factory(spec: str, cache_dir: Path | None = None) -> EncoderFactory:
+    """How each actor builds its model: from the model spec, like the engine does."""
+    from ..models import load_encoder
+
+    return functools.partial(load_encoder, spec, cache_dir=cache_dir)
+
+
+def decode_batch(batch: dict, transform: Callable, max_pixels: int, blank: np.ndarray) -> dict:
+    """Ray Data task: files -> the model's input pixels (uint8 where the model's transform splits)
+    plus what the catalogue records; a file that cannot be used gets `blank` pixels (so every
+    batch has one shape) and its reason."""
+    pixels, errors, shas, widths, heights = [], [], [], [], []
+    for path, size, mtime in zip(batch["path"], batch["size"], batch["mtime"]):
+        record, tensor = decode_for_model(FileStat(str(path), int(size), float(mtime)), transform, max_pixels)
+        pixels.append(blank if tensor is None else np.asarray(tensor))
+        errors.append(record.error or "")
+        shas.append(record.sha256 or "")
+        widths.append(record.width or 0)
+        heights.append(record.height or 0)
+    return {
+        **batch,
+        "sha256": np.array(shas),
+        "width": np.array(widths),
+        "height": np.array(heights),
+        "error": np.array(errors),
+        "pixels": np.stack(pixels),
+    }
+
 
 class EmbedActor:
-    """Ray Data callable class: one model per actor, loaded once."""
+    """Ray Data callable class: one model per actor (one per GPU), loaded once."""
 
-    def __init__(self, spec: str, device: str, max_pixels: int, cache_dir: str | None) -> None:
-        from ..models import load_encoder
-
-        self.encoder = load_encoder(spec, device, Path(cache_dir) if cache_dir else None)
+    def __init__(self, factory: EncoderFactory, device: str, mean: tuple | None, std: tuple | None) -> None:
+        self.encoder = factory(device)
         self.encoder.ensure_loaded()
-        split = self.encoder.uint8_transform()
-        self.transform, self.mean, self.std = (
-            split if split is not None else (self.encoder.image_transform(), None, None)
-        )
-        self.max_pixels = max_pixels
+        self.mean, self.std = mean, std
 
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        tensors, errors, shas, widths, heights = [], [], [], [], []
-        for path in batch["path"]:
-            record, tensor = decode_for_model(FileStat(str(path), 0, 0.0), self.transform, self.max_pixels)
-            tensors.append(tensor)
-            errors.append(record.error or "")
-            shas.append(record.sha256 or "")
-            widths.append(record.width or 0)
-            heights.append(record.height or 0)
-        ok = [t for t in tensors if t is not None]
+        pixels = batch.pop("pixels")
+        ok = np.flatnonzero(batch["error"] == "")
         vecs = (
-            self.encoder.encode_image_tensors(torch.stack(ok), self.mean, self.std)
-            if ok
+            self.encoder.encode_image_tensors(torch.from_numpy(pixels[ok]), self.mean, self.std)
+            if len(ok)
             else np.zeros((0, 1), np.float32)
         )
-        dim = vecs.shape[1] if len(ok) else 1
-        rows = np.zeros((len(tensors), dim), np.float32)
-        rows[[i for i, t in enumerate(tensors) if t is not None]] = vecs
-        return {
-            **batch,
-            "sha256": np.array(shas),
-            "width": np.array(widths),
-            "height": np.array(heights),
-            "error": np.array(errors),
-            "vector": rows,
-        }
+        rows = np.zeros((len(pixels), vecs.shape[1]), np.float32)
+        rows[ok] = vecs
+        return {**batch, "vector": rows}
 
 
 def _write_shard(folder: Path, number: int, batch: dict) -> Path:
@@ -109,16 +123,19 @@ def _merge_shard(path: Path, store: Store, report: IndexReport, replace: dict[st
 def index_folder_ray(
     folder: Path,
     store: Store,
-    spec: str,
+    factory: EncoderFactory,
+    worker_transform: tuple,
     *,
     max_pixels: int,
     address: str | None = None,
-    batch_size: int = 64,
-    actors: int = 2,
-    gpus_per_actor: float = 0.0,
-    cache_dir: Path | None = None,
+    batch_size: int = 256,
+    actors: int | None = None,
+    gpus_per_actor: float | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> IndexReport:
+    """Index `folder` on a Ray cluster (`address` None: join or start a local one). By default one
+    embedding actor per GPU of the cluster (two CPU actors where it has none); decoding uses the
+    remaining CPUs. `worker_transform` is the driver's encoder's `worker_transform()`."""
     try:
         import ray
     except ImportError as exc:
@@ -133,25 +150,46 @@ def index_folder_ray(
     if plan.to_embed:
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus_per_actor is None:
+            gpus_per_actor = 1.0 if gpus else 0.0
+        if actors is None:
+            actors = max(1, int(gpus / gpus_per_actor)) if gpus_per_actor else 2
+        transform, mean, std = worker_transform
+        blank = np.zeros_like(np.asarray(transform(Image.new("RGB", (256, 256)))))
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # catalogue ids come out as in a local run
         ds = ray.data.from_items([{"path": f.path, "size": f.size, "mtime": f.mtime} for f in plan.to_embed])
-        embedded = ds.map_batches(
+        decoded = ds.map_batches(
+            decode_batch,
+            fn_kwargs={"transform": transform, "max_pixels": max_pixels, "blank": blank},
+            batch_size=max(1, batch_size // 4),  # small tasks keep every decoder busy
+            batch_format="numpy",
+        )
+        embedded = decoded.map_batches(
             EmbedActor,
-            fn_constructor_args=(
-                spec,
-                "cuda" if gpus_per_actor else "cpu",
-                max_pixels,
-                str(cache_dir) if cache_dir else None,
-            ),
+            fn_constructor_args=(factory, "cuda" if gpus_per_actor else "cpu", mean, std),
             batch_size=batch_size,
             concurrency=actors,
             num_gpus=gpus_per_actor or None,
             batch_format="numpy",
         )
+        first, merging, t0 = 0.0, 0.0, time.perf_counter()
         for number, batch in enumerate(embedded.iter_batches(batch_size=None, batch_format="numpy")):
+            t = time.perf_counter()
+            first = first or t - t0
             _merge_shard(_write_shard(shards, number, batch), store, report, plan.replace_ids, on_error)
             store.checkpoint("images", every_seconds=30.0)
+            merging += time.perf_counter() - t
+        log.info(
+            "ray: %d actors x %g GPU; first batch after %.2f s, %d files in %.2f s, %.2f s of it merging",
+            actors,
+            gpus_per_actor,
+            first,
+            len(plan.to_embed),
+            time.perf_counter() - t0,
+            merging,
+        )
     store.checkpoint("images")
     report.seconds = time.perf_counter() - started
     return report

@@ -233,9 +233,8 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
     and the mean/std the model still has to apply (None when the batches arrive normalised)."""
     import torch
 
-    split = encoder.uint8_transform()
-    transform, mean, std = split if split is not None else (encoder.image_transform(), None, None)
-    if options.gpu_decode and encoder.device == "cuda" and split is not None:
+    transform, mean, std = encoder.worker_transform()
+    if options.gpu_decode and encoder.device == "cuda" and mean is not None:
         from PIL import Image
 
         from .gpu_decode import gpu_batches

@@ -74,6 +74,12 @@ class Encoder(ABC):
             return None
         return T.Compose(steps[:-2] + [T.PILToTensor()]), tuple(steps[-1].mean), tuple(steps[-1].std)
 
+    def worker_transform(self) -> tuple:
+        """(transform, mean, std) for decode workers: `uint8_transform` where the model's transform
+        splits, else (the whole transform, None, None)."""
+        split = self.uint8_transform()
+        return split if split is not None else (self.image_transform(), None, None)
+
     def frozen_image_tower(self):
         """Split for training: (frozen part, trainable part) of the image side. The trainer caches
         the frozen part's outputs once; by default nothing is frozen."""

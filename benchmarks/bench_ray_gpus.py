@@ -1,0 +1,167 @@
+"""Indexing across the GPUs of one host with `viewfinder index --ray` (Engine.index_distributed):
+images/s end to end from JPEG files on disk for 1, 2, 4, ... GPUs, ViT-B/32 and mini, both
+RANDOMLY INITIALISED (the real architectures; speed does not depend on weight values, and real
+weights cannot travel to the GPU machine; each actor draws its own random weights, so the vectors
+mean nothing). One run, one table.
+
+    python benchmarks/bench_ray_gpus.py --gpus 1 2 4 8 --images 32000      # on the GPU host
+    python benchmarks/bench_ray_gpus.py --gpus 0 --images 200 --models ViT-B/32   # CPU smoke run
+
+Each GPU count gets a fresh local Ray cluster with that many GPUs and the host's cores in
+proportion (host cores / host GPUs per GPU), as a host with that many GPUs has. Rows per model:
+the model alone on one GPU (the ceiling), the Ray decode stage alone (CPU tasks, no model), and
+index_distributed end to end into a new catalogue: the whole run (actor start included) and the
+steady rate after the first batch, with efficiency = rate / (GPUs x the one-GPU rate) and the
+seconds the driver spent merging batches into the catalogue and FAISS index."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from viewfinder import Engine
+from viewfinder.config import Config
+
+from common import make_jpegs, print_table, random_mini, random_vit_b_32
+
+
+class _LastRayLine(logging.Handler):
+    """The summary line index_folder_ray logs at the end of a run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.line = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.line = record.getMessage()
+
+
+def start_cluster(gpus: int, cpus: int) -> None:
+    import ray
+
+    ray.shutdown()
+    # actors import benchmarks/common.py to build the random models
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+    )
+    ray.init(num_gpus=gpus, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+
+
+def decode_only(folder: Path, enc, batch: int) -> float:
+    import numpy as np
+    import ray
+    from PIL import Image
+
+    from viewfinder.config import Config
+    from viewfinder.ingest.distributed import decode_batch
+    from viewfinder.ingest.walk import scan
+
+    transform, _, _ = enc.worker_transform()
+    blank = np.zeros_like(np.asarray(transform(Image.new("RGB", (256, 256)))))
+    files = scan(folder)
+    ds = ray.data.from_items([{"path": f.path, "size": f.size, "mtime": f.mtime} for f in files])
+    decoded = ds.map_batches(
+        decode_batch,
+        fn_kwargs={"transform": transform, "max_pixels": Config.max_pixels, "blank": blank},
+        batch_size=max(1, batch // 4),
+        batch_format="numpy",
+    )
+    t = time.perf_counter()
+    n = sum(len(b["path"]) for b in decoded.iter_batches(batch_size=None, batch_format="numpy"))
+    return n / (time.perf_counter() - t)
+
+
+def index_run(folder: Path, build, batch: int, log: _LastRayLine) -> tuple[float, float, float, str]:
+    """(whole-run images/s, steady images/s, merge seconds, note) of one index_distributed run."""
+    with Engine(
+        Config(db=Path(tempfile.mkdtemp(prefix="vf-db-")), model="bench", device="cpu", batch_size=batch),
+        encoder=build("cpu"),
+    ) as engine:
+        rep = engine.index_distributed(folder, encoder_factory=build)
+    m = re.search(
+        r"first batch after ([\d.]+) s, (\d+) files in ([\d.]+) s, ([\d.]+) s of it merging", log.line
+    )
+    first, files, seconds, merging = float(m[1]), int(m[2]), float(m[3]), float(m[4])
+    # the first batch waits for the actors to build their models; a run of one batch has no steady part
+    steady = (files - batch) / (seconds - first) if files > batch and seconds > first else 0.0
+    note = f"{rep.embedded} embedded in {rep.seconds:.1f} s, first batch after {first:.1f} s"
+    return rep.images_per_second, steady, merging, note
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--images", type=int, default=32000)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--models", nargs="*", help="of ViT-B/32 and mini (default both)")
+    ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is absent")
+    args = ap.parse_args()
+    import torch
+    from bench_gpu import model_only
+
+    host_gpus = torch.cuda.device_count()
+    per_gpu = (os.cpu_count() or 2) // max(host_gpus, 1)
+    log = _LastRayLine()
+    logging.getLogger("viewfinder.ingest.distributed").addHandler(log)
+    logging.getLogger("viewfinder.ingest.distributed").setLevel(logging.INFO)
+    folder = Path(tempfile.mkdtemp(prefix="vf-jpegs-"))
+    t = time.perf_counter()
+    make_jpegs(folder, args.images)
+    print(f"made {args.images} JPEGs (500x375 and 1024x768) in {time.perf_counter() - t:.0f} s", flush=True)
+    device = torch.cuda.get_device_name(0) if host_gpus else "CPU"
+    print(f"host: {host_gpus} x {device}, {os.cpu_count()} cores ({per_gpu} per GPU)", flush=True)
+    builds = {
+        "ViT-B/32": random_vit_b_32,
+        "mini": functools.partial(random_mini, vocab=args.vocab),
+    }
+    rows = []
+    for name, build in builds.items():
+        if args.models and name not in args.models:
+            continue
+        if host_gpus:
+            enc = build("cuda")
+            rows.append(
+                (name, "1", "model only (tensors on the GPU)", f"{model_only(enc, 512, 20):,.0f}", "", "")
+            )
+            del enc
+            torch.cuda.empty_cache()
+        one = None
+        for g in args.gpus:
+            if g > host_gpus:
+                rows.append((name, str(g), "not run: the host has fewer GPUs", "", "", ""))
+                continue
+            start_cluster(g, per_gpu * max(g, 1))
+            cpus = per_gpu * max(g, 1)
+            rate = decode_only(folder, build("cpu"), args.batch)
+            rows.append((name, str(g), f"Ray decode stage alone, {cpus} CPUs", f"{rate:,.0f}", "", ""))
+            whole, steady, merging, note = index_run(folder, build, args.batch, log)
+            one = one or (steady if g == 1 else None)
+            eff = f"{steady / (g * one):.2f}" if one and g else ""
+            rows.append(
+                (name, str(g), "index --ray, steady after the first batch", f"{steady:,.0f}", eff, note)
+            )
+            rows.append(
+                (
+                    name,
+                    str(g),
+                    "index --ray, whole run",
+                    f"{whole:,.0f}",
+                    "",
+                    f"driver merging {merging:.1f} s",
+                )
+            )
+    print_table(
+        f"viewfinder index --ray on one host, {args.images} JPEGs, random-init models",
+        ("model", "GPUs", "what", "images/s", "efficiency", "note"),
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
