@@ -9,10 +9,11 @@ mean nothing). One run, one table.
 
 Each GPU count gets a fresh local Ray cluster with that many GPUs and the host's cores in
 proportion (host cores / host GPUs per GPU), as a host with that many GPUs has. Rows per model:
-the model alone on one GPU (the ceiling), the Ray decode stage alone (CPU tasks, no model), and
-index_distributed end to end into a new catalogue: the whole run (actor start included) and the
-steady rate after the first batch, with efficiency = rate / (GPUs x the one-GPU rate) and the
-seconds the driver spent merging batches into the catalogue and FAISS index."""
+the model alone on one GPU (the ceiling), Engine.index without Ray on one GPU (the local CUDA
+path, all the host's cores), and index_distributed end to end into a new catalogue: the whole
+run (actor start included) and the steady rate after the first chunk, with efficiency =
+rate / (GPUs x the one-GPU rate), and the seconds the driver spent merging chunks into the
+catalogue and FAISS index."""
 
 from __future__ import annotations
 
@@ -53,30 +54,6 @@ def start_cluster(gpus: int, cpus: int) -> None:
     ray.init(num_gpus=gpus, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
-def decode_only(folder: Path, enc, batch: int) -> float:
-    import numpy as np
-    import ray
-    from PIL import Image
-
-    from viewfinder.config import Config
-    from viewfinder.ingest.distributed import decode_batch
-    from viewfinder.ingest.walk import scan
-
-    transform, _, _ = enc.worker_transform()
-    blank = np.zeros_like(np.asarray(transform(Image.new("RGB", (256, 256)))))
-    files = scan(folder)
-    ds = ray.data.from_items([{"path": f.path, "size": f.size, "mtime": f.mtime} for f in files])
-    decoded = ds.map_batches(
-        decode_batch,
-        fn_kwargs={"transform": transform, "max_pixels": Config.max_pixels, "blank": blank},
-        batch_size=max(1, batch // 4),
-        batch_format="numpy",
-    )
-    t = time.perf_counter()
-    n = sum(len(b["path"]) for b in decoded.iter_batches(batch_size=None, batch_format="numpy"))
-    return n / (time.perf_counter() - t)
-
-
 def index_run(folder: Path, build, batch: int, log: _LastRayLine) -> tuple[float, float, float, str]:
     """(whole-run images/s, steady images/s, merge seconds, note) of one index_distributed run."""
     with Engine(
@@ -85,12 +62,14 @@ def index_run(folder: Path, build, batch: int, log: _LastRayLine) -> tuple[float
     ) as engine:
         rep = engine.index_distributed(folder, encoder_factory=build)
     m = re.search(
-        r"first batch after ([\d.]+) s, (\d+) files in ([\d.]+) s, ([\d.]+) s of it merging", log.line
+        r"first chunk after ([\d.]+) s, (\d+) files in ([\d.]+) s, ([\d.]+) s of it merging", log.line
     )
     first, files, seconds, merging = float(m[1]), int(m[2]), float(m[3]), float(m[4])
-    # the first batch waits for the actors to build their models; a run of one batch has no steady part
-    steady = (files - batch) / (seconds - first) if files > batch and seconds > first else 0.0
-    note = f"{rep.embedded} embedded in {rep.seconds:.1f} s, first batch after {first:.1f} s"
+    chunk = int(re.search(r"chunks of (\d+)", log.line)[1])
+    # the first chunk waits for the actors to build their models; a run of one chunk has no steady part
+    steady = (files - chunk) / (seconds - first) if files > chunk and seconds > first else 0.0
+    setup = log.line.split("; ")[0]
+    note = f"{rep.embedded} embedded in {rep.seconds:.1f} s; {setup}, first chunk after {first:.1f} s"
     return rep.images_per_second, steady, merging, note
 
 
@@ -103,7 +82,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is absent")
     args = ap.parse_args()
     import torch
-    from bench_gpu import model_only
+    from bench_gpu import model_only, viewfinder_index
 
     host_gpus = torch.cuda.device_count()
     per_gpu = (os.cpu_count() or 2) // max(host_gpus, 1)
@@ -129,6 +108,8 @@ def main() -> None:
             rows.append(
                 (name, "1", "model only (tensors on the GPU)", f"{model_only(enc, 512, 20):,.0f}", "", "")
             )
+            local, note = viewfinder_index(enc, folder)
+            rows.append((name, "1", "Engine.index, no Ray (the local CUDA path)", f"{local:,.0f}", "", note))
             del enc
             torch.cuda.empty_cache()
         one = None
@@ -137,14 +118,11 @@ def main() -> None:
                 rows.append((name, str(g), "not run: the host has fewer GPUs", "", "", ""))
                 continue
             start_cluster(g, per_gpu * max(g, 1))
-            cpus = per_gpu * max(g, 1)
-            rate = decode_only(folder, build("cpu"), args.batch)
-            rows.append((name, str(g), f"Ray decode stage alone, {cpus} CPUs", f"{rate:,.0f}", "", ""))
             whole, steady, merging, note = index_run(folder, build, args.batch, log)
             one = one or (steady if g == 1 else None)
             eff = f"{steady / (g * one):.2f}" if one and g else ""
             rows.append(
-                (name, str(g), "index --ray, steady after the first batch", f"{steady:,.0f}", eff, note)
+                (name, str(g), "index --ray, steady after the first chunk", f"{steady:,.0f}", eff, note)
             )
             rows.append(
                 (

@@ -41,24 +41,20 @@ def test_ray_index_equals_local_index(tmp_path, photos, tiny_spec, ray_local):
 
 def test_leftover_shard_is_merged_not_recomputed(tmp_path, photos, tiny_spec, ray_local):
     """A shard written by a run that died before merging is merged by the next run."""
-    from viewfinder.ingest.distributed import EmbedActor, _write_shard, decode_batch, encoder_factory
+    from viewfinder.ingest.distributed import EmbedActor, _write_shard, encoder_factory
+    from viewfinder.ingest.pipeline import EmbedOptions
     from viewfinder.ingest.walk import scan
 
     folder = copy_photos(photos, tmp_path / "pics", ["chelsea.png", "coffee.png", "rocket.jpg"])
     files = scan(folder)[:2]
-    factory = encoder_factory(tiny_spec)
-    transform, mean, std = factory("cpu").worker_transform()
-    decoded = decode_batch(
+    actor = EmbedActor(encoder_factory(tiny_spec), "cpu", EmbedOptions(Config.max_pixels, workers=0))
+    batch = actor(
         {
             "path": np.array([f.path for f in files]),
             "size": np.array([f.size for f in files]),
             "mtime": np.array([f.mtime for f in files]),
-        },
-        transform,
-        Config.max_pixels,
-        np.zeros((3, 32, 32), np.uint8),
+        }
     )
-    batch = EmbedActor(factory, "cpu", mean, std)(decoded)
     with Engine.open(tmp_path / "db", model=tiny_spec, batch_size=4) as eng:
         eng.load()  # bind the model
         _write_shard(eng.store.folder / "shards", 0, batch)

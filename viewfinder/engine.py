@@ -176,18 +176,15 @@ class Engine:
         from .ingest.distributed import encoder_factory as from_spec
         from .ingest.distributed import index_folder_ray
 
-        encoder = self.load()  # bind the model to the catalogue before the workers embed with it
+        self.load()  # bind the model to the catalogue before the workers embed with it
         return index_folder_ray(
             Path(folder),
             self.store,
             encoder_factory or from_spec(self.model_spec, self.config.cache_dir),
-            encoder.worker_transform(),
+            self._embed_options(False, on_error),
             address=address,
-            batch_size=self.batch_size,
             actors=actors,
             gpus_per_actor=gpus_per_actor,
-            max_pixels=self.config.max_pixels,
-            on_error=on_error,
         )
 
     def index_in_background(self, folder: str | Path) -> str:

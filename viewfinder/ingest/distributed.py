@@ -1,9 +1,9 @@
 """Scale-out indexing on Ray Data: the same stages as the local pipeline (plan -> decode + embed ->
-write). Decoding runs as Ray tasks on every CPU of the cluster; embedding runs in an actor pool,
-one actor per GPU where the cluster has GPUs (else CPU actors), fed with uint8 pixels so that the
-GPU does the float conversion and normalisation, as in the local CUDA path.
+write). An actor pool does decode + embed, one actor per GPU where the cluster has GPUs (else CPU
+actors); each actor runs the local pipeline's own decode path on its chunks of files (on a GPU:
+reader processes on its share of the CPUs and nvJPEG, as `viewfinder index` does on one GPU).
 
-Each batch that comes back is first written as an embedding shard file under `<db>/shards/`,
+Each chunk that comes back is first written as an embedding shard file under `<db>/shards/`,
 then merged into the catalogue and deleted. A run that dies between the two merges the shards it
 finds before planning, so a shard that was written is never recomputed; files already merged are
 skipped by the ordinary incremental plan."""
@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from ..errors import ViewfinderError
 from ..store import NewImage, Store
-from .pipeline import IndexReport, commit_batch, start_run
-from .prepare import decode_for_model
+from .pipeline import EmbedOptions, IndexReport, commit_batch, model_batches, start_run
 from .walk import FileStat
 
 log = logging.getLogger(__name__)
@@ -37,49 +37,40 @@ def encoder_factory(spec: str, cache_dir: Path | None = None) -> EncoderFactory:
     return functools.partial(load_encoder, spec, cache_dir=cache_dir)
 
 
-def decode_batch(batch: dict, transform: Callable, max_pixels: int, blank: np.ndarray) -> dict:
-    """Ray Data task: files -> the model's input pixels (uint8 where the model's transform splits)
-    plus what the catalogue records; a file that cannot be used gets `blank` pixels (so every
-    batch has one shape) and its reason."""
-    pixels, errors, shas, widths, heights = [], [], [], [], []
-    for path, size, mtime in zip(batch["path"], batch["size"], batch["mtime"]):
-        record, tensor = decode_for_model(FileStat(str(path), int(size), float(mtime)), transform, max_pixels)
-        pixels.append(blank if tensor is None else np.asarray(tensor))
-        errors.append(record.error or "")
-        shas.append(record.sha256 or "")
-        widths.append(record.width or 0)
-        heights.append(record.height or 0)
-    return {
-        **batch,
-        "sha256": np.array(shas),
-        "width": np.array(widths),
-        "height": np.array(heights),
-        "error": np.array(errors),
-        "pixels": np.stack(pixels),
-    }
-
-
 class EmbedActor:
-    """Ray Data callable class: one model per actor (one per GPU), loaded once."""
+    """Ray Data callable class: one model per actor (one per GPU), loaded once; each call decodes
+    and embeds a chunk of files with the local pipeline's `model_batches`."""
 
-    def __init__(self, factory: EncoderFactory, device: str, mean: tuple | None, std: tuple | None) -> None:
+    def __init__(self, factory: EncoderFactory, device: str, options: EmbedOptions) -> None:
         self.encoder = factory(device)
         self.encoder.ensure_loaded()
-        self.mean, self.std = mean, std
+        self.options = options
 
     def __call__(self, batch: dict) -> dict:
-        import torch
-
-        pixels = batch.pop("pixels")
-        ok = np.flatnonzero(batch["error"] == "")
-        vecs = (
-            self.encoder.encode_image_tensors(torch.from_numpy(pixels[ok]), self.mean, self.std)
-            if len(ok)
-            else np.zeros((0, 1), np.float32)
-        )
-        rows = np.zeros((len(pixels), vecs.shape[1]), np.float32)
-        rows[ok] = vecs
-        return {**batch, "vector": rows}
+        files = [
+            FileStat(str(p), int(n), float(m))
+            for p, n, m in zip(batch["path"], batch["size"], batch["mtime"])
+        ]
+        loader, mean, std = model_batches(files, self.encoder, self.options)
+        records: list[NewImage] = []
+        vectors: list[np.ndarray] = []
+        for pixels, recs in loader:
+            vecs = iter(self.encoder.encode_image_tensors(pixels, mean, std) if pixels is not None else ())
+            for r in recs:  # the vectors follow the records without error, in order
+                records.append(r)
+                vectors.append(next(vecs) if r.error is None else None)
+        dim = next((len(v) for v in vectors if v is not None), 1)
+        blank = np.zeros(dim, np.float32)
+        return {
+            "path": np.array([r.path for r in records]),
+            "size": np.array([r.size for r in records], np.int64),
+            "mtime": np.array([r.mtime for r in records], np.float64),
+            "sha256": np.array([r.sha256 or "" for r in records]),
+            "width": np.array([r.width or 0 for r in records], np.int64),
+            "height": np.array([r.height or 0 for r in records], np.int64),
+            "error": np.array([r.error or "" for r in records]),
+            "vector": np.stack([blank if v is None else v for v in vectors]).astype(np.float32),
+        }
 
 
 def _write_shard(folder: Path, number: int, batch: dict) -> Path:
@@ -99,24 +90,23 @@ def _write_shard(folder: Path, number: int, batch: dict) -> Path:
 
 
 def _merge_shard(path: Path, store: Store, report: IndexReport, replace: dict[str, int], on_error) -> None:
-    data = np.load(path, allow_pickle=False)
-    records, vectors = [], []
-    for i, p in enumerate(data["path"].tolist()):
-        err = str(data["error"][i]) or None
-        records.append(
-            NewImage(
-                p,
-                int(data["size"][i]),
-                float(data["mtime"][i]),
-                str(data["sha256"][i]) or None,
-                int(data["width"][i]) or None,
-                int(data["height"][i]) or None,
-                err,
-            )
+    with np.load(path, allow_pickle=False) as npz:
+        data = {k: npz[k].tolist() for k in npz.files if k != "vector"}  # an NpzFile re-reads per access
+        vecs = npz["vector"]
+    records = [
+        NewImage(p, size, mtime, sha or None, width or None, height or None, err or None)
+        for p, size, mtime, sha, width, height, err in zip(
+            data["path"],
+            data["size"],
+            data["mtime"],
+            data["sha256"],
+            data["width"],
+            data["height"],
+            data["error"],
         )
-        if not err:
-            vectors.append(data["vector"][i])
-    commit_batch(store, records, np.stack(vectors) if vectors else None, replace, report, on_error)
+    ]
+    ok = [i for i, r in enumerate(records) if r.error is None]
+    commit_batch(store, records, vecs[ok] if ok else None, replace, report, on_error)
     path.unlink()
 
 
@@ -124,23 +114,22 @@ def index_folder_ray(
     folder: Path,
     store: Store,
     factory: EncoderFactory,
-    worker_transform: tuple,
+    options: EmbedOptions,
     *,
-    max_pixels: int,
     address: str | None = None,
-    batch_size: int = 256,
     actors: int | None = None,
     gpus_per_actor: float | None = None,
-    on_error: Callable[[str], None] | None = None,
 ) -> IndexReport:
     """Index `folder` on a Ray cluster (`address` None: join or start a local one). By default one
-    embedding actor per GPU of the cluster (two CPU actors where it has none); decoding uses the
-    remaining CPUs. `worker_transform` is the driver's encoder's `worker_transform()`."""
+    embedding actor per GPU of the cluster (two CPU actors where it has none), each with an equal
+    share of the CPUs for its decoders. `options` as for the local pipeline; its `workers` is
+    replaced by each actor's share of the CPUs."""
     try:
         import ray
     except ImportError as exc:
         raise ViewfinderError("--ray needs Ray: pip install 'viewfinder[dist]'") from exc
     started = time.perf_counter()
+    on_error = options.on_error
     shards = store.folder / "shards"
     leftovers = IndexReport()
     for leftover in sorted(shards.glob("shard-*.npz")):  # written by a run that died before merging
@@ -150,28 +139,28 @@ def index_folder_ray(
     if plan.to_embed:
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
         if gpus_per_actor is None:
             gpus_per_actor = 1.0 if gpus else 0.0
         if actors is None:
             actors = max(1, int(gpus / gpus_per_actor)) if gpus_per_actor else 2
-        transform, mean, std = worker_transform
-        blank = np.zeros_like(np.asarray(transform(Image.new("RGB", (256, 256)))))
+        cpus = max(1, int(resources.get("CPU", 1)) // actors)
+        # the actor's own thread takes one of its CPUs, its reader processes the rest
+        options = replace(options, workers=max(0, cpus - 1), progress=False, on_error=None)
+        # chunks big enough that an actor's reader start-up is paid rarely, small enough that
+        # every actor gets several and a crash loses little
+        chunk = max(options.batch_size, min(8192, math.ceil(len(plan.to_embed) / (4 * actors))))
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # catalogue ids come out as in a local run
         ds = ray.data.from_items([{"path": f.path, "size": f.size, "mtime": f.mtime} for f in plan.to_embed])
-        decoded = ds.map_batches(
-            decode_batch,
-            fn_kwargs={"transform": transform, "max_pixels": max_pixels, "blank": blank},
-            batch_size=max(1, batch_size // 4),  # small tasks keep every decoder busy
-            batch_format="numpy",
-        )
-        embedded = decoded.map_batches(
+        embedded = ds.map_batches(
             EmbedActor,
-            fn_constructor_args=(factory, "cuda" if gpus_per_actor else "cpu", mean, std),
-            batch_size=batch_size,
-            concurrency=actors,
+            fn_constructor_args=(factory, "cuda" if gpus_per_actor else "cpu", options),
+            batch_size=chunk,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=gpus_per_actor or None,
+            num_cpus=cpus,
             batch_format="numpy",
         )
         first, merging, t0 = 0.0, 0.0, time.perf_counter()
@@ -182,9 +171,12 @@ def index_folder_ray(
             store.checkpoint("images", every_seconds=30.0)
             merging += time.perf_counter() - t
         log.info(
-            "ray: %d actors x %g GPU; first batch after %.2f s, %d files in %.2f s, %.2f s of it merging",
+            "ray: %d actors x %g GPU, %d CPUs each, chunks of %d; first chunk after %.2f s, "
+            "%d files in %.2f s, %.2f s of it merging",
             actors,
             gpus_per_actor,
+            cpus,
+            chunk,
             first,
             len(plan.to_embed),
             time.perf_counter() - t0,
