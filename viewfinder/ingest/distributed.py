@@ -47,6 +47,7 @@ class EmbedActor:
         self.options = options
 
     def __call__(self, batch: dict) -> dict:
+        started = time.time()
         files = [
             FileStat(str(p), int(n), float(m))
             for p, n, m in zip(batch["path"], batch["size"], batch["mtime"])
@@ -70,6 +71,8 @@ class EmbedActor:
             "height": np.array([r.height or 0 for r in records], np.int64),
             "error": np.array([r.error or "" for r in records]),
             "vector": np.stack([blank if v is None else v for v in vectors]).astype(np.float32),
+            # when this actor worked on the chunk: the driver logs how long the actors were busy
+            "chunk_span": np.tile(np.array([started, time.time()]), (len(records), 1)),
         }
 
 
@@ -164,15 +167,18 @@ def index_folder_ray(
             batch_format="numpy",
         )
         first, merging, t0 = 0.0, 0.0, time.perf_counter()
+        busy_from, busy_to = float("inf"), 0.0
         for number, batch in enumerate(embedded.iter_batches(batch_size=None, batch_format="numpy")):
             t = time.perf_counter()
             first = first or t - t0
+            span = batch.pop("chunk_span")
+            busy_from, busy_to = min(busy_from, span[:, 0].min()), max(busy_to, span[:, 1].max())
             _merge_shard(_write_shard(shards, number, batch), store, report, plan.replace_ids, on_error)
             store.checkpoint("images", every_seconds=30.0)
             merging += time.perf_counter() - t
         log.info(
             "ray: %d actors x %g GPU, %d CPUs each, chunks of %d; first chunk after %.2f s, "
-            "%d files in %.2f s, %.2f s of it merging",
+            "%d files in %.2f s, %.2f s of it merging; actors busy for %.2f s",
             actors,
             gpus_per_actor,
             cpus,
@@ -181,6 +187,7 @@ def index_folder_ray(
             len(plan.to_embed),
             time.perf_counter() - t0,
             merging,
+            busy_to - busy_from,
         )
     store.checkpoint("images")
     report.seconds = time.perf_counter() - started
