@@ -4,31 +4,37 @@ Images are served by catalogue id only; a path in a request never reaches the fi
 
 from __future__ import annotations
 
+import hmac
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import Config
 from .engine import Engine
-from .errors import ImageTooLargeError, QueryError, ViewfinderError
+from .errors import ImageTooLargeError, QueryError, UnsupportedMediaError, ViewfinderError
 
 MAX_K = 200
 MAX_UPLOAD_BYTES = 20 << 20
 WEB_DIR = Path(__file__).parent / "web"
 
 
+MAX_WEIGHT = 100.0  # as query/parse.py's
+MAX_ID = 2**63 - 1  # SQLite's largest row id
+
+
 class QueryPartIn(BaseModel):
     text: str | None = None
     image: str | None = Field(None, description="data URI of an image")
-    weight: float = 1.0
+    weight: float = Field(1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, allow_inf_nan=False)
 
 
 class SearchRequest(BaseModel):
@@ -41,6 +47,12 @@ class SearchRequest(BaseModel):
     image: str | None = Field(None, description="data URI of an image for hybrid search")
     target: Literal["images", "texts"] = "images"
     mode: Literal["vector", "lexical", "fused"] | None = None
+
+    @model_validator(mode="after")
+    def something_to_look_for(self) -> "SearchRequest":
+        if isinstance(self.query, list) and self.query and all(p.weight <= 0 for p in self.query):
+            raise ValueError("only negative parts: add a part with a positive weight to look for")
+        return self
 
 
 class TextsRequest(BaseModel):
@@ -56,7 +68,54 @@ class ReindexRequest(BaseModel):
     model: str | None = Field(None, description="model spec; default: mini")
 
 
-router = APIRouter()
+class ErrorOut(BaseModel):
+    error: str = Field(..., description="one line naming the field or file and what to do")
+
+
+def _error(what: str) -> dict:
+    return {"model": ErrorOut, "description": what}
+
+
+# Every error the handlers below can send, in the one shape they send it (documented for clients
+# and for schemathesis' response checks).
+ERRORS = {
+    400: _error("a request the engine cannot act on"),
+    401: _error("missing or wrong bearer token"),
+    403: _error("disabled, or a folder outside the allowed roots"),
+    404: _error("no such image"),
+    409: _error("busy with another job, or an index of another model"),
+    413: _error("an image or request body over the limit"),
+    415: _error("a request body that is neither JSON nor multipart"),
+    422: _error("a field that does not validate, or an image that cannot be decoded"),
+}
+
+
+def image_responses(what: str, media: str = "image/*") -> dict:
+    return {
+        200: {"description": what, "content": {media: {"schema": {"type": "string", "format": "binary"}}}}
+    }
+
+
+def inline_schema(model: type[BaseModel]) -> dict:
+    """The model's JSON schema with its $defs inlined: a hand-written requestBody's `$ref`s would
+    point into a `$defs` that OpenAPI documents do not have."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+router = APIRouter(responses=ERRORS)
 
 
 def engine_of(request: Request) -> Engine:
@@ -69,7 +128,8 @@ def require_token(request: Request) -> None:
         raise HTTPException(
             403, "write endpoints are disabled: set VIEWFINDER_TOKEN (or token in the config) to enable them"
         )
-    if request.headers.get("authorization", "") != f"Bearer {token}":
+    given = request.headers.get("authorization", "").encode()
+    if not hmac.compare_digest(given, f"Bearer {token}".encode()):  # constant time: no timing oracle
         raise HTTPException(401, "missing or wrong bearer token")
 
 
@@ -90,13 +150,29 @@ async def read_search(request: Request) -> tuple[SearchRequest, bytes | None]:
             return SearchRequest(**fields), data
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from exc
-    body = await request.body()
-    if len(body) > MAX_UPLOAD_BYTES * 2:
-        raise ImageTooLargeError("request body too large; send a smaller image")
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise UnsupportedMediaError(
+            f"content-type {kind!r}: send application/json, or multipart/form-data with an image file"
+        )
+    body = await read_limited(request, MAX_UPLOAD_BYTES)
     try:
         return SearchRequest.model_validate_json(body or b"{}"), None
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes `limit` bytes (whatever Content-Length says)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ImageTooLargeError(
+                f"request body over {limit >> 20} MB; send a smaller image, or upload it as multipart"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def run_search(engine: Engine, req: SearchRequest, upload: bytes | None, target: str) -> dict:
@@ -123,7 +199,7 @@ def run_search(engine: Engine, req: SearchRequest, upload: bytes | None, target:
 BODY_DOC = {
     "requestBody": {
         "content": {
-            "application/json": {"schema": SearchRequest.model_json_schema()},
+            "application/json": {"schema": inline_schema(SearchRequest)},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -157,13 +233,16 @@ async def image_to_text(request: Request) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(run_search, engine_of(request), req, upload, "texts"))
 
 
-@router.get("/images/{image_id}")
-def image(image_id: int, engine: Engine = Depends(engine_of)) -> FileResponse:
+ImageId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="catalogue id of the image")]
+
+
+@router.get("/images/{image_id}", responses=image_responses("the image file, as stored"))
+def image(image_id: ImageId, engine: Engine = Depends(engine_of)) -> FileResponse:
     return FileResponse(engine.image_path(image_id))
 
 
-@router.get("/thumbnails/{image_id}")
-def thumbnail(image_id: int, engine: Engine = Depends(engine_of)) -> FileResponse:
+@router.get("/thumbnails/{image_id}", responses=image_responses("a JPEG thumbnail", "image/jpeg"))
+def thumbnail(image_id: ImageId, engine: Engine = Depends(engine_of)) -> FileResponse:
     return FileResponse(engine.thumbnail(image_id), media_type="image/jpeg")
 
 

@@ -12,7 +12,7 @@ import typer
 
 from .config import load_config
 from .engine import MODEL_SPEC_HELP, Engine
-from .errors import ViewfinderError
+from .errors import ViewfinderError, shown_path
 
 app = typer.Typer(
     add_completion=False,
@@ -201,7 +201,7 @@ def _print_hits(result) -> None:
     for col in ("rank", "score", "confidence", "text" if result.hits[0].kind == "text" else "path"):
         table.add_column(col, justify="right" if col != "path" and col != "text" else "left")
     for h in result.hits:
-        where = h.text if h.kind == "text" else h.path + (f"  [{h.caption}]" if h.caption else "")
+        where = h.text if h.kind == "text" else shown_path(h.path) + (f"  [{h.caption}]" if h.caption else "")
         table.add_row(str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", where)
     console.print(table)
     if result.abstained:

@@ -28,7 +28,7 @@ from .ingest.reindex import finish_switch
 from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
 from .query.confidence import ConfidenceModel, ScoreTailConfidence
-from .query.parse import QueryInput, parse_query
+from .query.parse import QueryInput, check_text, parse_query
 from .query.results import SearchResult
 from .query.search import search as run_search
 from .store import Collection, Store
@@ -144,7 +144,9 @@ class Engine:
         `on_error` gets one line per file that cannot be indexed (default: a log warning)."""
         from .ingest.pipeline import index_folder
 
-        return index_folder(Path(folder), self.store, self.encoder, self._embed_options(progress, on_error))
+        encoder = self.encoder
+        with self.store.writing():
+            return index_folder(Path(folder), self.store, encoder, self._embed_options(progress, on_error))
 
     def _embed_options(self, progress: bool, on_error: Callable[[str], None] | None):
         from .ingest.pipeline import EmbedOptions
@@ -177,20 +179,25 @@ class Engine:
         from .ingest.distributed import index_folder_ray
 
         self.load()  # bind the model to the catalogue before the workers embed with it
-        return index_folder_ray(
-            Path(folder),
-            self.store,
-            encoder_factory or from_spec(self.model_spec, self.config.cache_dir),
-            self._embed_options(False, on_error),
-            address=address,
-            actors=actors,
-            gpus_per_actor=gpus_per_actor,
-        )
+        with self.store.writing():
+            return index_folder_ray(
+                Path(folder),
+                self.store,
+                encoder_factory or from_spec(self.model_spec, self.config.cache_dir),
+                self._embed_options(False, on_error),
+                address=address,
+                actors=actors,
+                gpus_per_actor=gpus_per_actor,
+            )
 
     def index_in_background(self, folder: str | Path) -> str:
         """Start indexing `folder` in a thread and return its resolved path; `index_job()` tells
         how it goes. Only folders under `config.allowed_roots` may be indexed this way (the API's
         policy), and one run at a time."""
+        if "\0" in str(folder):
+            raise QueryError(
+                "folder: contains a NUL character, which no path can hold; give the folder's path"
+            )
         target = Path(folder).expanduser().resolve()
         roots = [Path(r).expanduser().resolve() for r in self.config.allowed_roots]
         if not any(target == r or r in target.parents for r in roots):
@@ -236,7 +243,7 @@ class Engine:
 
         spec = model or DEFAULT_MODEL
         db = Path(self.config.db)
-        with Engine(replace(self.config, db=next_folder(db), model=spec)) as target:
+        with self.store.writing(), Engine(replace(self.config, db=next_folder(db), model=spec)) as target:
             report = rebuild_into(
                 self.store, target.store, target.encoder, target._embed_options(progress, on_error)
             )
@@ -262,7 +269,9 @@ class Engine:
 
     def add_texts(self, texts: Sequence[str], source: str = "user") -> int:
         """Store sentences or labels for image -> text search; returns how many were new."""
-        clean = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+        clean = list(
+            dict.fromkeys(check_text(t, f"texts[{i}]").strip() for i, t in enumerate(texts) if t.strip())
+        )
         if not clean:
             raise QueryError("no texts to add: give one sentence or label per line")
         vectors = self.encode_texts(clean)
@@ -283,18 +292,19 @@ class Engine:
         from .models.captioner import load_captioner
 
         model = load_captioner(captioner, self.encoder, self.config.device) if captions else None
-        return caption_images(
-            self.store,
-            model,
-            self.encoder,
-            overwrite=overwrite,
-            ocr=ocr,
-            captions=captions,
-            batch_size=self.batch_size,
-            max_pixels=self.config.max_pixels,
-            progress=progress,
-            on_error=on_error,
-        )
+        with self.store.writing():
+            return caption_images(
+                self.store,
+                model,
+                self.encoder,
+                overwrite=overwrite,
+                ocr=ocr,
+                captions=captions,
+                batch_size=self.batch_size,
+                max_pixels=self.config.max_pixels,
+                progress=progress,
+                on_error=on_error,
+            )
 
     # -- search ---------------------------------------------------------------------------------
     def search(

@@ -3,6 +3,8 @@ as one line (CLI) or a JSON error (API)."""
 
 from __future__ import annotations
 
+import os
+
 
 class ViewfinderError(Exception):
     """Base class: anything the user can act on."""
@@ -18,6 +20,12 @@ class BadImageError(ViewfinderError):
 
 class ImageTooLargeError(BadImageError):
     http_status = 413
+
+
+class UnsupportedMediaError(ViewfinderError):
+    """A request body of a kind the API does not take."""
+
+    http_status = 415
 
 
 class ModelMismatchError(ViewfinderError):
@@ -48,3 +56,9 @@ class BusyError(ViewfinderError):
     """The same operation is already running; wait for it."""
 
     http_status = 409
+
+
+def shown_path(path: str) -> str:
+    """A file name for messages, tables and JSON: bytes that are not valid UTF-8 (which os
+    functions hand over as surrogate escapes) shown as \\xNN; the catalogue keeps the exact name."""
+    return path if path.isascii() else os.fsencode(path).decode("utf-8", "backslashreplace")

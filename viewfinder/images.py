@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BadImageError, ImageTooLargeError
+from .errors import BadImageError, ImageTooLargeError, shown_path
 
 EXTENSIONS = {
     ".jpg",
@@ -72,25 +71,20 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None
     if Path(name).suffix.lower() in (".heic", ".heif", ".avif"):
         enable_heif()
     try:
-        with warnings.catch_warnings():
-            # Our own max_pixels check below decides; Pillow's warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            width, height = im.size
-            check_pixels(name, width, height, max_pixels)
-            if draft_size and im.format == "JPEG":
-                im.draft("RGB", (draft_size, draft_size))  # decode at reduced scale: far less work
-            im.seek(0)
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            rgb = to_rgb(im)
+        # Pillow's own bomb check (at twice its MAX_IMAGE_PIXELS) would overrule a raised
+        # max_pixels; check_pixels below decides instead, from the header, before decoding.
+        Image.MAX_IMAGE_PIXELS = None
+        im = Image.open(io.BytesIO(data))
+        width, height = im.size
+        check_pixels(name, width, height, max_pixels)
+        if draft_size and im.format == "JPEG":
+            im.draft("RGB", (draft_size, draft_size))  # decode at reduced scale: far less work
+        im.seek(0)
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
+        rgb = to_rgb(im)
     except BadImageError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(
-            f"{name}: over the limit of Pillow's decompression-bomb check ({exc}); raise max_pixels to "
-            "index it"
-        ) from exc
     except UnidentifiedImageError as exc:
         raise BadImageError(
             f"{name}: not an image Pillow can read; remove it or convert it to JPEG/PNG"
@@ -127,5 +121,7 @@ def read_image(path: Path, max_pixels: int, draft_size: int | None = None) -> De
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise BadImageError(f"{path}: unreadable ({exc.strerror or exc}); check its permissions") from exc
-    return decode_bytes(data, str(path), max_pixels, draft_size)
+        raise BadImageError(
+            f"{shown_path(str(path))}: unreadable ({exc.strerror or exc}); check its permissions"
+        ) from exc
+    return decode_bytes(data, shown_path(str(path)), max_pixels, draft_size)

@@ -137,8 +137,9 @@ def index_folder_ray(
     leftovers = IndexReport()
     for leftover in sorted(shards.glob("shard-*.npz")):  # written by a run that died before merging
         _merge_shard(leftover, store, leftovers, {}, on_error)
-    plan, report = start_run(folder, store)
-    report.embedded, report.failed = leftovers.embedded, leftovers.failed
+    plan, report = start_run(folder, store, on_error)
+    report.embedded = leftovers.embedded
+    report.failed += leftovers.failed
     if plan.to_embed:
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)

@@ -20,7 +20,9 @@ slower still, most likely because the GPU time-slices between processes: docs/be
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import os
 import queue
 import threading
 import time
@@ -33,7 +35,7 @@ from PIL.ExifTags import Base as ExifTag
 from ..errors import ImageTooLargeError
 from ..images import check_pixels
 from ..store import NewImage
-from .prepare import decode_for_model
+from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
@@ -352,6 +354,7 @@ def gpu_batches(
         batch_size=None,
         collate_fn=_as_is,
         num_workers=workers,
+        worker_init_fn=functools.partial(die_with_parent, os.getpid()),
         prefetch_factor=2 if workers else None,
     )
     # Threads: one receives batches from the reader processes, one per decoder decodes them, one

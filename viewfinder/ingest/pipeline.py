@@ -4,7 +4,9 @@ write. Each batch is one catalogue transaction, so a kill loses at most the batc
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ import numpy as np
 from ..errors import ViewfinderError
 from ..images import DRAFT_SIZE, sha256_file
 from ..store import Collection, NewImage, Store
-from .prepare import decode_for_model
+from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat, scan
 
 log = logging.getLogger(__name__)
@@ -120,14 +122,20 @@ def _collate(items):
     return (torch.stack(tensors) if tensors else None), [rec for rec, _ in items]
 
 
-def start_run(folder: Path, store: Store) -> tuple[IndexPlan, IndexReport]:
-    """Scan and plan, then apply what needs no model: moves, touches and deletions."""
+def start_run(
+    folder: Path, store: Store, on_error: Callable[[str], None] | None = None
+) -> tuple[IndexPlan, IndexReport]:
+    """Scan and plan, then apply what needs no model: moves, touches and deletions. Links that
+    lead nowhere are reported like files that cannot be decoded."""
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise ViewfinderError(f"{folder}: not a folder; give the folder that holds your images")
-    files = scan(folder)
+    skipped: list[tuple[str, str]] = []
+    files = scan(folder, skipped)
     plan = plan_index(files, store.catalog.images_under(str(folder)))
-    report = IndexReport(scanned=len(files), unchanged=plan.unchanged)
+    report = IndexReport(scanned=len(files) + len(skipped), unchanged=plan.unchanged, failed=skipped)
+    for _path, reason in skipped:
+        (on_error or log.warning)(reason)
     for image_id, f in plan.moves:
         store.catalog.move_image(image_id, f.path, f.size, f.mtime)
     report.moved = len(plan.moves)
@@ -222,7 +230,7 @@ def index_folder(folder: Path, store: Store, encoder, options: EmbedOptions) -> 
     import time
 
     started = time.perf_counter()
-    plan, report = start_run(folder, store)
+    plan, report = start_run(folder, store, options.on_error)
     embed_files(plan, report, store, encoder, options)
     report.seconds = time.perf_counter() - started
     return report
@@ -257,6 +265,7 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
         _DecodeFiles(files, transform, options.max_pixels, DRAFT_SIZE),
         batch_size=options.batch_size,
         num_workers=options.workers,
+        worker_init_fn=functools.partial(die_with_parent, os.getpid()),
         collate_fn=_collate,
         prefetch_factor=4 if options.workers else None,
         persistent_workers=False,

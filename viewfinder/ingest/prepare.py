@@ -4,10 +4,14 @@ the GPU path's Pillow fallback and the Ray actors."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BadImageError
+from ..errors import BadImageError, shown_path
 from ..images import DRAFT_SIZE, read_image
 from ..store import NewImage
 from .walk import FileStat
@@ -24,6 +28,18 @@ def decode_for_model(
         return NewImage(f.path, f.size, f.mtime, error=str(exc)), None
     except Exception as exc:  # a transform or codec bug must not stop the run either
         return NewImage(
-            f.path, f.size, f.mtime, error=f"{f.path}: cannot be processed ({type(exc).__name__}: {exc})"
+            f.path,
+            f.size,
+            f.mtime,
+            error=f"{shown_path(f.path)}: cannot be processed ({type(exc).__name__}: {exc})",
         ), None
     return NewImage(f.path, f.size, f.mtime, dec.sha256, dec.width, dec.height), tensor
+
+
+def die_with_parent(parent: int, _worker_id: int = 0) -> None:
+    """DataLoader worker_init_fn: on Linux the kernel kills this decode worker the moment its
+    parent dies (kill -9 included), instead of it lingering until torch's watchdog notices."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)

@@ -4,6 +4,7 @@ and nowhere else."""
 from __future__ import annotations
 
 import base64
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Mapping, Sequence, Union
 
 from ..errors import QueryError
 
+MAX_WEIGHT = 100.0  # larger weights only make one part drown the others
 _WEIGHT = re.compile(r"^([+-]?\d+(?:\.\d+)?):(.+)$", re.S)
 # A new part starts at a space followed by +word, -word or N:word ("red car -blurry 2:sunset").
 _PART_START = re.compile(r"\s+(?=[+-]\S|[+-]?\d+(?:\.\d+)?:\S)")
@@ -26,6 +28,25 @@ class QueryPart:
     def __post_init__(self) -> None:
         if self.kind not in ("text", "image"):
             raise QueryError(f"query part kind {self.kind!r}: use 'text' or 'image'")
+        if not (math.isfinite(self.weight) and abs(self.weight) <= MAX_WEIGHT):
+            raise QueryError(
+                f"weight of {self.label or 'a query part'!r}: must be a number from "
+                f"-{MAX_WEIGHT:g} to {MAX_WEIGHT:g}"
+            )
+        if isinstance(self.value, str):
+            check_text(self.value, "query")
+
+
+def check_text(text: str, field: str) -> str:
+    """Refuse strings that are not Unicode text (lone surrogates, which JSON escapes can carry):
+    the tokenizers cannot encode them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise QueryError(
+            f"{field}: not valid Unicode text ({exc.reason} at {exc.start}); send UTF-8 text"
+        ) from exc
+    return text
 
 
 def detect_kind(value: str | bytes, local: bool = True) -> str:

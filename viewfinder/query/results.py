@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import shown_path
+
 
 @dataclass
 class SearchHit:
@@ -28,11 +30,13 @@ class SearchHit:
         matching stored text (never empty)."""
         if self.caption:
             return self.caption
-        name = Path(self.path or "").name or f"image {self.id}"
+        name = shown_path(Path(self.path or "").name) or f"image {self.id}"
         return f"{name}: {self.best_text}" if self.best_text else name
 
     def to_dict(self) -> dict:
         out = asdict(self)
+        if self.path is not None:
+            out["path"] = shown_path(self.path)
         if self.kind == "image":
             out["alt"] = self.alt_text()
         return out

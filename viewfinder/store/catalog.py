@@ -6,6 +6,7 @@ number, so a kill at any moment leaves a catalogue that opens, and a stale index
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -136,20 +137,24 @@ class ImageCatalog:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # file names that are not valid UTF-8 are stored as their bytes (see _text)
+            conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
             self._local.conn = conn
             self._connections.append(conn)
         return conn
 
     # -- schema ---------------------------------------------------------------------------------
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise ModelMismatchError(
-                f"{self.path}: catalogue schema {version} is newer than this viewfinder ({SCHEMA_VERSION}); "
-                "upgrade viewfinder"
-            )
-        for target in range(version, SCHEMA_VERSION):
-            with self.transaction():
+        # The version is read inside the write transaction: a second process opening a new
+        # catalogue at the same moment waits for the first, then finds the tables made.
+        with self.transaction():
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ModelMismatchError(
+                    f"{self.path}: catalogue schema {version} is newer than this viewfinder "
+                    f"({SCHEMA_VERSION}); upgrade viewfinder"
+                )
+            for target in range(version, SCHEMA_VERSION):
                 for statement in filter(str.strip, MIGRATIONS[target].split(";\n")):
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version={target + 1}")
@@ -205,9 +210,10 @@ class ImageCatalog:
         return int(self.conn.execute("SELECT COUNT(*) FROM images WHERE error IS NOT NULL").fetchone()[0])
 
     def images_under(self, root: str) -> dict[str, ImageRecord]:
-        prefix = root.rstrip("/") + "/"
+        prefix = os.fsencode(root.rstrip("/") + "/")  # compared as bytes: exact for any file name
         rows = self.conn.execute(
-            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE substr(CAST(path AS BLOB), 1, ?) = ?",
+            (len(prefix), prefix),
         ).fetchall()
         return {r[1]: ImageRecord(*r) for r in rows}
 
@@ -243,13 +249,13 @@ class ImageCatalog:
             for im in images:
                 cur = self.conn.execute(
                     "INSERT INTO images(path, size, mtime, sha256, width, height, indexed_at, error) "
-                    "VALUES(?,?,?,?,?,?,?,?) "
+                    "VALUES(CAST(? AS TEXT),?,?,?,?,?,?,CAST(? AS TEXT)) "
                     "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, "
                     "sha256=excluded.sha256, "
                     "width=excluded.width, height=excluded.height, indexed_at=excluded.indexed_at, "
                     "error=excluded.error "
                     "RETURNING id",
-                    (im.path, im.size, im.mtime, im.sha256, im.width, im.height, now, im.error),
+                    (_text(im.path), im.size, im.mtime, im.sha256, im.width, im.height, now, _text(im.error)),
                 )
                 image_id = int(cur.fetchone()[0])
                 ids.append(image_id)
@@ -268,7 +274,8 @@ class ImageCatalog:
         """A renamed or touched file with the same content keeps its id and vector."""
         with self.transaction():
             self.conn.execute(
-                "UPDATE images SET path=?, size=?, mtime=? WHERE id=?", (new_path, size, mtime, image_id)
+                "UPDATE images SET path=CAST(? AS TEXT), size=?, mtime=? WHERE id=?",
+                (_text(new_path), size, mtime, image_id),
             )
 
     def delete_images(self, ids: Sequence[int]) -> None:
@@ -417,6 +424,19 @@ class ImageCatalog:
             for tid, blob in self.conn.execute(f"SELECT id, v FROM texts WHERE id IN ({marks})", chunk):
                 out[int(tid)] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return out
+
+
+def _text(value: str | None) -> str | bytes | None:
+    """A string for SQLite: as it is, or, where it holds a file name that is not valid UTF-8
+    (os functions give those as surrogate escapes), its bytes, which the SQL casts to TEXT so that
+    the name is kept exactly; connections read them back with surrogateescape."""
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape")
 
 
 class _Transaction:

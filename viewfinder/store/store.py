@@ -3,10 +3,14 @@ each index kept in step with the catalogue version."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .catalog import Collection, ImageCatalog
 from .vectors import IndexChoice, VectorIndex, choose_kind
@@ -110,6 +114,31 @@ class Store:
             self._sample = self.catalog.sample_vectors(collection, self.dim or 1, n)
             self._sample_key = key
         return self._sample
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One writing run (index, reindex, captions) per index folder across processes: a second
+        one waits, with a message, and then works on what the first one left."""
+        with open(self.folder / "writer.lock", "a+", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                log.warning(
+                    "%s: another viewfinder process (pid %s) is writing to this index; waiting for it",
+                    self.folder,
+                    holder,
+                )
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self.catalog.close()
