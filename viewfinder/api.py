@@ -286,8 +286,10 @@ def project_error(_: Request, exc: ViewfinderError) -> JSONResponse:
 
 
 def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+    # the deepest error: for `query` (a string or a list of parts) the one about the list's part,
+    # not "should be a valid string"; union branch names ("list[QueryPartIn]") left out
+    first = max(exc.errors(), key=lambda e: len(e.get("loc", ())), default={})
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body" and "[" not in str(p)) or "request"
     return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
 
 

@@ -1,0 +1,250 @@
+"""Regression tests for the defects found by trying bad input, races and abuse against the
+engine, the CLI and the API (each test names the defect it covers)."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from viewfinder import Engine
+from viewfinder.api import create_app
+from viewfinder.config import load_config
+from viewfinder.errors import ImageTooLargeError, QueryError
+from viewfinder.images import decode_bytes
+
+from conftest import copy_photos
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ODD_NAME = os.fsdecode(b"\xff\xfe.jpg")  # not valid UTF-8: os functions give surrogate escapes
+
+
+@pytest.fixture(scope="module")
+def odd_folder(tmp_path_factory, photos):
+    """Real photos plus a file whose name is not UTF-8, a broken file and broken links."""
+    folder = copy_photos(
+        photos, tmp_path_factory.mktemp("odd") / "pics", ["chelsea.png", "coffee.png", "rocket.jpg"]
+    )
+    (folder / ODD_NAME).write_bytes((folder / "rocket.jpg").read_bytes())
+    (folder / "broken.jpg").write_bytes(b"<html>not an image</html>")
+    (folder / "dangling.jpg").symlink_to(folder / "nowhere.jpg")
+    (folder / "loop1.jpg").symlink_to(folder / "loop2.jpg")
+    (folder / "loop2.jpg").symlink_to(folder / "loop1.jpg")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, odd_folder, tiny_spec):
+    base = tmp_path_factory.mktemp("api")
+    cfg = load_config(
+        db=base / "db", model=tiny_spec, workers=0, token=TOKEN, allowed_roots=(str(odd_folder),)
+    )
+    app = create_app(cfg)
+    report = app.state.engine.index(odd_folder, progress=False, on_error=lambda _: None)
+    with TestClient(app) as c:
+        c.report = report
+        yield c
+
+
+def test_non_utf8_name_is_indexed_kept_and_shown_escaped(client, odd_folder):
+    """Defect 1: a file name that is not UTF-8 aborted every index run of its folder."""
+    engine = client.app.state.engine
+    assert client.report.embedded == 4
+    paths = set(engine.store.catalog.images_under(str(odd_folder)))
+    assert str(odd_folder / ODD_NAME) in paths  # the exact name, losslessly
+    again = engine.index(odd_folder, progress=False, on_error=lambda _: None)
+    assert again.embedded == 0 and again.unchanged == 5  # 4 photos + the broken file's record
+    r = client.post("/search", json={"query": "a rocket", "k": 10})
+    assert r.status_code == 200
+    shown = [h["path"] for h in r.json()["hits"]]
+    assert str(odd_folder) + "/\\xff\\xfe.jpg" in shown
+    assert all(h["alt"] for h in r.json()["hits"])
+
+
+def test_broken_links_are_reported(client, odd_folder):
+    """Defect 6: dangling links and link loops were dropped without a word."""
+    reasons = dict(client.report.failed)
+    assert "which does not exist" in reasons[str(odd_folder / "dangling.jpg")]
+    assert "symbolic link loop" in reasons[str(odd_folder / "loop1.jpg")]
+    assert "not an image" in reasons[str(odd_folder / "broken.jpg")]
+
+
+@pytest.mark.parametrize("route", ["/images", "/thumbnails"])
+@pytest.mark.parametrize("image_id", ["9223372036854775808", "99999999999999999999999", "0", "-1"])
+def test_image_ids_out_of_range_are_422(client, route, image_id):
+    """Defect 2: ids past 64 bits gave a plain-text 500."""
+    r = client.get(f"{route}/{image_id}")
+    assert r.status_code == 422 and "image_id" in r.json()["error"]
+
+
+def test_nul_in_folder_and_lone_surrogates_are_clear_errors(client):
+    """Defect 3: a NUL in a folder and a lone surrogate in a text gave 500."""
+    r = client.post("/index", json={"folder": "/allowed\u0000/x"}, headers=AUTH)
+    assert r.status_code == 400 and "NUL" in r.json()["error"]
+    lone = {"content-type": "application/json"}  # a JSON escape for a lone surrogate, as a client sent it
+    r = client.post("/texts", content=b'{"texts": ["fine", "\\udcff"]}', headers={**AUTH, **lone})
+    assert r.status_code == 400 and "texts[1]" in r.json()["error"]
+    r = client.post("/search", content=b'{"query": "\\udcff cat"}', headers=lone)
+    assert r.status_code == 422 and "surrogate" in r.json()["error"]  # refused by the JSON parser
+
+
+@pytest.mark.parametrize("weight", ["NaN", "Infinity", "-Infinity", "1e39", "9" * 400, "101"])
+def test_bad_weights_are_422(client, weight):
+    """Defect 5: NaN, infinite or huge weights gave an empty 200."""
+    body = '{"query": [{"text": "a cat", "weight": %s}]}' % weight
+    r = client.post("/search", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "weight" in r.json()["error"]
+
+
+def test_only_negative_list_query_is_422(client):
+    r = client.post("/search", json={"query": [{"text": "a cat", "weight": -1}]})
+    assert r.status_code == 422 and "negative" in r.json()["error"]
+    with pytest.raises(QueryError, match="weight"):
+        client.app.state.engine.search([{"text": "cat", "weight": float("nan")}])
+
+
+def test_body_limits_and_content_type(client):
+    """Defect 9: 40 MB JSON bodies and JSON sent as text/plain were accepted."""
+    big = b'{"query": "' + b"a" * (20 << 20) + b'"}'
+    r = client.post("/search", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "20 MB" in r.json()["error"]
+    r = client.post("/search", content=b'{"query": "a cat"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "application/json" in r.json()["error"]
+
+
+def test_openapi_refs_resolve_and_errors_are_documented(client):
+    """Defect 8: an unresolvable $ref, undocumented 4xx responses and image bodies."""
+    doc = client.get("/openapi.json").json()
+
+    def refs(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                yield node["$ref"]
+            for v in node.values():
+                yield from refs(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from refs(v)
+
+    for ref in refs(doc):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"], ref
+    image = doc["paths"]["/images/{image_id}"]["get"]["responses"]
+    assert {"404", "422"} <= set(image) and "image/*" in image["200"]["content"]
+    assert "403" in doc["paths"]["/index"]["post"]["responses"]
+
+
+def test_bomb_message_says_what_helps():
+    """Defect 7: the message told users to raise max_pixels, which could not help past Pillow's
+    own limit. Now max_pixels alone decides, so raising it does help."""
+    buf = io.BytesIO()
+    Image.new("L", (2, 2)).save(buf, "PNG")
+    header = bytearray(buf.getvalue())  # a real PNG whose header will lie about its size
+    header[16:24] = (30000).to_bytes(4, "big") * 2  # declares 30000 x 30000 = 900 Mpx
+    header[29:33] = zlib.crc32(bytes(header[12:29])).to_bytes(4, "big")
+    with pytest.raises(ImageTooLargeError, match="max-pixels"):
+        decode_bytes(bytes(header), "huge.png", 89_478_485)
+    with pytest.raises(Exception) as raised:  # past the limit check: it fails for want of data
+        decode_bytes(bytes(header), "huge.png", 10**10)
+    assert not isinstance(raised.value, ImageTooLargeError)
+
+
+@pytest.mark.slow
+def test_two_index_runs_at_once_on_a_new_db(tmp_path, photos, tiny_spec):
+    """Defect 4: two index runs starting together on a new db: one died with 'table meta
+    already exists'. Now the catalogue is made atomically and the second run waits."""
+    folder = copy_photos(photos, tmp_path / "pics", ["chelsea.png", "coffee.png", "rocket.jpg", "horse.png"])
+    db = tmp_path / "db"
+    cmd = [
+        sys.executable,
+        "-m",
+        "viewfinder",
+        "index",
+        str(folder),
+        "--db",
+        str(db),
+        "--model",
+        tiny_spec,
+        "-q",
+    ]
+    runs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in runs]
+    for p, (_, err) in zip(runs, outs):
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+    assert sorted(int(out.split(" embedded")[0].split(": ")[-1]) for out, _ in outs) == [0, 4]
+    with Engine.open(db, model=tiny_spec) as engine:
+        assert engine.counts()["images"] == 4
+        assert len(engine.store.vectors("images")) == 4
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc), zombies left out."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_decode_workers_die_with_a_killed_parent(tmp_path, photos, tiny_spec):
+    """Defect 10: after a kill -9 of `index`, decode workers outlived their parent for seconds."""
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    # large smooth PNGs: each takes a worker about a second to decode, so a worker that only
+    # notices its parent's death between files is caught alive
+    big = Image.linear_gradient("L").resize((8000, 6000)).convert("RGB")
+    for i in range(8):
+        big.save(folder / f"big{i}.png", compress_level=1)
+    cmd = [sys.executable, "-m", "viewfinder", "index", str(folder), "--db", str(tmp_path / "db")]
+    parent = subprocess.Popen(
+        [*cmd, "--model", tiny_spec, "--workers", "2", "--batch-size", "1", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while len(_children(parent.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _children(parent.pid)
+    assert len(workers) >= 2, "the decode workers never started"
+    parent.kill()
+    parent.wait()
+    time.sleep(0.3)
+    assert not [w for w in workers if _alive(w)], "decode workers outlived their parent"
+
+
+def test_catalogue_keeps_odd_names_exactly(tmp_path):
+    """Defect 1, at the catalogue: the name comes back byte for byte."""
+    from viewfinder.store import NewImage
+    from viewfinder.store.catalog import ImageCatalog
+
+    cat = ImageCatalog(tmp_path / "c.sqlite")
+    cat.bind_model("m", 2, "f")
+    odd = str(tmp_path / ODD_NAME)
+    (image_id,) = cat.write_batch([NewImage(odd, 1, 1.0, "ab", 1, 1)], np.ones((1, 2), np.float32))
+    assert cat.get_image(image_id).path == odd
+    assert os.fsencode(next(iter(cat.images_under(str(tmp_path))))) == os.fsencode(odd)
+    json.dumps(cat.get_image(image_id).path)  # JSON can carry it (escaped)
