@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def test_non_utf8_name_is_indexed_kept_and_shown_escaped(client, odd_folder):
     r = client.post("/search", json={"query": "a rocket", "k": 10})
     assert r.status_code == 200
     shown = [h["path"] for h in r.json()["hits"]]
-    assert str(odd_folder) + "/\\xff\\xfe.jpg" in shown
+    assert "\\xff\\xfe.jpg" in shown  # escaped, and without the server's folders
     assert all(h["alt"] for h in r.json()["hits"])
 
 
@@ -248,3 +249,76 @@ def test_catalogue_keeps_odd_names_exactly(tmp_path):
     assert cat.get_image(image_id).path == odd
     assert os.fsencode(next(iter(cat.images_under(str(tmp_path))))) == os.fsencode(odd)
     json.dumps(cat.get_image(image_id).path)  # JSON can carry it (escaped)
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory, photos, tiny_spec):
+    """A server with a read token and a low rate limit."""
+    base = tmp_path_factory.mktemp("guarded")
+    folder = copy_photos(photos, base / "pics", ["chelsea.png", "coffee.png"])
+    cfg = load_config(
+        db=base / "db", model=tiny_spec, workers=0, token=TOKEN, read_token="r34d", rate_limit=30
+    )
+    app = create_app(cfg)
+    app.state.engine.index(folder, progress=False)
+    with TestClient(app) as c:
+        c.folder = folder
+        yield c
+
+
+def test_read_token_guards_searches_images_and_page(guarded):
+    assert guarded.post("/search", json={"query": "a cat"}).status_code == 401
+    assert guarded.get("/images/1").status_code == 401
+    assert guarded.get("/").status_code == 401
+    assert guarded.get("/health").status_code == 200  # for load balancers: no photos in it
+    read = {"Authorization": "Bearer r34d"}
+    assert guarded.post("/search", json={"query": "a cat"}, headers=read).status_code == 200
+    assert (
+        guarded.post("/search", json={"query": "a cat"}, headers=AUTH).status_code == 200
+    )  # write token too
+    assert guarded.post("/texts", json={"texts": ["x"]}, headers=read).status_code == 401  # read is not write
+    assert guarded.get("/?token=wrong").status_code == 401
+    page = guarded.get("/?token=r34d")  # the browser's way in: a cookie for what the page loads
+    assert page.status_code == 200 and "viewfinder_token" in page.headers["set-cookie"]
+    assert guarded.get("/images/1").status_code == 200
+    guarded.cookies.clear()
+
+
+def test_paths_hidden_from_remote_clients_unless_shown(guarded):
+    read = {"Authorization": "Bearer r34d"}
+    hit = guarded.post("/search", json={"query": "a cat"}, headers=read).json()["hits"][0]
+    assert "/" not in hit["path"]
+    stats = guarded.get("/stats", headers=read).json()
+    assert "/" not in stats["db"]
+    engine = guarded.app.state.engine
+    engine.config = replace(engine.config, show_paths=True)
+    try:
+        hit = guarded.post("/search", json={"query": "a cat"}, headers=read).json()["hits"][0]
+        assert hit["path"].startswith(str(guarded.folder))
+    finally:
+        engine.config = replace(engine.config, show_paths=False)
+
+
+def test_cors_closed_by_default(guarded):
+    r = guarded.options(
+        "/search", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_rate_limit_per_client(guarded):
+    # 61 requests cross at most one minute boundary, so one window gets more than 30 of them
+    responses = [guarded.get("/health") for _ in range(61)]
+    refused = [r for r in responses if r.status_code == 429]
+    assert refused and responses[0].status_code in (200, 429)
+    assert "requests a minute" in refused[0].json()["error"] and refused[0].headers["retry-after"]
+
+
+def test_server_binds_to_loopback_by_default():
+    import inspect
+
+    from viewfinder.api import serve
+    from viewfinder.cli import serve as serve_command
+
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(serve_command).parameters["host"].default.default == "127.0.0.1"

@@ -5,6 +5,8 @@ Images are served by catalogue id only; a path in a request never reaches the fi
 from __future__ import annotations
 
 import hmac
+import time
+from collections import Counter
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +25,7 @@ from .engine import Engine
 from .errors import ImageTooLargeError, QueryError, UnsupportedMediaError, ViewfinderError
 
 MAX_K = 200
+TOKEN_COOKIE = "viewfinder_token"
 MAX_UPLOAD_BYTES = 20 << 20
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -86,6 +89,7 @@ ERRORS = {
     409: _error("busy with another job, or an index of another model"),
     413: _error("an image or request body over the limit"),
     415: _error("a request body that is neither JSON nor multipart"),
+    429: _error("too many requests from this client this minute"),
     422: _error("a field that does not validate, or an image that cannot be decoded"),
 }
 
@@ -122,15 +126,35 @@ def engine_of(request: Request) -> Engine:
     return request.app.state.engine
 
 
+def _bearer(request: Request, *tokens: str | None) -> bool:
+    """The request carries one of `tokens`, as a bearer header or the page's cookie; compared in
+    constant time, so that response times tell nothing about the token."""
+    given = [request.headers.get("authorization", "").encode(), b"Bearer " + _cookie(request).encode()]
+    wanted = [f"Bearer {t}".encode() for t in tokens if t]
+    return any(hmac.compare_digest(g, w) for g in given for w in wanted)
+
+
+def _cookie(request: Request) -> str:
+    return request.cookies.get(TOKEN_COOKIE, "")
+
+
 def require_token(request: Request) -> None:
     token = engine_of(request).config.token
     if not token:
         raise HTTPException(
             403, "write endpoints are disabled: set VIEWFINDER_TOKEN (or token in the config) to enable them"
         )
-    given = request.headers.get("authorization", "").encode()
-    if not hmac.compare_digest(given, f"Bearer {token}".encode()):  # constant time: no timing oracle
+    if not _bearer(request, token):
         raise HTTPException(401, "missing or wrong bearer token")
+
+
+def require_read(request: Request) -> None:
+    """With a read token set, searches, images and stats need it (or the write token)."""
+    cfg = engine_of(request).config
+    if cfg.read_token and not _bearer(request, cfg.read_token, cfg.token):
+        raise HTTPException(
+            401, "this server needs its read token: send 'Authorization: Bearer TOKEN' or open /?token=TOKEN"
+        )
 
 
 async def read_search(request: Request) -> tuple[SearchRequest, bytes | None]:
@@ -190,6 +214,8 @@ def run_search(engine: Engine, req: SearchRequest, upload: bytes | None, target:
     )
     out = result.to_dict()
     for hit in out["hits"]:
+        if hit["path"] and not engine.config.show_paths:  # the server's folders are its own business
+            hit["path"] = Path(hit["path"]).name
         if hit["kind"] == "image":
             hit["image_url"] = f"/images/{hit['id']}"
             hit["thumbnail_url"] = f"/thumbnails/{hit['id']}"
@@ -217,14 +243,14 @@ BODY_DOC = {
 }
 
 
-@router.post("/search", openapi_extra=BODY_DOC)
+@router.post("/search", openapi_extra=BODY_DOC, dependencies=[Depends(require_read)])
 async def search(request: Request) -> JSONResponse:
     """Text, image (multipart `file`), or hybrid (both, with `text_weight`) search over images."""
     req, upload = await read_search(request)
     return JSONResponse(await run_in_threadpool(run_search, engine_of(request), req, upload, req.target))
 
 
-@router.post("/search/image-to-text", openapi_extra=BODY_DOC)
+@router.post("/search/image-to-text", openapi_extra=BODY_DOC, dependencies=[Depends(require_read)])
 async def image_to_text(request: Request) -> JSONResponse:
     """The stored texts and captions that best describe an uploaded image."""
     req, upload = await read_search(request)
@@ -236,20 +262,31 @@ async def image_to_text(request: Request) -> JSONResponse:
 ImageId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="catalogue id of the image")]
 
 
-@router.get("/images/{image_id}", responses=image_responses("the image file, as stored"))
+@router.get(
+    "/images/{image_id}",
+    responses=image_responses("the image file, as stored"),
+    dependencies=[Depends(require_read)],
+)
 def image(image_id: ImageId, engine: Engine = Depends(engine_of)) -> FileResponse:
     return FileResponse(engine.image_path(image_id))
 
 
-@router.get("/thumbnails/{image_id}", responses=image_responses("a JPEG thumbnail", "image/jpeg"))
+@router.get(
+    "/thumbnails/{image_id}",
+    responses=image_responses("a JPEG thumbnail", "image/jpeg"),
+    dependencies=[Depends(require_read)],
+)
 def thumbnail(image_id: ImageId, engine: Engine = Depends(engine_of)) -> FileResponse:
     return FileResponse(engine.thumbnail(image_id), media_type="image/jpeg")
 
 
-@router.get("/stats")
+@router.get("/stats", dependencies=[Depends(require_read)])
 def stats(engine: Engine = Depends(engine_of)) -> dict:
     job = engine.index_job()
-    return {**engine.stats(), "index_job": job.to_dict() if job else None}
+    facts = {**engine.stats(), "index_job": job.to_dict() if job else None}
+    if not engine.config.show_paths:
+        facts["db"] = Path(facts["db"]).name
+    return facts
 
 
 @router.get("/health")
@@ -277,8 +314,19 @@ def reindex(req: ReindexRequest, engine: Engine = Depends(engine_of)) -> dict:
 
 
 @router.get("/", response_class=HTMLResponse)
-def page() -> HTMLResponse:
-    return HTMLResponse((WEB_DIR / "templates" / "index.html").read_text(encoding="utf-8"))
+def page(request: Request, token: str | None = None) -> HTMLResponse:
+    """The web page. With a read token set, open it once as /?token=TOKEN: a cookie then carries
+    the token for the page's searches and images."""
+    cfg = engine_of(request).config
+    html = HTMLResponse((WEB_DIR / "templates" / "index.html").read_text(encoding="utf-8"))
+    if cfg.read_token and token is not None:
+        wanted = [t for t in (cfg.read_token, cfg.token) if t]
+        if not any(hmac.compare_digest(token.encode(), t.encode()) for t in wanted):
+            raise HTTPException(401, "wrong token in /?token=")
+        html.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return html
+    require_read(request)
+    return html
 
 
 def project_error(_: Request, exc: ViewfinderError) -> JSONResponse:
@@ -295,6 +343,30 @@ def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
 
 def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+class RateLimit:
+    """At most `per_minute` requests per client address in each minute (a fixed window); the
+    rest get 429 with Retry-After. One process's memory: enough for one server."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.window, self.counts = 0, Counter()
+
+    async def __call__(self, request: Request, call_next):
+        now = time.monotonic()
+        window = int(now // 60)
+        if window != self.window:  # a new minute: forget the last one's counts
+            self.window, self.counts = window, Counter()
+        client = request.client.host if request.client else "?"
+        self.counts[client] += 1
+        if self.counts[client] > self.per_minute:
+            return JSONResponse(
+                {"error": f"over {self.per_minute} requests a minute from {client}; wait and retry"},
+                status_code=429,
+                headers={"Retry-After": str(60 - int(now % 60))},
+            )
+        return await call_next(request)
 
 
 def create_app(config: Config, engine: Engine | None = None) -> FastAPI:
@@ -314,6 +386,8 @@ def create_app(config: Config, engine: Engine | None = None) -> FastAPI:
         description="Multimodal semantic search over an image collection.",
     )
     app.state.engine = engine
+    if engine.config.rate_limit:
+        app.middleware("http")(RateLimit(engine.config.rate_limit))
     app.add_exception_handler(ViewfinderError, project_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -41,6 +41,9 @@ class Config:
     checkpoint_seconds: float = 30.0  # how often the vector index file is rewritten while indexing
     search_mode: str = "vector"  # vector | lexical | fused, for text queries over images
     token: str | None = None  # bearer token for the API's write endpoints
+    read_token: str | None = None  # if set, the API's searches and images need it (or `token`)
+    show_paths: bool = False  # the API shows remote clients absolute server paths (else file names)
+    rate_limit: int = 600  # API requests per minute per client address; 0: no limit
     allowed_roots: tuple[str, ...] = ()  # folders the API may index
 
     def with_overrides(self, **values: object) -> "Config":
@@ -54,6 +57,10 @@ class Config:
             clean["db"] = Path(str(clean["db"])).expanduser()
         if "cache_dir" in clean:
             clean["cache_dir"] = Path(str(clean["cache_dir"])).expanduser()
+        if isinstance(clean.get("show_paths"), str):  # from the environment
+            clean["show_paths"] = str(clean["show_paths"]).strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(clean.get("rate_limit"), str):
+            clean["rate_limit"] = int(str(clean["rate_limit"]))
         for name in ("allowed_roots", "gpu_decoders"):  # lists in TOML
             if name in clean:
                 clean[name] = tuple(str(r) for r in clean[name])  # type: ignore[union-attr]
@@ -65,6 +72,9 @@ _ENV = {
     "VIEWFINDER_MODEL": "model",
     "VIEWFINDER_DEVICE": "device",
     "VIEWFINDER_TOKEN": "token",
+    "VIEWFINDER_READ_TOKEN": "read_token",
+    "VIEWFINDER_SHOW_PATHS": "show_paths",
+    "VIEWFINDER_RATE_LIMIT": "rate_limit",
     "VIEWFINDER_CACHE": "cache_dir",
 }
 
