@@ -19,9 +19,10 @@ from PIL import Image
 from viewfinder import Engine
 from viewfinder.api import create_app
 from viewfinder.config import load_config
-from viewfinder.errors import ImageTooLargeError, QueryError
+from viewfinder.errors import ImageTooLargeError, QueryError, shown_path
 from viewfinder.images import decode_bytes
 
+from chaos import kill_cycles, make_corpus
 from conftest import copy_photos
 
 TOKEN = "s3cret"
@@ -322,3 +323,45 @@ def test_server_binds_to_loopback_by_default():
 
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(serve_command).parameters["host"].default.default == "127.0.0.1"
+
+
+def test_bad_input_corpus_is_reported_line_by_line(tmp_path, tiny_spec):
+    """The whole corpus: each bad file gets one line naming it, every good file is indexed."""
+    expected = make_corpus(tmp_path / "corpus")
+    lines: list[str] = []
+    with Engine.open(tmp_path / "db", model=tiny_spec, workers=0, batch_size=4) as engine:
+        report = engine.index(tmp_path / "corpus", progress=False, on_error=lines.append)
+        rows = engine.store.catalog.images_under(str(tmp_path / "corpus"))
+    for name, outcome in expected.items():
+        full = str(tmp_path / "corpus" / name)
+        named = [line for line in lines if line.startswith(shown_path(full) + ":")]
+        if outcome == "reported":
+            assert len(named) == 1 and "\n" not in named[0], name
+        else:
+            assert not named, named
+            assert rows[full].error is None, name
+    assert len(report.failed) == list(expected.values()).count("reported") == len(lines)
+
+
+@pytest.mark.slow
+def test_kill9_at_twenty_moments_loses_nothing(tmp_path, photos, tiny_spec):
+    """kill -9 at 20 random moments of `viewfinder index`, each run given new files: after each
+    kill the index opens, matches its catalogue exactly and answers; nothing committed is lost;
+    a last run completes it."""
+    folder = tmp_path / "pics"
+    sample = sorted(p for p in photos.rglob("*") if p.is_file())
+
+    def new_files(i: int) -> None:
+        for f in sample:
+            dst = folder / f"set{i:02d}" / f.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(f.read_bytes())
+
+    args = ["index", str(folder), "--model", tiny_spec, "--batch-size", "2", "--workers", "1", "-q"]
+    report = kill_cycles(args, tmp_path / "db", tiny_spec, 20, (2.0, 7.0), before_each=new_files)
+    assert len(report.cycles) >= 15  # the rest were killed before they made the catalogue
+    assert any(0 < c.images for c in report.cycles)
+    for c in report.cycles:
+        assert c.problems == [] and c.lost == 0 and c.search_ok, c
+    assert report.final_problems == []
+    assert report.final_images == 20 * len(sample)

@@ -115,6 +115,29 @@ class Store:
             self._sample_key = key
         return self._sample
 
+    def verify(self) -> list[str]:
+        """What is wrong between the catalogue and the vector indexes (empty: nothing): each id
+        with a vector in the catalogue is in the index once, and the index holds nothing else."""
+        import numpy as np
+
+        problems = []
+        for collection in (Collection.IMAGES, Collection.TEXTS):
+            wanted = np.concatenate(
+                [ids for ids, _ in self.catalog.iter_vectors(collection, self.dim or 1)]
+                or [np.zeros(0, np.int64)]
+            )
+            held = self.vectors(collection).ids()
+            if len(np.unique(held)) != len(held):
+                problems.append(
+                    f"{collection}: {len(held) - len(np.unique(held))} ids twice in the vector index"
+                )
+            missing, orphans = np.setdiff1d(wanted, held), np.setdiff1d(held, wanted)
+            if len(missing):
+                problems.append(f"{collection}: {len(missing)} catalogue vectors not in the index")
+            if len(orphans):
+                problems.append(f"{collection}: {len(orphans)} index entries not in the catalogue")
+        return problems
+
     @contextmanager
     def writing(self) -> Iterator[None]:
         """One writing run (index, reindex, captions) per index folder across processes: a second

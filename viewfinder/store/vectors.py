@@ -109,6 +109,20 @@ class VectorIndex:
     def __len__(self) -> int:
         return 0 if self.index is None else int(self.index.ntotal)
 
+    def ids(self) -> np.ndarray:
+        """The ids held, in the order they were added."""
+        import faiss
+
+        if self.index is None:
+            return np.zeros(0, np.int64)
+        if hasattr(self.index, "id_map"):
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        inv = faiss.extract_index_ivf(self.index).invlists  # IVF-PQ: ids live in the inverted lists
+        return np.concatenate(
+            [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy() for i in range(inv.nlist)]
+            or [np.zeros(0, np.int64)]
+        )
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
