@@ -1,6 +1,7 @@
 """Latency of POST /search under concurrent clients, against a real server on 127.0.0.1.
 
     python benchmarks/bench_api.py [--images 10000] [--clients 8] [--requests 40]
+    python benchmarks/bench_api.py --clients 32 --seconds 240 --json out.json   # memory over time
 
 The 10k-image catalogue is written directly (indexing 10k images with mini on 2 cores would take
 20 minutes and measure the indexer, not the API): its vectors are mini's real embeddings of the
@@ -44,6 +45,14 @@ QUERIES = [
 ]
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def build_catalogue(db: Path, n: int) -> None:
     from viewfinder import Engine
     from viewfinder.data.samples import make_sample
@@ -74,6 +83,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=40, help="per client")
+    ap.add_argument("--seconds", type=float, help="run the clients this long instead of --requests each")
+    ap.add_argument("--json", type=Path, help="also write the figures and the server's memory samples here")
     args = ap.parse_args()
     db = Path(tempfile.mkdtemp(prefix="vf-api-db-"))
     build_catalogue(db, args.images)
@@ -97,8 +108,12 @@ def main() -> None:
         errors: list[str] = []
         lock = threading.Lock()
 
+        deadline = [float("inf")]
+
         def client(c: int) -> None:
-            for r in range(args.requests):
+            r = 0
+            while (r < args.requests) if args.seconds is None else time.perf_counter() < deadline[0]:
+                r += 1
                 body = json.dumps({"query": QUERIES[(c * 7 + r) % len(QUERIES)], "k": 24}).encode()
                 req = urllib.request.Request(
                     url + "/search", data=body, headers={"content-type": "application/json"}
@@ -115,29 +130,48 @@ def main() -> None:
                     if not ok:
                         errors.append(str(hits)[:100])
 
+        warm = args.seconds
+        args.seconds = None
         for c in range(2):  # warm-up
             client(c)
+        args.seconds = warm
         latencies.clear()
         threads = [threading.Thread(target=client, args=(c,)) for c in range(args.clients)]
         started = time.perf_counter()
+        deadline[0] = started + (args.seconds or 0)
+        memory = [(0.0, rss_mib(server.pid))]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=max(0.0, 10.0 - (time.perf_counter() - started) % 10.0))
+            memory.append((time.perf_counter() - started, rss_mib(server.pid)))
         wall = time.perf_counter() - started
     finally:
         server.terminate()
         server.wait(10)
     ms = np.array(latencies) * 1000
     print(
-        f"\nPOST /search, {args.images:,}-image catalogue, model mini, {args.clients} concurrent clients x "
-        f"{args.requests} "
-        f"requests, k=24, loopback, {os.cpu_count()} CPU cores"
+        f"\nPOST /search, {args.images:,}-image catalogue, model mini, {args.clients} concurrent clients, "
+        f"{len(ms)} requests in {wall:.0f} s, k=24, loopback, {os.cpu_count()} CPU cores"
     )
     print(
         f"p50 {np.percentile(ms, 50):.1f} ms | p95 {np.percentile(ms, 95):.1f} ms | max {ms.max():.1f} ms | "
         f"{len(ms) / wall:.1f} requests/s | errors {len(errors)}"
     )
+    print("server RSS (MiB) at seconds: " + ", ".join(f"{t:.0f}s {m:.0f}" for t, m in memory))
+    if args.json:
+        figures = {
+            "clients": args.clients,
+            "requests": len(ms),
+            "seconds": wall,
+            "requests_per_s": len(ms) / wall,
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "errors": len(errors),
+            "rss_mib": memory,
+        }
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":
