@@ -171,12 +171,7 @@ def test_two_index_runs_at_once_on_a_new_db(tmp_path, photos, tiny_spec):
         "-m",
         "viewfinder",
         "index",
-        str(folder),
-        "--db",
-        str(db),
-        "--model",
-        tiny_spec,
-        "-q",
+        *map(str, (folder, "--db", db, "--model", tiny_spec, "-q")),
     ]
     runs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
