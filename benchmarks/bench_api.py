@@ -143,8 +143,9 @@ def main() -> None:
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(timeout=max(0.0, 10.0 - (time.perf_counter() - started) % 10.0))
+            next(t for t in threads if t.is_alive()).join(
+                timeout=10.0 - (time.perf_counter() - started) % 10.0
+            )
             memory.append((time.perf_counter() - started, rss_mib(server.pid)))
         wall = time.perf_counter() - started
     finally:

@@ -360,3 +360,85 @@ def test_kill9_at_twenty_moments_loses_nothing(tmp_path, photos, tiny_spec):
         assert c.problems == [] and c.lost == 0 and c.search_ok, c
     assert report.final_problems == []
     assert report.final_images == 20 * len(sample)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 4 MB file system of its own (tmpfs), which the test can fill or make read-only."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Write a file until the disk is full; returns it (delete it to free the space)."""
+    filler = folder / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.slow
+def test_disk_full_and_read_only_folder_lose_nothing(tmp_path, photos, tiny_spec, small_disk):
+    sample = sorted(p for p in photos.rglob("*") if p.is_file())
+    folder = tmp_path / "pics"
+
+    def add_set(i: int) -> None:
+        for f in sample:
+            (folder / f"set{i}").mkdir(parents=True, exist_ok=True)
+            (folder / f"set{i}" / f.name).write_bytes(f.read_bytes())
+
+    db = small_disk / "db"
+    index = [
+        sys.executable,
+        "-m",
+        "viewfinder",
+        "index",
+        str(folder),
+        "--db",
+        str(db),
+        "--model",
+        tiny_spec,
+        "-q",
+    ]
+
+    def count_and_verify() -> int:
+        with Engine.open(db, model=tiny_spec) as engine:
+            assert engine.store.verify() == []
+            return engine.counts()["images"]
+
+    add_set(0)
+    subprocess.run(index, check=True, capture_output=True)
+    before = count_and_verify()
+    for i in range(1, 6):
+        add_set(i)
+    filler = _fill(small_disk)
+    full = subprocess.run(index, capture_output=True, text=True)
+    assert full.returncode != 0
+    assert full.stderr.strip().count("\n") == 0 and "disk is full" in full.stderr, full.stderr
+    filler.unlink()
+    assert count_and_verify() >= before
+    subprocess.run(index, check=True, capture_output=True)
+    assert count_and_verify() == 6 * len(sample)
+
+    add_set(6)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        ro = subprocess.run(index, capture_output=True, text=True)
+        assert ro.returncode != 0
+        assert ro.stderr.strip().count("\n") == 0 and "cannot be written" in ro.stderr, ro.stderr
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert count_and_verify() == 6 * len(sample)
+    subprocess.run(index, check=True, capture_output=True)
+    assert count_and_verify() == 7 * len(sample)

@@ -4,6 +4,7 @@ as one line (CLI) or a JSON error (API)."""
 from __future__ import annotations
 
 import os
+import shutil
 
 
 class ViewfinderError(Exception):
@@ -26,6 +27,34 @@ class UnsupportedMediaError(ViewfinderError):
     """A request body of a kind the API does not take."""
 
     http_status = 415
+
+
+class StorageError(ViewfinderError):
+    """The index folder cannot be written: disk full or read-only. What was committed is kept."""
+
+    http_status = 507
+
+
+def storage_error(where: object, exc: BaseException) -> StorageError | None:
+    """The clear error for a write that failed for want of space or permission, else None."""
+    text = str(exc).lower()
+    if ("disk i/o error" in text or "unable to open" in text) and isinstance(where, (str, os.PathLike)):
+        # what SQLite says when it cannot make or grow its WAL files: look at the disk itself
+        if shutil.disk_usage(where).free < (1 << 20):
+            text = "disk is full"
+        elif not os.access(where, os.W_OK):
+            text = "read-only"
+    if "full" in text or "no space" in text or getattr(exc, "errno", None) == 28:
+        return StorageError(
+            f"{where}: the disk is full; free some space and run the same command again "
+            "(everything indexed before is kept)"
+        )
+    if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (13, 30):
+        return StorageError(
+            f"{where}: the index folder cannot be written (read-only); make it writable or give "
+            "--db another folder (everything indexed before is kept)"
+        )
+    return None
 
 
 class ModelMismatchError(ViewfinderError):

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ModelMismatchError, NotFoundError
+from ..errors import ModelMismatchError, NotFoundError, storage_error
 
 SCHEMA_VERSION = 3
 
@@ -134,7 +134,12 @@ class ImageCatalog:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")  # writes the WAL's files: fails on a full disk
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                _raise_clear(self.path.parent, exc)
+                raise
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             # file names that are not valid UTF-8 are stored as their bytes (see _text)
@@ -160,7 +165,7 @@ class ImageCatalog:
                 self.conn.execute(f"PRAGMA user_version={target + 1}")
 
     def transaction(self):
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self.path.parent)
 
     def close(self) -> None:
         for conn in self._connections:
@@ -440,22 +445,43 @@ def _text(value: str | None) -> str | bytes | None:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE .. COMMIT, rolled back on error; nests by joining the outer one."""
+    """BEGIN IMMEDIATE .. COMMIT, rolled back on error; nests by joining the outer one. A write
+    that fails for want of space or permission becomes a StorageError naming `where`."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, where: object = "the catalogue") -> None:
+        self.conn, self.where = conn, where
         self.owner = False
 
     def __enter__(self) -> sqlite3.Connection:
         if not self.conn.in_transaction:
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                _raise_clear(self.where, exc)
+                raise
             self.owner = True
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.owner:
             return
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.OperationalError as end_exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if exc is None:  # the commit itself failed
+                _raise_clear(self.where, end_exc)
+                raise
+        if isinstance(exc, sqlite3.OperationalError):
+            _raise_clear(self.where, exc)
+
+
+def _raise_clear(where: object, exc: sqlite3.OperationalError) -> None:
+    """Raise the clear StorageError for a failed write, if it failed for want of space or rights."""
+    clear = storage_error(where, exc)
+    if clear is not None:
+        raise clear from exc
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

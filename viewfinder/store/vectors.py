@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ..errors import StorageError, storage_error
+
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
@@ -177,12 +179,20 @@ class VectorIndex:
         if self.index is None:
             return
         tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, path)
-        _write_json(
-            path.with_name(path.name + ".json"),
-            {"version": version, "kind": self.kind, "dim": self.dim, "count": len(self)},
-        )
+        try:
+            faiss.write_index(self.index, str(tmp))
+            os.replace(tmp, path)
+            _write_json(
+                path.with_name(path.name + ".json"),
+                {"version": version, "kind": self.kind, "dim": self.dim, "count": len(self)},
+            )
+        except (OSError, RuntimeError) as exc:  # faiss reports a failed write as RuntimeError
+            tmp.unlink(missing_ok=True)
+            # the catalogue holds every vector: an index file that is not written is rebuilt
+            raise storage_error(path.parent, exc) or StorageError(
+                f"{path}: cannot write the vector index ({exc}); check the disk and run again "
+                "(everything indexed before is kept)"
+            ) from exc
 
     @classmethod
     def load(cls, path: Path, version: int, dim: int, mmap: bool = True) -> "VectorIndex | None":
