@@ -69,6 +69,9 @@ def make_corpus(folder: Path) -> dict[str, str]:
         **{f"truncated_{pct}pct.jpg": whole[: len(whole) * pct // 100] for pct in (5, 50, 90)},
         "truncated_50pct.png": whole_png[: len(whole_png) // 2],
     }
+    real_bomb = _openclipart_bomb()
+    if real_bomb is not None:  # Debian's openclipart-png holds real ones (scripts/setup.sh installs it)
+        bad["openclipart_bomb.png"] = real_bomb.read_bytes()
     for name, data in {**good, **bad}.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +81,17 @@ def make_corpus(folder: Path) -> dict[str, str]:
     (folder / "loop_b.jpg").symlink_to(folder / "loop_a.jpg")
     links = {"dangling.jpg": "reported", "loop_a.jpg": "reported", "loop_b.jpg": "reported"}
     return {**dict.fromkeys(good, "indexed"), **dict.fromkeys(bad, "reported"), **links}
+
+
+def _openclipart_bomb(limit: int = 89_478_485) -> Path | None:
+    """The first openclipart PNG whose header declares more pixels than `limit`, read from the
+    headers alone; None where the package is not installed."""
+    for path in sorted(Path("/usr/share/openclipart/png").rglob("*.png")):
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+        if int.from_bytes(head[16:20], "big") * int.from_bytes(head[20:24], "big") > limit:
+            return path
+    return None
 
 
 def _cmyk_jpeg(im: Image.Image) -> bytes:

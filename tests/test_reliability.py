@@ -442,3 +442,44 @@ def test_disk_full_and_read_only_folder_lose_nothing(tmp_path, photos, tiny_spec
     assert count_and_verify() == 6 * len(sample)
     subprocess.run(index, check=True, capture_output=True)
     assert count_and_verify() == 7 * len(sample)
+
+
+def test_file_that_vanishes_or_changes_during_the_run(tmp_path, photos, tiny_spec):
+    """A file deleted after the walk is reported and the rest indexed; a file rewritten after
+    the walk is indexed as it is when read, and the next run sees it as unchanged."""
+    from viewfinder.ingest.pipeline import embed_files, start_run
+
+    folder = copy_photos(photos, tmp_path / "pics", ["chelsea.png", "coffee.png", "rocket.jpg"])
+    lines: list[str] = []
+    with Engine.open(tmp_path / "db", model=tiny_spec, workers=0, batch_size=2) as engine:
+        plan, report = start_run(folder, engine.store)
+        (folder / "coffee.png").unlink()
+        (folder / "chelsea.png").write_bytes((folder / "rocket.jpg").read_bytes())
+        embed_files(plan, report, engine.store, engine.encoder, engine._embed_options(False, lines.append))
+        assert report.embedded == 2 and len(lines) == 1 and "coffee.png" in lines[0], lines
+        again = engine.index(folder, progress=False)
+        assert again.deleted == 1 and again.failed == []
+        assert engine.store.verify() == []
+
+
+@pytest.mark.slow
+def test_writer_process_while_the_server_answers(client, odd_folder, tmp_path, photos, tiny_spec):
+    """`viewfinder index` in another process adds images while the server answers searches:
+    every search succeeds, and the server then finds the new images without a restart."""
+    new = copy_photos(photos, tmp_path / "more", ["astronaut.png", "horse.png"])
+    db = client.app.state.engine.config.db
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "viewfinder", "index", str(new), "--db", str(db), "--model", tiny_spec, "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    codes = []
+    while writer.poll() is None:
+        codes.append(client.post("/search", json={"query": "a horse", "k": 3}).status_code)
+        time.sleep(0.1)  # within the server's rate limit for one client
+    assert writer.returncode == 0, writer.stderr.read()
+    assert codes and set(codes) == {200}
+    hits = client.post("/search", json={"query": "a horse", "k": 20}).json()["hits"]
+    assert {"astronaut.png", "horse.png"} <= {h["path"] for h in hits}
+    assert client.app.state.engine.store.verify() == []
