@@ -28,12 +28,27 @@ DbOpt = typer.Option(None, "--db", help="Index folder (default: $VIEWFINDER_DB o
 ModelOpt = typer.Option(None, "--model", help=f"Model spec: {MODEL_SPEC_HELP}.")
 
 
-def _engine(db: Optional[Path], model: Optional[str] = None, **settings: object) -> Engine:
-    return Engine(load_config(db=db, model=model, **settings))
+def _engine(
+    db: Optional[Path], model: Optional[str] = None, create: bool = True, **settings: object
+) -> Engine:
+    return Engine(load_config(db=db, model=model, **settings), create=create)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"viewfinder {version('viewfinder')}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     _state["debug"] = debug
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s: %(message)s")
     for noisy in ("httpx", "transformers", "huggingface_hub"):
@@ -122,7 +137,7 @@ def reindex(
     """Re-embed the whole index with another model. The new index is built beside the old one,
     which keeps answering searches; a rerun resumes; when done they switch (the old one is kept
     as DB.previous)."""
-    with _engine(db) as engine:
+    with _engine(db, create=False) as engine:
         before = engine.model_spec
         report = engine.reindex(model, progress=not quiet, on_error=_skipped)
         typer.echo(
@@ -143,7 +158,7 @@ def caption(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Caption every uncaptioned image in the index (resumable)."""
-    with _engine(db) as engine:
+    with _engine(db, create=False) as engine:
         _echo_caption_report(
             engine.caption(captioner, overwrite=overwrite, ocr=ocr, progress=not quiet, on_error=_skipped)
         )
@@ -167,13 +182,21 @@ def search(
     texts: bool = typer.Option(False, "--texts", help="Rank stored texts instead of images (image -> text)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="vector, lexical (captions/OCR/paths) or fused."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+    paths: bool = typer.Option(False, "--paths", "-f", help="Print only the paths, one a line (for pipes)."),
 ) -> None:
     """Find images (or, with --texts, stored texts) for QUERY."""
+    # the query takes words like -blurry (negative parts), so the parser lets unknown options
+    # through: a --word is a mistyped option, not a query
+    typo = next((q for q in query or [] if q.startswith("--") and len(q) > 2), None)
+    if typo is not None:
+        raise ViewfinderError(
+            f"{typo}: no such option (see viewfinder search --help); a negative query part is -word"
+        )
     if text_weight is not None and image is None:
         raise ViewfinderError(
             "--text-weight needs --image: it splits the query between the text and that image"
         )
-    with _engine(db, model) as engine:
+    with _engine(db, model, create=False) as engine:
         result = engine.search(
             query or [],
             k=k,
@@ -186,10 +209,24 @@ def search(
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in result.hits], indent=2))
         return
+    if paths:
+        for h in result.hits:
+            typer.echo(h.text if h.kind == "text" else shown_path(h.path))
+        return
     _print_hits(result)
 
 
+def _elide(path: str, width: int) -> str:
+    """`path` in at most `width` characters: the start, an ellipsis, and the whole file name."""
+    if len(path) <= width:
+        return path
+    head, name = path.rsplit("/", 1) if "/" in path else ("", path)
+    keep = max(0, width - len(name) - 2)
+    return f"{head[:keep]}…/{name}" if keep else f"…/{name}"
+
+
 def _print_hits(result) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -197,11 +234,16 @@ def _print_hits(result) -> None:
     if not result.hits:
         console.print(result.message or "no results")
         return
-    table = Table(show_header=True, header_style="bold")
+    # box drawing only on a terminal; a long path loses its middle, never its file name
+    table = Table(show_header=True, header_style="bold", box=box.SQUARE if console.is_terminal else None)
     for col in ("rank", "score", "confidence", "text" if result.hits[0].kind == "text" else "path"):
-        table.add_column(col, justify="right" if col != "path" and col != "text" else "left")
+        table.add_column(
+            col, justify="right" if col not in ("path", "text") else "left", no_wrap=col == "path"
+        )
+    room = max(20, console.width - 30)
     for h in result.hits:
-        where = h.text if h.kind == "text" else shown_path(h.path) + (f"  [{h.caption}]" if h.caption else "")
+        where = h.text if h.kind == "text" else _elide(shown_path(h.path), room)
+        where += f"  [{h.caption}]" if h.kind == "image" and h.caption else ""
         table.add_row(str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", where)
     console.print(table)
     if result.abstained:
@@ -229,7 +271,7 @@ def texts_add(
 @app.command()
 def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--json")) -> None:
     """What the index holds."""
-    with _engine(db) as engine:
+    with _engine(db, create=False) as engine:
         facts = engine.stats()
         failures = engine.failures(limit=20)
     if as_json:

@@ -65,10 +65,21 @@ class Engine:
     model loads on the first encode (or `load()`), the vector index on the first search."""
 
     def __init__(
-        self, config: Config, encoder: Encoder | None = None, confidence: ConfidenceModel | None = None
+        self,
+        config: Config,
+        encoder: Encoder | None = None,
+        confidence: ConfidenceModel | None = None,
+        create: bool = True,
     ) -> None:
+        """create=False: an index must already be at `config.db` (searching a mistyped path
+        must not make an empty index there)."""
         self.config = config
         finish_switch(Path(config.db))  # a re-index that a crash cut between its two renames
+        if not create and not (Path(config.db) / "catalog.sqlite").is_file():
+            raise NotFoundError(
+                f"{config.db}: no index here; build one with `viewfinder index FOLDER --db {config.db}`, "
+                "or give --db the folder of an existing index"
+            )
         self.store = self._open_store()
         stored = self.store.catalog.get_meta("model_spec")
         if stored is not None and config.model is not None and config.model != stored:

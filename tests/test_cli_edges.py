@@ -1,0 +1,60 @@
+"""Rough edges a new user hits in the CLI, each found by trying it (tiny model, real CLI)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import copy_photos
+
+pytestmark = pytest.mark.slow
+
+
+def vf(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "viewfinder", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "60"},
+    )
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory, photos, tiny_spec):
+    base = tmp_path_factory.mktemp("edges")
+    folder = copy_photos(
+        photos, base / "a-rather-long-folder-name" / "and-another-one", ["rocket.jpg", "coffee.png"]
+    )
+    db = base / "db"
+    assert vf("index", folder, "--db", db, "--model", tiny_spec, "-q").returncode == 0
+    return db, folder
+
+
+def test_mistyped_option_is_an_error_not_a_query_word(small_index):
+    db, _ = small_index
+    out = vf("search", "a red apple", "--jsn", "--db", db)
+    assert out.returncode == 2 and "--jsn: no such option" in out.stderr
+    assert vf("search", "a rocket", "-blurry", "--db", db).returncode == 0  # negative parts still work
+
+
+def test_search_and_stats_on_a_missing_index_create_nothing(tmp_path):
+    for args in (("search", "a cat"), ("stats",), ("caption",)):
+        out = vf(*args, "--db", tmp_path / "nowhere")
+        assert out.returncode == 2 and "no index here" in out.stderr, out.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_paths_for_pipes_and_a_table_that_keeps_file_names(small_index):
+    db, folder = small_index
+    bare = vf("search", "a rocket", "--db", db, "-f").stdout.splitlines()
+    assert sorted(bare) == sorted(str(p) for p in folder.iterdir())
+    table = vf("search", "a rocket", "--db", db).stdout  # not a terminal: no box drawing, 60 columns
+    assert "rocket.jpg" in table and "coffee.png" in table and "…" in table
+    assert not set("┏┃━│└") & set(table)
+
+
+def test_version():
+    out = vf("--version")
+    assert out.returncode == 0 and out.stdout.startswith("viewfinder ")
