@@ -58,3 +58,11 @@ def test_paths_for_pipes_and_a_table_that_keeps_file_names(small_index):
 def test_version():
     out = vf("--version")
     assert out.returncode == 0 and out.stdout.startswith("viewfinder ")
+
+
+def test_unknown_model_is_one_short_line_and_creates_nothing(tmp_path, photos):
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg"])
+    out = vf("index", folder, "--db", tmp_path / "db", "--model", "open_clip:ViT-B-33", "-q")
+    assert out.returncode == 2 and len(out.stderr) < 400, out.stderr
+    assert "ViT-B-32" in out.stderr  # a close match
+    assert not (tmp_path / "db").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from .errors import (
     BusyError,
     ForbiddenError,
     ModelMismatchError,
+    ModelSpecError,
     NotFoundError,
     QueryError,
     ViewfinderError,
@@ -74,6 +76,7 @@ class Engine:
         """create=False: an index must already be at `config.db` (searching a mistyped path
         must not make an empty index there)."""
         self.config = config
+        self._new_db = not (Path(config.db) / "catalog.sqlite").exists()
         finish_switch(Path(config.db))  # a re-index that a crash cut between its two renames
         if not create and not (Path(config.db) / "catalog.sqlite").is_file():
             raise NotFoundError(
@@ -108,10 +111,14 @@ class Engine:
     def load(self) -> Encoder:
         """Load the model (once) and bind it to the catalogue: an index built with other weights
         is refused rather than searched with mixed embeddings."""
-        if self._encoder is None:
-            self._encoder = load_encoder(self.model_spec, self.config.device, self.config.cache_dir)
         if not self._bound:
-            self._encoder.ensure_loaded()
+            try:
+                if self._encoder is None:
+                    self._encoder = load_encoder(self.model_spec, self.config.device, self.config.cache_dir)
+                self._encoder.ensure_loaded()
+            except ModelSpecError:
+                self._forget_new_db()
+                raise
             try:
                 self.store.catalog.bind_model(self.model_spec, self._encoder.dim, self._encoder.fingerprint())
             except ModelMismatchError:
@@ -122,6 +129,12 @@ class Engine:
                 self._encoder.compile_image_tower()
             self._bound = True
         return self._encoder
+
+    def _forget_new_db(self) -> None:
+        """A mistyped --model must not leave an empty index behind where there was none."""
+        if self._new_db and self.store.catalog.count_images(with_vectors=False) == 0:
+            self.store.close()
+            shutil.rmtree(self.config.db, ignore_errors=True)
 
     def _first_mini(self) -> Encoder:
         """An index that `mini` built before its v2 heads keeps searching with the v1 heads it was

@@ -3,8 +3,10 @@ machine), a local checkpoint file, or a local directory in open_clip's hub layou
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
+from ..errors import ModelSpecError
 from .base import Encoder
 
 
@@ -20,9 +22,20 @@ class OpenClipEncoder(Encoder):
     def _load(self, device: str) -> None:
         import open_clip
 
-        self.model, _, self._preprocess = open_clip.create_model_and_transforms(
-            self._name, pretrained=self._pretrained, device=device
-        )
+        try:
+            self.model, _, self._preprocess = open_clip.create_model_and_transforms(
+                self._name, pretrained=self._pretrained, device=device
+            )
+        except RuntimeError as exc:
+            if "not found" not in str(exc) or self._name.startswith("local-dir:"):
+                raise
+            # open_clip's own message lists every architecture it knows: thousands of characters
+            close = difflib.get_close_matches(self._name, open_clip.list_models(), n=3, cutoff=0.4)
+            raise ModelSpecError(
+                f"{self.spec}: open_clip has no architecture {self._name!r}"
+                + (f"; did you mean {', '.join(close)}?" if close else "")
+                + " (python -c 'import open_clip; print(open_clip.list_models())' lists them)"
+            ) from None
         self._tokenizer = open_clip.get_tokenizer(self._name)
 
     def image_transform(self):
