@@ -66,3 +66,11 @@ def test_unknown_model_is_one_short_line_and_creates_nothing(tmp_path, photos):
     assert out.returncode == 2 and len(out.stderr) < 400, out.stderr
     assert "ViT-B-32" in out.stderr  # a close match
     assert not (tmp_path / "db").exists()
+
+
+def test_query_that_looks_like_a_missing_file_says_so(small_index):
+    db, _ = small_index
+    out = vf("search", "holiday/missing.jpg", "--db", db)
+    assert out.returncode == 2 and "no such image file" in out.stderr
+    assert vf("search", "holiday/missing.jpg", "--as-text", "--db", db).returncode == 0
+    assert vf("search", "AC/DC", "--db", db).returncode == 0  # words with a slash are still words

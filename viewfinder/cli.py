@@ -183,6 +183,9 @@ def search(
     mode: Optional[str] = typer.Option(None, "--mode", help="vector, lexical (captions/OCR/paths) or fused."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
     paths: bool = typer.Option(False, "--paths", "-f", help="Print only the paths, one a line (for pipes)."),
+    as_text: bool = typer.Option(
+        False, "--as-text", help="Take the query as words, even where it looks like a file name."
+    ),
 ) -> None:
     """Find images (or, with --texts, stored texts) for QUERY."""
     # the query takes words like -blurry (negative parts), so the parser lets unknown options
@@ -198,7 +201,7 @@ def search(
         )
     with _engine(db, model, create=False) as engine:
         result = engine.search(
-            query or [],
+            [{"text": q} for q in query or []] if as_text else query or [],
             k=k,
             image=image,
             text_weight=text_weight,

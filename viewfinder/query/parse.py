@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 from ..errors import QueryError
+from ..images import EXTENSIONS
 
 MAX_WEIGHT = 100.0  # larger weights only make one part drown the others
 _WEIGHT = re.compile(r"^([+-]?\d+(?:\.\d+)?):(.+)$", re.S)
@@ -68,6 +69,13 @@ def detect_kind(value: str | bytes, local: bool = True) -> str:
         return "text"
 
 
+def _looks_like_path(text: str) -> bool:
+    """One word that names an image file or starts like a path (`~/a.png`, `./b`, `/c/d.jpg`)."""
+    if any(c.isspace() for c in text):
+        return False
+    return text.startswith(("/", "./", "../", "~/")) or Path(text).suffix.lower() in EXTENSIONS
+
+
 def parse_part(raw: str | bytes, weight: float | None = None, local: bool = True) -> QueryPart:
     """`2:red car` (weight 2), `-blurry` (weight -1), `+sunset`, or plain text / image."""
     if isinstance(raw, (bytes, bytearray)):
@@ -84,6 +92,11 @@ def parse_part(raw: str | bytes, weight: float | None = None, local: bool = True
     if weight is not None:
         w = weight
     kind = detect_kind(text, local)
+    if kind == "text" and local and _looks_like_path(text):
+        raise QueryError(
+            f"{text}: no such image file; check the path, or search for these words with --as-text "
+            "(from Python: a part {'text': ...})"
+        )
     label = (
         Path(text).name
         if kind == "image" and not text.startswith("data:")
