@@ -1,8 +1,11 @@
 """Rough edges a new user hits in the CLI, each found by trying it (tiny model, real CLI)."""
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,3 +77,33 @@ def test_query_that_looks_like_a_missing_file_says_so(small_index):
     assert out.returncode == 2 and "no such image file" in out.stderr
     assert vf("search", "holiday/missing.jpg", "--as-text", "--db", db).returncode == 0
     assert vf("search", "AC/DC", "--db", db).returncode == 0  # words with a slash are still words
+
+
+def test_ctrl_c_during_index_says_what_is_kept(tmp_path, photos, tiny_spec):
+    folder = tmp_path / "pics"
+    for i in range(8):
+        copy_photos(photos, folder / f"set{i}")
+    db = tmp_path / "db"
+    cmd = [sys.executable, "-m", "viewfinder", "index", str(folder), "--db", str(db), "--model", tiny_spec]
+    proc = subprocess.Popen(
+        [*cmd, "--batch-size", "1", "--workers", "1", "-q"], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if (
+                sqlite3.connect(db / "catalog.sqlite")
+                .execute("SELECT COUNT(*) FROM image_vectors")
+                .fetchone()[0]
+            ):
+                break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    kept = int(err.split(" holds ")[1].split()[0])
+    assert kept >= 1 and "run the same command" in err
+    again = vf("index", folder, "--db", db, "-q")
+    assert again.returncode == 0 and f"{kept} unchanged" in again.stdout

@@ -92,16 +92,24 @@ def index(
         index_kind=index_kind,
         compile=compile_model or None,
     ) as engine:
-        if ray:
-            report = engine.index_distributed(
-                folder,
-                None if ray == "local" else ray,
-                actors=actors,
-                gpus_per_actor=gpus_per_actor,
-                on_error=_skipped,
+        try:
+            if ray:
+                report = engine.index_distributed(
+                    folder,
+                    None if ray == "local" else ray,
+                    actors=actors,
+                    gpus_per_actor=gpus_per_actor,
+                    on_error=_skipped,
+                )
+            else:
+                report = engine.index(folder, progress=not quiet, on_error=_skipped)
+        except KeyboardInterrupt:
+            typer.echo(
+                f"\ninterrupted: index {engine.config.db} holds {engine.counts()['images']} images; "
+                "run the same command to go on from there",
+                err=True,
             )
-        else:
-            report = engine.index(folder, progress=not quiet, on_error=_skipped)
+            raise typer.Exit(130) from None
         typer.echo(
             f"{report.scanned} files: {report.embedded} embedded, {report.unchanged} unchanged, "
             f"{report.moved} moved, "
