@@ -1,8 +1,8 @@
 """Run the reliability suite against the real CLI and server with a real model and write
-docs/reliability.md from what happened: the bad-input corpus, kill -9 cycles during indexing
-and re-indexing, and the server under load with its memory over time.
+docs/reliability.md from what happened: the bad-input corpus, kill -9 cycles during indexing,
+captioning and re-indexing, and the server under load with its memory over time.
 
-    python scripts/reliability_report.py                  # mini; about 25 minutes on 2 cores
+    python scripts/reliability_report.py                  # mini; about 30 minutes on 2 cores
     python scripts/reliability_report.py --load /tmp/api_8.json /tmp/api_32.json   # reuse load runs
 
 The load figures come from benchmarks/bench_api.py (--seconds, --json), run here unless given."""
@@ -64,21 +64,23 @@ def kill_rows(model: str, work: Path, photos: Path) -> tuple[list[tuple], dict]:
     index = kill_cycles(
         ["index", str(folder), "--model", model, "-q"], db, model, 20, (4.0, 20.0), before_each=new_files
     )
+    caption = kill_cycles(["caption", "-q"], db, model, 5, (4.0, 20.0), seed=2)
     rebuild = kill_cycles(["reindex", "--model", model, "-q"], db, model, 5, (4.0, 30.0), seed=1)
+    runs = (("index", index), ("caption", caption), ("reindex (rebuild beside, then switch)", rebuild))
     rows = []
-    for what, rep in (("index", index), ("reindex (rebuild beside, then switch)", rebuild)):
+    for what, rep in runs:
         for i, c in enumerate(rep.cycles, 1):
             verdict = "; ".join(c.problems) or "matches"
-            rows.append(
-                (what, i, f"{c.after_seconds:.1f}", c.images, verdict, c.lost, "yes" if c.search_ok else "NO")
-            )
+            ok = "yes" if c.search_ok else "NO"
+            rows.append((what, i, f"{c.after_seconds:.1f}", c.images, c.captions, verdict, c.lost, ok))
+    cycles = [c for _, rep in runs for c in rep.cycles]
     totals = {
-        "kills": len(index.cycles) + len(rebuild.cycles),
-        "lost": index.lost + rebuild.lost,
-        "problems": sum(bool(c.problems) for c in index.cycles + rebuild.cycles),
+        "kills": len(cycles),
+        "lost": sum(c.lost for c in cycles),
+        "problems": sum(bool(c.problems) for c in cycles),
         "final_images": rebuild.final_images,
         "expected_images": 20 * len(sample),
-        "final_problems": index.final_problems + rebuild.final_problems,
+        "final_problems": index.final_problems + caption.final_problems + rebuild.final_problems,
     }
     return rows, totals
 
@@ -145,7 +147,7 @@ def main() -> None:
                 0,
             ),
             (
-                "kill -9 during index and reindex runs",
+                "kill -9 during index, caption and reindex runs",
                 totals["kills"],
                 totals["kills"] - totals["problems"],
                 f"{totals['lost']} images",
@@ -191,12 +193,13 @@ what it should do, what it did (the line it printed), and whether that was right
 
 ## kill -9
 
-`viewfinder index` (each run given a new set of {len(list(photos.rglob("*.*")))} photos) and
-`viewfinder reindex` killed with SIGKILL after a random number of seconds; after each kill the
-index is opened and checked: every catalogue vector in the vector index once and nothing else
-(`Store.verify`), images committed before the kill still there, a search answers.
+`viewfinder index` (each run given a new set of {len(list(photos.rglob("*.*")))} photos),
+`viewfinder caption` and `viewfinder reindex` killed with SIGKILL after a random number of
+seconds; after each kill the index is opened and checked: every catalogue vector in the vector
+index once and nothing else (`Store.verify`), images and captions committed before the kill still
+there ("lost" counts both), a search answers.
 
-{table(("run", "kill", "after s", "images", "vector index", "lost", "search"), kills)}
+{table(("run", "kill", "after s", "images", "captions", "vector index", "lost", "search"), kills)}
 
 ## Under load
 

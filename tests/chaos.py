@@ -120,8 +120,9 @@ class KillCycle:
     after_seconds: float
     images: int  # with vectors, after the kill
     problems: list[str]  # Store.verify() after the kill
-    lost: int  # images committed before this kill and missing after it
+    lost: int  # images (or captions) committed before this kill and missing after it
     search_ok: bool
+    captions: int = 0  # images with a caption, after the kill
 
 
 @dataclass
@@ -164,15 +165,18 @@ def kill_cycles(
         if not (db / "catalog.sqlite").exists():
             continue  # killed before it made the catalogue
         with Engine.open(db, model=model) as engine:
-            ids = {
-                int(i)
-                for ids, _ in engine.store.catalog.iter_vectors("images", engine.store.dim or 1)
-                for i in ids
+            catalog = engine.store.catalog
+            ids = {int(i) for ids, _ in catalog.iter_vectors("images", engine.store.dim or 1) for i in ids}
+            captioned = {
+                r[0] for r in catalog.conn.execute("SELECT id FROM images WHERE caption IS NOT NULL")
             }
             problems = engine.store.verify()
             search_ok = not ids or bool(engine.search("a photo", k=1).hits)
-        report.cycles.append(KillCycle(wait, len(ids), problems, len(before - ids), search_ok))
-        before = ids
+        kept = {("image", i) for i in ids} | {("caption", i) for i in captioned}
+        report.cycles.append(
+            KillCycle(wait, len(ids), problems, len(before - kept), search_ok, len(captioned))
+        )
+        before = kept
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
     with Engine.open(db, model=model) as engine:
         report.final_images = engine.counts()["images"]
