@@ -4,7 +4,9 @@ RANDOMLY INITIALISED (the real architectures; speed does not depend on weight va
 weights cannot travel to the GPU machine; each actor draws its own random weights, so the vectors
 mean nothing). One run, one table.
 
-    python benchmarks/bench_ray_gpus.py --gpus 1 2 4 8 --images 32000      # on the GPU host
+    scripts/device_carry.sh    # here: Ray, faiss, open_clip for the GPU host's Python, in .carry/
+    # there: tar -xJf .carry/site12.tar.xz -C /tmp/site && export PYTHONPATH=/tmp/site:$PWD
+    python benchmarks/bench_ray_gpus.py --gpus 1 2 4 8 --images 32000 --vocab .carry/vocab.txt
     python benchmarks/bench_ray_gpus.py --gpus 0 --images 200 --models ViT-B/32   # CPU smoke run
 
 Each GPU count gets a fresh local Ray cluster with that many GPUs and the host's cores in
