@@ -483,3 +483,22 @@ def test_writer_process_while_the_server_answers(client, odd_folder, tmp_path, p
     hits = client.post("/search", json={"query": "a horse", "k": 20}).json()["hits"]
     assert {"astronaut.png", "horse.png"} <= {h["path"] for h in hits}
     assert client.app.state.engine.store.verify() == []
+
+
+def test_connections_of_finished_threads_are_released(tmp_path):
+    """Defect 11: the server grew under load. Its thread pool retires idle threads and starts new
+    ones; each thread's SQLite connection (and page cache) was kept for ever. Now it goes with
+    its thread."""
+    import gc
+    import threading
+
+    from viewfinder.store.catalog import ImageCatalog
+
+    cat = ImageCatalog(tmp_path / "c.sqlite")
+    for _ in range(50):
+        t = threading.Thread(target=cat.count_images)
+        t.start()
+        t.join()
+    gc.collect()
+    assert len(cat._connections) <= 2  # this thread's, and at most one not yet collected
+    cat.close()

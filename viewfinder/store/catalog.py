@@ -11,6 +11,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -119,6 +120,10 @@ _IMAGE_COLUMNS = (
 )
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (sqlite3.Connection itself cannot)."""
+
+
 class ImageCatalog:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -126,14 +131,18 @@ class ImageCatalog:
         # One connection per thread: the API serves requests from a thread pool, and SQLite in
         # WAL mode lets those readers run while one writer (an index run) commits batches.
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # weakly held: the server's thread pool retires idle threads and starts new ones, and a
+        # retired thread's connection (with its page cache) must go with it, not pile up here
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._migrate()
 
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                str(self.path), timeout=60, isolation_level=None, check_same_thread=False, factory=_Connection
+            )
             try:
                 conn.execute("PRAGMA journal_mode=WAL")  # writes the WAL's files: fails on a full disk
             except sqlite3.OperationalError as exc:
@@ -145,7 +154,7 @@ class ImageCatalog:
             # file names that are not valid UTF-8 are stored as their bytes (see _text)
             conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
             self._local.conn = conn
-            self._connections.append(conn)
+            self._connections.add(conn)
         return conn
 
     # -- schema ---------------------------------------------------------------------------------
@@ -168,7 +177,7 @@ class ImageCatalog:
         return _Transaction(self.conn, self.path.parent)
 
     def close(self) -> None:
-        for conn in self._connections:
+        for conn in list(self._connections):
             conn.close()
         self._connections.clear()
         self._local = threading.local()
