@@ -119,10 +119,11 @@ def main() -> None:
     photos = work / "photos"
     make_sample(photos)
     started = time.time()
+    # the code under test is what was checked out when the run began
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     corpus = corpus_rows(args.model, work)
     kills, totals = kill_rows(args.model, work, photos)
     loads = load_runs(args.load, work)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     load_rows = [
         (
             r["clients"],
