@@ -404,12 +404,7 @@ def test_disk_full_and_read_only_folder_lose_nothing(tmp_path, photos, tiny_spec
         "-m",
         "viewfinder",
         "index",
-        str(folder),
-        "--db",
-        str(db),
-        "--model",
-        tiny_spec,
-        "-q",
+        *map(str, (folder, "--db", db, "--model", tiny_spec, "-q")),
     ]
 
     def count_and_verify() -> int:
