@@ -186,24 +186,24 @@ def test_two_index_runs_at_once_on_a_new_db(tmp_path, photos, tiny_spec):
         assert len(engine.store.vectors("images")) == 4
 
 
+def _state_and_parent(stat: Path) -> tuple[str, int] | None:
+    """(state letter, parent pid) from a /proc/PID/stat file; None when the process is gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
 def _children(pid: int) -> list[int]:
     """Processes whose parent is `pid` (Linux /proc), zombies left out."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
+    found = {int(stat.parent.name): _state_and_parent(stat) for stat in Path("/proc").glob("[0-9]*/stat")}
+    return [child for child, sp in found.items() if sp is not None and sp[1] == pid and sp[0] != "Z"]
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    sp = _state_and_parent(Path(f"/proc/{pid}/stat"))
+    return sp is not None and sp[0] != "Z"
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import Config
-from .engine import Engine
+from .engine import MAX_WEIGHT, Engine
 from .errors import ImageTooLargeError, QueryError, UnsupportedMediaError, ViewfinderError
 
 MAX_K = 200
@@ -31,7 +31,6 @@ MAX_UPLOAD_BYTES = 20 << 20
 WEB_DIR = Path(__file__).parent / "web"
 
 
-MAX_WEIGHT = 100.0  # as query/parse.py's
 MAX_ID = 2**63 - 1  # SQLite's largest row id
 
 
@@ -127,16 +126,17 @@ def engine_of(request: Request) -> Engine:
     return request.app.state.engine
 
 
+def _one_of(given: str, *tokens: str | None) -> bool:
+    """`given` is one of the set `tokens`, compared in constant time, so that response times
+    tell nothing about a token."""
+    return any(hmac.compare_digest(given.encode(), t.encode()) for t in tokens if t)
+
+
 def _bearer(request: Request, *tokens: str | None) -> bool:
-    """The request carries one of `tokens`, as a bearer header or the page's cookie; compared in
-    constant time, so that response times tell nothing about the token."""
-    given = [request.headers.get("authorization", "").encode(), b"Bearer " + _cookie(request).encode()]
-    wanted = [f"Bearer {t}".encode() for t in tokens if t]
-    return any(hmac.compare_digest(g, w) for g in given for w in wanted)
-
-
-def _cookie(request: Request) -> str:
-    return request.cookies.get(TOKEN_COOKIE, "")
+    """The request carries one of `tokens`, as a bearer header or the page's cookie."""
+    scheme, _, header = request.headers.get("authorization", "").partition(" ")
+    given = [header if scheme == "Bearer" else "", request.cookies.get(TOKEN_COOKIE, "")]
+    return any(_one_of(g, *tokens) for g in given if g)
 
 
 def require_token(request: Request) -> None:
@@ -321,8 +321,7 @@ def page(request: Request, token: str | None = None) -> HTMLResponse:
     cfg = engine_of(request).config
     html = HTMLResponse((WEB_DIR / "templates" / "index.html").read_text(encoding="utf-8"))
     if cfg.read_token and token is not None:
-        wanted = [t for t in (cfg.read_token, cfg.token) if t]
-        if not any(hmac.compare_digest(token.encode(), t.encode()) for t in wanted):
+        if not _one_of(token, cfg.read_token, cfg.token):
             raise HTTPException(401, "wrong token in /?token=")
         html.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return html

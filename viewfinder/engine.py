@@ -30,7 +30,7 @@ from .ingest.reindex import finish_switch
 from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
 from .query.confidence import ConfidenceModel, ScoreTailConfidence
-from .query.parse import QueryInput, check_text, parse_query
+from .query.parse import MAX_WEIGHT, QueryInput, check_text, parse_query
 from .query.results import SearchResult
 from .query.search import search as run_search
 from .store import Collection, Store
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .ingest.pipeline import IndexReport
     from .train.contrastive import TrainResult
 
-__all__ = ["MODEL_SPEC_HELP", "Engine", "IndexJob"]
+__all__ = ["MAX_WEIGHT", "MODEL_SPEC_HELP", "Engine", "IndexJob"]
 log = logging.getLogger(__name__)
 THUMB_SIZE = 320  # pixels on the longer side of a cached thumbnail
 
@@ -78,7 +78,7 @@ class Engine:
         self.config = config
         self._new_db = not (Path(config.db) / "catalog.sqlite").exists()
         finish_switch(Path(config.db))  # a re-index that a crash cut between its two renames
-        if not create and not (Path(config.db) / "catalog.sqlite").is_file():
+        if not create and self._new_db:
             raise NotFoundError(
                 f"{config.db}: no index here; build one with `viewfinder index FOLDER --db {config.db}`, "
                 "or give --db the folder of an existing index"
@@ -168,7 +168,7 @@ class Engine:
         `on_error` gets one line per file that cannot be indexed (default: a log warning)."""
         from .ingest.pipeline import index_folder
 
-        encoder = self.encoder
+        encoder = self.encoder  # loaded and bound before the lock: a waiting run needs no model yet
         with self.store.writing():
             return index_folder(Path(folder), self.store, encoder, self._embed_options(progress, on_error))
 

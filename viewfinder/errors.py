@@ -3,6 +3,7 @@ as one line (CLI) or a JSON error (API)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 
@@ -44,12 +45,13 @@ def storage_error(where: object, exc: BaseException) -> StorageError | None:
             text = "disk is full"
         elif not os.access(where, os.W_OK):
             text = "read-only"
-    if "full" in text or "no space" in text or getattr(exc, "errno", None) == 28:
+    code = getattr(exc, "errno", None)
+    if "full" in text or "no space" in text or code == errno.ENOSPC:
         return StorageError(
             f"{where}: the disk is full; free some space and run the same command again "
             "(everything indexed before is kept)"
         )
-    if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (13, 30):
+    if "readonly" in text or "read-only" in text or code in (errno.EACCES, errno.EROFS):
         return StorageError(
             f"{where}: the index folder cannot be written (read-only); make it writable or give "
             "--db another folder (everything indexed before is kept)"

@@ -27,7 +27,7 @@ def scan(folder: Path, skipped: list[tuple[str, str]] | None = None) -> list[Fil
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in dirnames:
             full = os.path.join(dirpath, name)
-            if os.path.islink(full) and skipped is not None and (reason := _broken_link(full)):
+            if skipped is not None and (reason := _broken_link(full)):
                 skipped.append((full, reason))
         for name in filenames:
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in EXTENSIONS:

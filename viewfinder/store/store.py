@@ -127,11 +127,10 @@ class Store:
                 or [np.zeros(0, np.int64)]
             )
             held = self.vectors(collection).ids()
-            if len(np.unique(held)) != len(held):
-                problems.append(
-                    f"{collection}: {len(held) - len(np.unique(held))} ids twice in the vector index"
-                )
-            missing, orphans = np.setdiff1d(wanted, held), np.setdiff1d(held, wanted)
+            distinct = np.unique(held)
+            if len(distinct) != len(held):
+                problems.append(f"{collection}: {len(held) - len(distinct)} ids twice in the vector index")
+            missing, orphans = np.setdiff1d(wanted, distinct), np.setdiff1d(distinct, wanted)
             if len(missing):
                 problems.append(f"{collection}: {len(missing)} catalogue vectors not in the index")
             if len(orphans):
