@@ -53,30 +53,18 @@ def end_to_end_cpu_decode(
     enc, files: list[Path], batch: int, workers: int, uint8: bool = True
 ) -> tuple[float, str]:
     """viewfinder's ingest stages without the catalogue writes (measured separately on the CPU)."""
-    import torch
-
-    from viewfinder.images import DRAFT_SIZE
-    from viewfinder.ingest.pipeline import _collate, _DecodeFiles
+    from viewfinder.ingest.pipeline import cpu_batches
     from viewfinder.ingest.walk import FileStat
 
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
     split = enc.uint8_transform() if uint8 else None
     transform, mean, std = split if split is not None else (enc.image_transform(), None, None)
-    loader = torch.utils.data.DataLoader(
-        _DecodeFiles(stats, transform, 10**9, DRAFT_SIZE),
-        batch_size=batch,
-        num_workers=workers,
-        collate_fn=_collate,
-        prefetch_factor=4 if workers else None,
-        persistent_workers=workers > 0,
-        pin_memory=enc.device == "cuda",
-    )
     rates = []
     for _ in range(2):  # the first pass includes starting the workers; the second is the steady state
         n = 0
         with GpuUtilisation() as util:
             t = time.perf_counter()
-            for pixels, _ in loader:
+            for pixels, _ in cpu_batches(stats, transform, batch, workers, 10**9):
                 enc.encode_image_tensors(pixels, mean, std)
                 n += len(pixels)
             synchronize(enc.device)

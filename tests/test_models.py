@@ -92,7 +92,7 @@ def test_mini_backbone_equals_onnx_graph(env_cache):
 
     from viewfinder.models.mini import BACKBONE_OUTPUT, onnx_model_path
 
-    enc = load_encoder("mini", device="cpu", cache_dir=env_cache)
+    enc = load_encoder("mini", device="cpu", cache_dir=env_cache, runtime="torch")
     enc.ensure_loaded()
     x = torch.stack([enc.preprocess(im) for im in _images()[:2]])
     with torch.no_grad():

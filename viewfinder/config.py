@@ -27,6 +27,7 @@ class Config:
     db: Path = field(default_factory=lambda: default_data_dir() / "index")
     model: str | None = None  # None: the model stored in the catalogue, else DEFAULT_MODEL
     device: str = "auto"
+    runtime: str = "auto"  # what runs `mini`: auto (ONNX Runtime on a CPU, torch on a GPU) | onnx | torch
     batch_size: int | None = None  # images per model batch; None: 256 on a GPU, 32 on a CPU
     # decode processes; on a GPU too, where 8 or 14 made indexing slower than 4 (docs/benchmarks.md)
     workers: int = max(1, min(4, (os.cpu_count() or 1)))
@@ -71,6 +72,7 @@ _ENV = {
     "VIEWFINDER_DB": "db",
     "VIEWFINDER_MODEL": "model",
     "VIEWFINDER_DEVICE": "device",
+    "VIEWFINDER_RUNTIME": "runtime",
     "VIEWFINDER_TOKEN": "token",
     "VIEWFINDER_READ_TOKEN": "read_token",
     "VIEWFINDER_SHOW_PATHS": "show_paths",

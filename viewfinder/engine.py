@@ -114,13 +114,15 @@ class Engine:
         if not self._bound:
             try:
                 if self._encoder is None:
-                    self._encoder = load_encoder(self.model_spec, self.config.device, self.config.cache_dir)
+                    self._encoder = load_encoder(
+                        self.model_spec, self.config.device, self.config.cache_dir, self.config.runtime
+                    )
                 self._encoder.ensure_loaded()
             except ModelSpecError:
                 self._forget_new_db()
                 raise
             try:
-                self.store.catalog.bind_model(self.model_spec, self._encoder.dim, self._encoder.fingerprint())
+                self._bind(self._encoder)
             except ModelMismatchError:
                 if self.model_spec != DEFAULT_MODEL or self.config.model is not None:
                     raise
@@ -129,6 +131,25 @@ class Engine:
                 self._encoder.compile_image_tower()
             self._bound = True
         return self._encoder
+
+    def _bind(self, encoder: Encoder) -> None:
+        """Bind the catalogue to `encoder`'s weights; a fingerprint that an earlier viewfinder
+        wrote for these same weights is rewritten the current way."""
+        catalog = self.store.catalog
+        try:
+            catalog.bind_model(self.model_spec, encoder.dim, encoder.fingerprint())
+        except ModelMismatchError:
+            stored = catalog.get_meta("model_fingerprint")
+            if (
+                catalog.get_meta("model_spec") != self.model_spec
+                or not stored
+                or not encoder.adopts_fingerprint(stored)
+            ):
+                raise
+            catalog.rebind_fingerprint(encoder.fingerprint())
+            log.info(
+                "%s: model fingerprint %s rewritten as %s", self.config.db, stored, encoder.fingerprint()
+            )
 
     def _forget_new_db(self) -> None:
         """A mistyped --model must not leave an empty index behind where there was none."""
@@ -139,8 +160,8 @@ class Engine:
     def _first_mini(self) -> Encoder:
         """An index that `mini` built before its v2 heads keeps searching with the v1 heads it was
         built with (`viewfinder reindex` moves it to the current ones)."""
-        v1 = load_encoder("mini@v1", self.config.device, self.config.cache_dir)
-        self.store.catalog.bind_model(self.model_spec, v1.dim, v1.fingerprint())  # raises if not v1 either
+        v1 = load_encoder("mini@v1", self.config.device, self.config.cache_dir, self.config.runtime)
+        self._bind(v1)  # raises if not v1 either
         log.warning("%s was indexed with mini's v1 heads; searching with them", self.config.db)
         return v1
 
@@ -282,7 +303,9 @@ class Engine:
     def reindex_in_background(self, model: str | None = None) -> str:
         """Start `reindex` in a thread; `index_job()` tells how it goes. Returns the model spec."""
         spec = model or DEFAULT_MODEL
-        load_encoder(spec, self.config.device, self.config.cache_dir)  # a bad spec fails here, not later
+        load_encoder(
+            spec, self.config.device, self.config.cache_dir, self.config.runtime
+        )  # a bad spec fails here, not later
         self._start_job(IndexJob(spec, "reindex"), lambda: self.reindex(spec, progress=False))
         return spec
 
@@ -452,7 +475,9 @@ class Engine:
         from .eval.report import evaluate as run_eval
 
         cfg = config or load_config()
-        return run_eval(dataset, load_encoder(model, cfg.device, cfg.cache_dir), split, report, feature_cache)
+        runtime = "torch" if feature_cache else cfg.runtime  # cached features are the torch towers'
+        encoder = load_encoder(model, cfg.device, cfg.cache_dir, runtime)
+        return run_eval(dataset, encoder, split, report, feature_cache)
 
     @staticmethod
     def train(
@@ -477,7 +502,7 @@ class Engine:
         train_pairs = [p for p in pairs if p.split == "train"]
         val_pairs = [p for p in pairs if p.split == "val"] or train_pairs[: max(2, len(train_pairs) // 10)]
         return run_train(
-            load_encoder(model, cfg.device, cfg.cache_dir),
+            load_encoder(model, cfg.device, cfg.cache_dir, runtime="torch"),  # training is torch
             train_pairs,
             val_pairs,
             out,

@@ -4,14 +4,17 @@ write. Each batch is one catalogue transaction, so a kill loses at most the batc
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import logging
 import os
 import queue
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -99,27 +102,38 @@ def _same_hash(f: FileStat, sha: str) -> bool:
         return False
 
 
-class _DecodeFiles:
-    """Runs in DataLoader workers: file -> (metadata, model input tensor) or the failure reason."""
-
-    def __init__(
-        self, files: Sequence[FileStat], transform: Callable, max_pixels: int, draft_size: int
-    ) -> None:
-        self.files, self.transform = files, transform
-        self.max_pixels, self.draft_size = max_pixels, draft_size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[NewImage, object]:
-        return decode_for_model(self.files[i], self.transform, self.max_pixels, self.draft_size)
+def _decode_batch(
+    files: Sequence[FileStat], transform: Callable, max_pixels: int, draft_size: int
+) -> tuple[np.ndarray | None, list[NewImage]]:
+    """Runs in a decode worker: files -> (their model inputs stacked in one numpy array, or None
+    when none could be decoded; a record per file, with the failure reason where it failed).
+    Numpy, not torch tensors, crosses the process boundary: plain bytes through the pipe."""
+    items = [decode_for_model(f, transform, max_pixels, draft_size) for f in files]
+    arrays = [t.numpy() if hasattr(t, "numpy") else np.asarray(t) for _, t in items if t is not None]
+    return (np.stack(arrays) if arrays else None), [rec for rec, _ in items]
 
 
-def _collate(items):
-    import torch
-
-    tensors = [t for _, t in items if t is not None]
-    return (torch.stack(tensors) if tensors else None), [rec for rec, _ in items]
+def cpu_batches(
+    files: Sequence[FileStat], transform: Callable, batch_size: int, workers: int, max_pixels: int
+) -> Iterator[tuple[np.ndarray | None, list[NewImage]]]:
+    """(pixel batch or None, records) for `files` in order, each batch decoded by one of `workers`
+    processes (none: in this one), at most 4 batches a worker ahead of the consumer so memory
+    stays bounded however many files there are."""
+    job = functools.partial(_decode_batch, transform=transform, max_pixels=max_pixels, draft_size=DRAFT_SIZE)
+    chunks = (files[i : i + batch_size] for i in range(0, len(files), batch_size))
+    if workers <= 0:
+        yield from map(job, chunks)
+        return
+    # a pool that notices a worker dying (BrokenProcessPool) rather than waiting for it forever
+    pool = ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),))
+    try:
+        pending = collections.deque(pool.submit(job, c) for c in itertools.islice(chunks, 4 * workers))
+        while pending:
+            result = pending.popleft().result()
+            pending.extend(pool.submit(job, c) for c in itertools.islice(chunks, 1))
+            yield result
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # also when the consumer stops early
 
 
 def start_run(
@@ -239,8 +253,6 @@ def index_folder(folder: Path, store: Store, encoder, options: EmbedOptions) -> 
 def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
     """(pixel batch or None, records) for `files`, decoded by worker processes (or on the GPU),
     and the mean/std the model still has to apply (None when the batches arrive normalised)."""
-    import torch
-
     transform, mean, std = encoder.worker_transform()
     if options.gpu_decode and encoder.device == "cuda" and mean is not None:
         from PIL import Image
@@ -261,18 +273,7 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
             decoders=options.gpu_decoders,
         )
         return loader, None, None  # the GPU batches arrive normalised
-    loader = torch.utils.data.DataLoader(
-        _DecodeFiles(files, transform, options.max_pixels, DRAFT_SIZE),
-        batch_size=options.batch_size,
-        num_workers=options.workers,
-        worker_init_fn=functools.partial(die_with_parent, os.getpid()),
-        collate_fn=_collate,
-        prefetch_factor=4 if options.workers else None,
-        persistent_workers=False,
-        # pinned batches let the host->device copy run asynchronously (pinned in the main
-        # process: a forked worker cannot initialise CUDA)
-        pin_memory=encoder.device == "cuda",
-    )
+    loader = cpu_batches(files, transform, options.batch_size, options.workers, options.max_pixels)
     return loader, mean, std
 
 

@@ -37,7 +37,7 @@ def decode_for_model(
 
 
 def die_with_parent(parent: int, _worker_id: int = 0) -> None:
-    """DataLoader worker_init_fn: on Linux the kernel kills this decode worker the moment its
+    """Decode-worker initialiser: on Linux the kernel kills this decode worker the moment its
     parent dies (kill -9 included), instead of it lingering until torch's watchdog notices."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG

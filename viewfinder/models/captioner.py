@@ -323,7 +323,7 @@ class GenerativeCaptioner:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
         from transformers.utils import logging as hf_logging
 
-        from .base import pick_device
+        from .torch_encoder import pick_device
 
         hf_logging.disable_progress_bar()
         config = AutoConfig.from_pretrained(self.name)

