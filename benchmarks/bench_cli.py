@@ -46,7 +46,8 @@ def main() -> None:
     query_image = next(f for f in sorted(args.sample.rglob("*")) if f.suffix.lower() in (".jpg", ".png"))
     base_env = {**os.environ, "PYTHONPATH": str(args.source.resolve())}
     print(
-        f"viewfinder from {args.source.resolve()}; {os.cpu_count()} CPUs; {n_images} sample images; median of {args.repeat}"
+        f"viewfinder from {args.source.resolve()}; {os.cpu_count()} CPUs; {n_images} sample images; "
+        f"median of {args.repeat}"
     )
     print(f"| runtime | text query | image query | index {n_images} images (images/s) |")
     print("|---|---|---|---|")
