@@ -99,17 +99,18 @@ def test_classifier_graph_equals_timm():
     assert np.abs(logits - ref_logits.numpy()).max() < 1e-4
 
 
-def test_numpy_text_tower_equals_transformers():
+def test_text_graph_equals_transformers(env_cache):
     import torch
 
-    from viewfinder.models.mini import MiniEncoder, text_model_path
-    from viewfinder.models.numpy_layers import BertEncoder
+    from viewfinder.models.mini import MiniEncoder
 
     ref = MiniEncoder("mini", device="cpu")
     ref.ensure_loaded()
     with torch.inference_mode():
         expected = ref.text_tower_features(TEXTS).numpy()
-    assert np.abs(BertEncoder(text_model_path())(TEXTS) - expected).max() < 1e-5
+    onnx = load_encoder("mini", device="cpu", cache_dir=env_cache, runtime="onnx")
+    onnx.ensure_loaded()
+    assert np.abs(onnx._text_tower()(TEXTS) - expected).max() < 1e-5
 
 
 def test_worker_transform_gives_torchvisions_pixels(images):

