@@ -211,9 +211,16 @@ def viewfinder_gpu_path(
     )
 
 
-def viewfinder_index(enc, folder: Path, decoders: tuple[str, ...] = ("torchvision",)) -> tuple[float, str]:
-    """`Engine.index` itself: the CUDA path plus the SQLite catalogue, the FAISS index and its
-    checkpoint, default batch size: what `viewfinder index DIR` does on this machine."""
+def viewfinder_index(
+    enc,
+    folder: Path,
+    decoders: tuple[str, ...] = ("torchvision",),
+    gpu_decode: bool = True,
+    workers: int | None = None,
+) -> tuple[float, str]:
+    """`Engine.index` itself: the CUDA path (or, gpu_decode=False, Pillow in `workers` decode
+    processes) plus the SQLite catalogue, the FAISS index and its checkpoint, default batch
+    size: what `viewfinder index DIR` does on this machine."""
     from viewfinder import Engine
 
     reports = []
@@ -225,6 +232,8 @@ def viewfinder_index(enc, folder: Path, decoders: tuple[str, ...] = ("torchvisio
                     model="bench",
                     device=enc.device,
                     gpu_decoders=decoders,
+                    gpu_decode=gpu_decode,
+                    **({"workers": workers} if workers else {}),
                 ),
                 encoder=enc,
             ) as engine:
@@ -280,6 +289,15 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
             "",
         )
     )
+    from viewfinder.images import DRAFT_SIZE
+    from viewfinder.ingest.prepare import decode_for_model
+
+    decode_for_model(stats[0], transform, 10**9, DRAFT_SIZE)
+    t = time.perf_counter()
+    for f in stats[1:33]:
+        decode_for_model(f, transform, 10**9, DRAFT_SIZE)
+    draft = 32 / (time.perf_counter() - t)
+    rows.append(("stage: Pillow decode (JPEG draft mode) + resize, one process", f"{draft:,.1f}", "per core"))
     data = [j for raw in raws[:8] for j in raw.jpegs()]
     decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
@@ -287,11 +305,14 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     for i in range(0, len(data), batch):
         decoded = decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
+    nvjpeg = len(data) / (time.perf_counter() - t)
+    rows.append((f"stage: nvJPEG decode alone (bytes in memory, batch {batch})", f"{nvjpeg:,.0f}", ""))
+    spare = max(1, (os.cpu_count() or 2) - 2)  # a core for the main process, one for its threads
     rows.append(
         (
-            f"stage: nvJPEG decode alone (bytes in memory, batch {batch})",
-            f"{len(data) / (time.perf_counter() - t):,.0f}",
-            "",
+            f"decode limit: nvJPEG + draft decode x {spare} spare cores",
+            f"{nvjpeg + spare * draft:,.0f}",
+            f"{nvjpeg:,.0f} + {spare} x {draft:.1f}",
         )
     )
     side = _side(enc)
@@ -331,6 +352,9 @@ def text_rate(enc, n: int, batch: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=4000, help="synthetic JPEGs for the end-to-end rows")
+    ap.add_argument(
+        "--sizes", nargs="+", default=["500x375", "1024x768"], help="JPEG sizes WxH, the images split evenly"
+    )
     ap.add_argument("--model-batch", type=int, default=512)
     ap.add_argument("--pipeline-batch", type=int, default=256)
     ap.add_argument("--iters", type=int, default=20)
@@ -353,6 +377,12 @@ def main() -> None:
         default=["torchvision"],
         help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py)",
     )
+    ap.add_argument(
+        "--cpu-workers",
+        type=int,
+        nargs="*",
+        help="also Engine.index with Pillow decoding in this many workers",
+    )
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument(
         "--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path"
@@ -362,8 +392,14 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="vf-jpegs-"))
     t = time.perf_counter()
-    files = make_jpegs(folder, args.images)
-    print(f"made {len(files)} JPEGs (500x375 and 1024x768) in {time.perf_counter() - t:.0f} s", flush=True)
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
+    files = make_jpegs(folder, args.images, sizes)
+    mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
+    print(
+        f"made {len(files)} JPEGs ({', '.join(args.sizes)}; {mb:.1f} MB average) "
+        f"in {time.perf_counter() - t:.0f} s",
+        flush=True,
+    )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     models = [
@@ -428,6 +464,17 @@ def main() -> None:
                     (
                         name,
                         f"Engine.index end to end (+ SQLite catalogue, FAISS, checkpoint){by}",
+                        f"{ix:,.0f}",
+                        f"{ix / ceiling:.2f}",
+                        ixnote,
+                    )
+                )
+            for workers in args.cpu_workers or []:
+                ix, ixnote = viewfinder_index(enc, folder, gpu_decode=False, workers=workers)
+                rows.append(
+                    (
+                        name,
+                        f"Engine.index, CPU decode in {workers} workers",
                         f"{ix:,.0f}",
                         f"{ix / ceiling:.2f}",
                         ixnote,
