@@ -217,12 +217,19 @@ def viewfinder_index(
     decoders: tuple[str, ...] = ("torchvision",),
     gpu_decode: bool = True,
     workers: int | None = None,
+    copies: int = 1,
 ) -> tuple[float, str]:
     """`Engine.index` itself: the CUDA path (or, gpu_decode=False, Pillow in `workers` decode
     processes) plus the SQLite catalogue, the FAISS index and its checkpoint, default batch
-    size: what `viewfinder index DIR` does on this machine."""
+    size: what `viewfinder index DIR` does on this machine; `copies` links of each file."""
     from viewfinder import Engine
 
+    if copies > 1:  # hard links: more files to index from the same bytes (and page cache)
+        linked = Path(tempfile.mkdtemp(prefix="vf-links-"))
+        for f in sorted(folder.iterdir()):
+            for c in range(copies):
+                os.link(f, linked / f"{c}_{f.name}")
+        folder = linked
     reports = []
     for _ in range(2):  # each pass into a new catalogue; the second is reported
         with GpuUtilisation() as util:
@@ -370,7 +377,9 @@ def main() -> None:
         help="reader process counts to try on the CUDA path (default: Config().workers)",
     )
     ap.add_argument("--models", nargs="*", help="of ViT-B/32, mini v1 and mini (default all)")
-    ap.add_argument("--repeat", type=int, default=1, help="CUDA path rows: go over the JPEGs this many times")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="go over the JPEGs this many times (Engine.index: hard links)"
+    )
     ap.add_argument(
         "--decoders",
         nargs="*",
@@ -459,7 +468,7 @@ def main() -> None:
                     rows.append(
                         (name, f"the same, no model (decode + resize only){by}", f"{vf:,.0f}", "", vutil)
                     )
-                ix, ixnote = viewfinder_index(enc, folder, decoders)
+                ix, ixnote = viewfinder_index(enc, folder, decoders, copies=args.repeat)
                 rows.append(
                     (
                         name,
@@ -470,7 +479,9 @@ def main() -> None:
                     )
                 )
             for workers in args.cpu_workers or []:
-                ix, ixnote = viewfinder_index(enc, folder, gpu_decode=False, workers=workers)
+                ix, ixnote = viewfinder_index(
+                    enc, folder, gpu_decode=False, workers=workers, copies=args.repeat
+                )
                 rows.append(
                     (
                         name,

@@ -39,6 +39,15 @@ from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
+# A reader's batch holds at most this many bytes of files: a model batch of 256 phone photos
+# (1 GB) took one reader over a second to read and hash while the others had nothing to do.
+READ_BATCH_BYTES = 128 << 20
+# JPEGs this large (phone and camera photos, >= about 5 MP) are where nvJPEG is the bound: spare
+# reader processes decode a share of them in Pillow's draft mode (DCT-domain downscaling). On an
+# H100 host with 16 cores, for 12 MP photos: nvJPEG 583 images/s, draft decode 14.1 a core
+# (benchmarks/results/gpu_12mp_h100_before.txt).
+LARGE_JPEG_BYTES = 1_500_000
+NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE = 583.0, 14.1
 
 
 @dataclass
@@ -100,12 +109,52 @@ def upright(image, orientation: int):
     return turn(image) if turn else image
 
 
-def read_jpegs(files: Sequence[FileStat], max_pixels: int, shared: bool = False):
-    """Read a batch's plain JPEGs into one buffer with no copies (allocated in shared memory if
-    `shared`): (buffer, spans, records, orientations, files for Pillow, refused records)."""
+def for_pillow(files: Sequence[FileStat], share: float) -> set[str]:
+    """The large JPEGs of a batch that Pillow decodes instead of the GPU: `share` of them, spread
+    evenly through the batch."""
+    large = [f.path for f in files if f.size >= LARGE_JPEG_BYTES and f.path.lower().endswith(JPEG_SUFFIXES)]
+    return {path for k, path in enumerate(large) if int((k + 1) * share) > int(k * share)}
+
+
+def auto_cpu_share(readers: int) -> float:
+    """The share of large JPEGs `readers` processes should decode so that they and nvJPEG finish
+    together (at the rates measured on an H100 host)."""
+    cpu = readers * DRAFT_LARGE_RATE
+    return cpu / (NVJPEG_LARGE_RATE + cpu)
+
+
+def gpu_readers(files: Sequence[FileStat], workers: int) -> int:
+    """Reader processes for the GPU path: `workers`, or for a folder of mostly large photos every
+    core but two (one for the main process, one for its threads), which then also decode a share
+    of them (small files: 8 or 14 readers were slower than 4, docs/benchmarks.md)."""
+    sizes = sorted(f.size for f in files)
+    if sizes and sizes[len(sizes) // 2] >= LARGE_JPEG_BYTES:
+        return max(workers, (os.cpu_count() or 2) - 2)
+    return workers
+
+
+def byte_bounded(files: Sequence[FileStat], batch_size: int, max_bytes: int = READ_BATCH_BYTES) -> list:
+    """`files` in order, in batches of at most `batch_size` files and `max_bytes` (a single file
+    larger than that is a batch of its own)."""
+    batches, batch, size = [], [], 0
+    for f in files:
+        if batch and (len(batch) == batch_size or size + f.size > max_bytes):
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(f)
+        size += f.size
+    return batches + ([batch] if batch else [])
+
+
+def read_jpegs(
+    files: Sequence[FileStat], max_pixels: int, shared: bool = False, pillow: set[str] = frozenset()
+):
+    """Read a batch's plain JPEGs (but those in `pillow`) into one buffer with no copies
+    (allocated in shared memory if `shared`): (buffer, spans, records, orientations, files for
+    Pillow, refused records)."""
     import torch
 
-    size = sum(f.size for f in files if f.path.lower().endswith(JPEG_SUFFIXES))
+    size = sum(f.size for f in files if f.path.lower().endswith(JPEG_SUFFIXES) and f.path not in pillow)
     buf = (
         torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size))
         if shared
@@ -115,7 +164,7 @@ def read_jpegs(files: Sequence[FileStat], max_pixels: int, shared: bool = False)
     spans, records, orientations, others, failed = [], [], [], [], []
     start = 0
     for f in files:
-        if not f.path.lower().endswith(JPEG_SUFFIXES):
+        if not f.path.lower().endswith(JPEG_SUFFIXES) or f.path in pillow:
             others.append(f)
             continue
         read = _read_jpeg(f, view[start : start + f.size], max_pixels)
@@ -131,15 +180,20 @@ def read_jpegs(files: Sequence[FileStat], max_pixels: int, shared: bool = False)
     return buf, spans, records, orientations, others, failed
 
 
-def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) -> RawBatch:
+def read_batch(
+    files: Sequence[FileStat], max_pixels: int, transform: Callable, cpu_share: float = 0.0
+) -> RawBatch:
     """One batch, in a worker: JPEG bytes into one tensor already in shared memory (the DataLoader
-    then passes a handle, not a copy), other formats and refused JPEGs decoded by Pillow."""
+    then passes a handle, not a copy); other formats, refused JPEGs and `cpu_share` of the large
+    JPEGs decoded by Pillow (draft mode)."""
     import torch
 
     started = time.perf_counter()
     # in shared memory from the start, as DataLoader's own collate does, so the bytes are written
     # once (by the read) and never copied on their way to the main process
-    buf, spans, jpeg_records, orientations, others, failed = read_jpegs(files, max_pixels, shared=True)
+    buf, spans, jpeg_records, orientations, others, failed = read_jpegs(
+        files, max_pixels, shared=True, pillow=for_pillow(files, cpu_share)
+    )
     pillow = [decode_for_model(f, transform, max_pixels) for f in others]
     failed += [r for r, t in pillow if t is None]
     position = {f.path: i for i, f in enumerate(files)}
@@ -158,19 +212,25 @@ def read_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) 
 
 
 class _Batches:
-    """A map-style dataset whose items are whole batches, read by DataLoader workers."""
+    """A map-style dataset whose items are whole batches (at most `batch_size` files and
+    READ_BATCH_BYTES), read by DataLoader workers."""
 
     def __init__(
-        self, files: Sequence[FileStat], batch_size: int, max_pixels: int, transform: Callable
+        self,
+        files: Sequence[FileStat],
+        batch_size: int,
+        max_pixels: int,
+        transform: Callable,
+        cpu_share: float = 0.0,
     ) -> None:
-        self.batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
-        self.max_pixels, self.transform = max_pixels, transform
+        self.batches = byte_bounded(files, batch_size)
+        self.max_pixels, self.transform, self.cpu_share = max_pixels, transform, cpu_share
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> RawBatch:
-        return read_batch(self.batches[i], self.max_pixels, self.transform)
+        return read_batch(self.batches[i], self.max_pixels, self.transform, self.cpu_share)
 
 
 def _as_is(batch: RawBatch) -> RawBatch:
@@ -180,7 +240,11 @@ def _as_is(batch: RawBatch) -> RawBatch:
 def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
     """Shorter side to `side` (antialiased) and a centre crop, on the images' device: a list of
     uint8 (3,H,W) -> float (N,3,side,side) in 0..255. Images of one size are resized together
-    (collections repeat a few camera sizes), in groups of at most `group`."""
+    (collections repeat a few camera sizes), in groups of at most `group` and of at most about
+    200 M pixels. A photo more than twice the target size is first averaged over k x k blocks
+    down to at least twice the target (a box filter; JPEG draft decoding on the CPU does the same
+    in the DCT domain), so the antialiased filter runs on a few hundred thousand pixels, not 12
+    million (docs/benchmarks.md: 12 MP photos)."""
     import torch
     import torch.nn.functional as F
 
@@ -193,12 +257,17 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
         else torch.empty((0, 3, side, side))
     )
     for (h, w), where in by_shape.items():
-        scale = side / min(h, w)
-        size = (max(side, round(h * scale)), max(side, round(w * scale)))
-        top, left = (size[0] - side) // 2, (size[1] - side) // 2
-        for j in range(0, len(where), group):
-            chunk = where[j : j + group]
+        k = min(h, w) // (2 * side)  # the box reduction, >= 2 only for large photos
+        # torchvision's geometry (Resize(side) + CenterCrop(side)), to the pixel: the long side
+        # rounded down, the crop offset rounded (a rounded-up long side cost cosine 0.986 -> 0.9999)
+        size = (side, int(side * w / h)) if h <= w else (int(side * h / w), side)
+        top, left = int(round((size[0] - side) / 2.0)), int(round((size[1] - side) / 2.0))
+        step = max(1, min(group, 200_000_000 // (h * w)))
+        for j in range(0, len(where), step):
+            chunk = where[j : j + step]
             x = torch.stack([images[i] for i in chunk]).float()
+            if k >= 2:
+                x = F.avg_pool2d(x, k)  # drops the last h % k rows and w % k columns: under 0.5%
             x = F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
             out[torch.tensor(chunk, device=out.device)] = x[..., top : top + side, left : left + side].clamp(
                 0, 255
@@ -335,12 +404,14 @@ def gpu_batches(
     workers: int = 8,
     decoders: Sequence[str] = ("torchvision",),
     timings: dict[str, float] | None = None,
+    cpu_share: float | None = None,
 ) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
-    decoder and resize threads' seconds per step (where the time goes)."""
+    decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
+    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers)`)."""
     import torch
 
     from .gpu_jpeg import jpeg_decoder
@@ -350,7 +421,13 @@ def gpu_batches(
         device, side, m, s, cuda, stream, max_pixels, fallback, timings if timings is not None else {}
     )
     loader = torch.utils.data.DataLoader(
-        _Batches(files, batch_size, max_pixels, fallback),
+        _Batches(
+            files,
+            batch_size,
+            max_pixels,
+            fallback,
+            auto_cpu_share(workers) if cpu_share is None else cpu_share,
+        ),
         batch_size=None,
         collate_fn=_as_is,
         num_workers=workers,
