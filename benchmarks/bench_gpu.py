@@ -273,13 +273,8 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     t = time.perf_counter()
     for i in range(batch, 5 * batch, batch):
         read_batch(stats[i : i + batch], 10**9, transform)
-    rows.append(
-        (
-            "stage: read + header check + SHA-256, one process",
-            f"{4 * batch / (time.perf_counter() - t):,.0f}",
-            "",
-        )
-    )
+    read_rate = 4 * batch / (time.perf_counter() - t)
+    rows.append(("stage: read + header check + SHA-256, one process", f"{read_rate:,.0f}", ""))
     loader = torch.utils.data.DataLoader(
         _Batches(stats, batch, 10**9, transform),
         batch_size=None,
@@ -314,12 +309,15 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     synchronize(enc.device)
     nvjpeg = len(data) / (time.perf_counter() - t)
     rows.append((f"stage: nvJPEG decode alone (bytes in memory, batch {batch})", f"{nvjpeg:,.0f}", ""))
+    # the decode limit: nvJPEG busy all the time, and the spare cores' time left after reading
+    # and hashing nvJPEG's files spent on draft decoding
     spare = max(1, (os.cpu_count() or 2) - 2)  # a core for the main process, one for its threads
+    left = max(0.0, spare - nvjpeg / read_rate)
     rows.append(
         (
-            f"decode limit: nvJPEG + draft decode x {spare} spare cores",
-            f"{nvjpeg + spare * draft:,.0f}",
-            f"{nvjpeg:,.0f} + {spare} x {draft:.1f}",
+            f"decode limit: nvJPEG + draft decode on {spare} spare cores' time left after reading",
+            f"{nvjpeg + left * draft:,.0f}",
+            f"{nvjpeg:,.0f} + {left:.1f} x {draft:.1f} (cores left: {spare} - {nvjpeg:,.0f} / {read_rate:.0f})",
         )
     )
     side = _side(enc)

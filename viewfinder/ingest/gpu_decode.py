@@ -43,11 +43,11 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
 # (1 GB) took one reader over a second to read and hash while the others had nothing to do.
 READ_BATCH_BYTES = 128 << 20
 # JPEGs this large (phone and camera photos, >= about 5 MP) are where nvJPEG is the bound: spare
-# reader processes decode a share of them in Pillow's draft mode (DCT-domain downscaling). On an
-# H100 host with 16 cores, for 12 MP photos: nvJPEG 583 images/s, draft decode 14.1 a core
-# (benchmarks/results/gpu_12mp_h100_before.txt).
+# reader processes decode a share of them in Pillow's draft mode (DCT-domain downscaling). Rates
+# for 12 MP photos on an H100 host with 16 cores: nvJPEG 583-628 images/s, draft decode 14.1-16.7
+# a core, read + header + SHA-256 227-235 files/s a core (benchmarks/results/gpu_12mp_h100_*.txt).
 LARGE_JPEG_BYTES = 1_500_000
-NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE = 583.0, 14.1
+NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0
 
 
 @dataclass
@@ -117,9 +117,11 @@ def for_pillow(files: Sequence[FileStat], share: float) -> set[str]:
 
 
 def auto_cpu_share(readers: int) -> float:
-    """The share of large JPEGs `readers` processes should decode so that they and nvJPEG finish
-    together (at the rates measured on an H100 host)."""
-    cpu = readers * DRAFT_LARGE_RATE
+    """The share of large JPEGs that `readers` processes should decode so that nvJPEG stays busy
+    and the readers' time left after reading nvJPEG's files goes to draft decoding (at the rates
+    measured on an H100 host): 23% with 14 readers, none with 4 (they are busy reading)."""
+    spare = readers - NVJPEG_LARGE_RATE / READ_LARGE_RATE
+    cpu = max(0.0, spare) * DRAFT_LARGE_RATE
     return cpu / (NVJPEG_LARGE_RATE + cpu)
 
 
