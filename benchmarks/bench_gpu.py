@@ -317,7 +317,7 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
         (
             f"decode limit: nvJPEG + draft decode on {spare} spare cores' time left after reading",
             f"{nvjpeg + left * draft:,.0f}",
-            f"{nvjpeg:,.0f} + {left:.1f} x {draft:.1f} (cores left: {spare} - {nvjpeg:,.0f} / {read_rate:.0f})",
+            f"{nvjpeg:,.0f} + {left:.1f} x {draft:.1f} (left: {spare} - {nvjpeg:,.0f} / {read_rate:.0f})",
         )
     )
     side = _side(enc)
