@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from viewfinder.config import Config
-from viewfinder.ingest.gpu_decode import CPU_SHARE_KEY, resize_crop
+from viewfinder.ingest.gpu_decode import resize_crop
 
 from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
 
@@ -204,10 +204,7 @@ def viewfinder_gpu_path(
         synchronize(enc.device)
         elapsed = time.perf_counter() - t
     steady = (n - first_n) / (elapsed - first)
-    share = clock.pop(CPU_SHARE_KEY, None)
     split = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in clock.items())
-    if share is not None:
-        split += f"; {CPU_SHARE_KEY} {share:.2f}"
     return (
         steady,
         f"{util.mean} ({n} images; whole run {n / elapsed:,.0f}/s, first batch after {first:.1f} s; {split})",

@@ -128,26 +128,3 @@ def test_large_photos_get_more_readers():
     small = [_stat(f"{i}.jpg", 200_000) for i in range(10)]
     assert gpu_readers(small, 4) == 4
     assert gpu_readers(large, 4) >= 4
-
-
-def test_the_share_follows_the_readers():
-    """Down while the decoders wait for the readers, up while batches are ready."""
-    import multiprocessing
-    import time
-    from types import SimpleNamespace
-
-    from viewfinder.ingest.gpu_decode import _GpuStages
-
-    share = multiprocessing.RawValue("d", 0.3)
-    stages = _GpuStages("cpu", 32, None, None, False, None, 10**9, None, {})
-    raw = SimpleNamespace(seconds=0.0)
-
-    def late():
-        for _ in range(5):
-            time.sleep(0.02)
-            yield raw
-
-    list(stages.timed(late(), "wait", share))
-    assert share.value == pytest.approx(0.2)
-    list(stages.timed(iter([raw] * 5), "wait", share))
-    assert share.value == pytest.approx(0.25)

@@ -48,7 +48,6 @@ READ_BATCH_BYTES = 128 << 20
 # a core, read + header + SHA-256 227-235 files/s a core (benchmarks/results/gpu_12mp_h100_*.txt).
 LARGE_JPEG_BYTES = 1_500_000
 NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0
-CPU_SHARE_KEY = "share of large JPEGs the readers decode (last)"  # in gpu_batches' timings
 
 
 @dataclass
@@ -216,8 +215,7 @@ def read_batch(
 
 class _Batches:
     """A map-style dataset whose items are whole batches (at most `batch_size` files and
-    READ_BATCH_BYTES), read by DataLoader workers. `cpu_share` lives in shared memory (the
-    workers are forked), so the main process can steer it while they run."""
+    READ_BATCH_BYTES), read by DataLoader workers."""
 
     def __init__(
         self,
@@ -227,17 +225,14 @@ class _Batches:
         transform: Callable,
         cpu_share: float = 0.0,
     ) -> None:
-        import multiprocessing
-
         self.batches = byte_bounded(files, batch_size)
-        self.max_pixels, self.transform = max_pixels, transform
-        self.cpu_share = multiprocessing.RawValue("d", cpu_share)
+        self.max_pixels, self.transform, self.cpu_share = max_pixels, transform, cpu_share
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> RawBatch:
-        return read_batch(self.batches[i], self.max_pixels, self.transform, self.cpu_share.value)
+        return read_batch(self.batches[i], self.max_pixels, self.transform, self.cpu_share)
 
 
 def _as_is(batch: RawBatch) -> RawBatch:
@@ -385,19 +380,12 @@ class _GpuStages:
         _tick(self.clock, "resize thread: launches", t)
         return pixels, raw.jpeg_records + raw.pillow_records + raw.failed, done
 
-    def timed(self, batches: Iterator, step: str, share=None) -> Iterator:
+    def timed(self, batches: Iterator, step: str) -> Iterator:
         """The readers' batches, with the time spent waiting for them and the readers' own time
-        added up (here, where one thread at a time takes a batch, not in the decoder threads).
-        `share` (a shared value: the share of large JPEGs the readers decode) is steered to where
-        the readers just keep up: down when the decoders wait for them, up when they do not. The
-        rates behind its first value differ between hosts (187-235 reads/s a core, 13.5-16.7
-        draft decodes); a fixed share left nvJPEG waiting 18% of the time on one of them."""
+        added up (here, where one thread at a time takes a batch, not in the decoder threads)."""
         t = time.perf_counter()
         for raw in batches:
-            waited = time.perf_counter() - t
             _tick(self.clock, step, t)
-            if share is not None:
-                share.value = max(0.0, share.value - 0.02) if waited > 0.002 else min(0.6, share.value + 0.01)
             self.clock["readers' own time, summed"] = (
                 self.clock.get("readers' own time, summed", 0.0) + raw.seconds
             )
@@ -425,8 +413,7 @@ def gpu_batches(
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
-    large JPEGs, the share the readers decode with Pillow (None: from `auto_cpu_share(workers)`,
-    then steered while it runs; the last value is in `timings[CPU_SHARE_KEY]`)."""
+    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers)`)."""
     import torch
 
     from .gpu_jpeg import jpeg_decoder
@@ -435,10 +422,14 @@ def gpu_batches(
     stages = _GpuStages(
         device, side, m, s, cuda, stream, max_pixels, fallback, timings if timings is not None else {}
     )
-    share = auto_cpu_share(workers) if cpu_share is None else cpu_share
-    batches = _Batches(files, batch_size, max_pixels, fallback, share)
     loader = torch.utils.data.DataLoader(
-        batches,
+        _Batches(
+            files,
+            batch_size,
+            max_pixels,
+            fallback,
+            auto_cpu_share(workers) if cpu_share is None else cpu_share,
+        ),
         batch_size=None,
         collate_fn=_as_is,
         num_workers=workers,
@@ -457,13 +448,11 @@ def gpu_batches(
         # a clock entry per thread: two threads adding to one entry could lose each other's time
         step = f"decoder thread {i}: {name} call"
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
-    steer = batches.cpu_share if cpu_share is None and workers else None
-    decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers", steer), work)
+    decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
     for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
         if done is not None and pixels is not None:
             torch.cuda.current_stream(device).wait_event(done)
             pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
-        stages.clock[CPU_SHARE_KEY] = batches.cpu_share.value
         yield pixels, records
 
 
