@@ -70,6 +70,34 @@ def bench_indexing(n_images: int, model: str, workers: int, batch_size: int) -> 
     return rows
 
 
+def bench_photo_sizes(n: int, sizes: list[str], model: str, workers: int, batch_size: int) -> list[tuple]:
+    """Index n synthetic photo-like JPEGs of each size (benchmarks/common.py), model loaded first:
+    phone-size photos against smaller ones, where JPEG draft decoding should make them equal."""
+    from viewfinder import Engine
+
+    from common import make_jpegs
+
+    rows = []
+    for size in sizes:
+        w, h = (int(v) for v in size.split("x"))
+        tmp = Path(tempfile.mkdtemp(prefix="vf-bench-"))
+        files = make_jpegs(tmp / "images", n, sizes=((w, h),))
+        mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
+        with Engine.open(tmp / "db", model=model, workers=workers, batch_size=batch_size) as engine:
+            engine.load()
+            rep = engine.index(tmp / "images", progress=False)
+            runtime = engine.encoder.runtime
+        rows.append(
+            (
+                f"index {n} {size} JPEGs ({mb:.1f} MB; {model} on {runtime}, {workers} workers)",
+                f"{rep.images_per_second:.1f} images/s",
+                f"{rep.seconds:.1f} s total, {len(rep.failed)} failed",
+            )
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
 def real_centres(dim: int) -> tuple[np.ndarray, str]:
     """mini's embeddings of the real data-set images (cached tower features through the shipped
     heads) as cluster centres, so synthetic collections have the structure of real ones; random
@@ -276,6 +304,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=1000, help="real images to index (0: skip)")
     ap.add_argument("--model", default="mini")
+    ap.add_argument(
+        "--photo-sizes", nargs="*", default=[], help="also index --photos synthetic JPEGs of each WxH size"
+    )
+    ap.add_argument("--photos", type=int, default=60, help="JPEGs per --photo-sizes size")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
@@ -293,20 +325,18 @@ def main() -> None:
     )
     args = ap.parse_args()
     import faiss
-    import torch
 
     rows = []
     if args.images:
         rows += bench_indexing(args.images, args.model, args.workers, args.batch_size)
+    if args.photo_sizes:
+        rows += bench_photo_sizes(args.photos, args.photo_sizes, args.model, args.workers, args.batch_size)
     if args.sizes:
         rows += bench_index_kinds(
             args.sizes, args.dim, args.kinds, args.queries, args.ivfpq_grid, args.query_threads
         )
     searching = f", FAISS searches on {args.query_threads} threads" if args.query_threads else ""
-    print(
-        f"\nviewfinder engine benchmark: {os.cpu_count()} CPU cores{searching}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), faiss {faiss.__version__}"
-    )
+    print(f"\nviewfinder engine benchmark: {os.cpu_count()} CPU cores{searching}, faiss {faiss.__version__}")
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}} | {'result':<32} | notes")
     print("-" * (width + 60))
