@@ -107,3 +107,44 @@ def test_ctrl_c_during_index_says_what_is_kept(tmp_path, photos, tiny_spec):
     assert kept >= 1 and "run the same command" in err
     again = vf("index", folder, "--db", db, "-q")
     assert again.returncode == 0 and f"{kept} unchanged" in again.stdout
+
+
+def test_show_an_image_by_id_or_path(small_index):
+    import json
+
+    db, folder = small_index
+    out = vf("show", folder / "rocket.jpg", "--db", db, "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["path"].endswith("rocket.jpg") and info["width"] > 0 and len(info["sha256"]) == 64
+    by_id = vf("show", info["id"], "--db", db)
+    assert by_id.returncode == 0 and "rocket.jpg" in by_id.stdout and "indexed_at: 20" in by_id.stdout
+    missing = vf("show", "999999", "--db", db)
+    assert missing.returncode != 0 and "image id 999999 is not in the catalogue" in missing.stderr
+    elsewhere = vf("show", folder / "nope.jpg", "--db", db)
+    assert elsewhere.returncode != 0 and "nope.jpg: not in this index" in elsewhere.stderr
+
+
+def test_config_says_where_each_setting_comes_from(tmp_path):
+    """Default, the XDG settings file, an environment variable and a flag, each named."""
+    import json
+
+    xdg = tmp_path / "xdg"
+    (xdg / "viewfinder").mkdir(parents=True)
+    (xdg / "viewfinder" / "config.toml").write_text('workers = 3\nsearch_mode = "fused"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWFINDER_")}
+    env.update(XDG_CONFIG_HOME=str(xdg), VIEWFINDER_DEVICE="cpu")
+    out = subprocess.run(
+        [sys.executable, "-m", "viewfinder", "config", "--db", str(tmp_path / "db"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert rows["workers"] == {"value": "3", "from": str(xdg / "viewfinder" / "config.toml")}
+    assert rows["search_mode"]["value"] == "fused"
+    assert rows["device"] == {"value": "cpu", "from": "$VIEWFINDER_DEVICE"}
+    assert rows["db"]["from"] == "argument" and rows["index_kind"]["from"] == "default"
+    assert not (tmp_path / "db").exists()  # looking at the settings creates nothing

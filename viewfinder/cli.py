@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .config import load_config
+from .config import explain_config, load_config
 from .engine import MODEL_SPEC_HELP, Engine
 from .errors import ViewfinderError, shown_path
 
@@ -292,6 +293,42 @@ def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--jso
         typer.echo(f"{key:>10}: {value}")
     for _path, error in failures:  # the reason names the file
         typer.echo(f"    failed: {error}")
+
+
+@app.command()
+def show(
+    image: str = typer.Argument(..., help="Catalogue id (search --json gives it) or the image's path."),
+    db: Optional[Path] = DbOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Everything the index holds about one image: file, size, caption, text read in it."""
+    with _engine(db, create=False) as engine:
+        info = engine.image_info(int(image) if image.isdigit() else image)
+    info["path"] = shown_path(info["path"])
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+    for key, value in info.items():
+        if key in ("mtime", "indexed_at"):  # seconds since 1970 in the JSON, a date here
+            value = datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
+        typer.echo(f"{key:>14}: {value}")
+
+
+@app.command("config")
+def show_config(
+    db: Optional[Path] = DbOpt,
+    model: Optional[str] = typer.Option(None, "--model", help="As other commands take it."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The settings in effect and where each one comes from: default, the settings file
+    ($VIEWFINDER_CONFIG or ~/.config/viewfinder/config.toml), an environment variable, or a flag."""
+    rows = explain_config(db=db, model=model)
+    if as_json:
+        typer.echo(json.dumps({name: {"value": str(v), "from": src} for name, v, src in rows}, indent=2))
+        return
+    for name, value, source in rows:
+        shown = "(hidden)" if "token" in name and value else value
+        typer.echo(f"{name:>18} = {shown!s:<40} {source}")
 
 
 @app.command("eval")

@@ -1,5 +1,6 @@
-"""The one settings object. Values come from defaults, then a TOML file, then the environment,
-then explicit arguments (CLI flags), each overriding the one before."""
+"""The one settings object. Values come from defaults, then a TOML file ($VIEWFINDER_CONFIG, else
+$XDG_CONFIG_HOME/viewfinder/config.toml where it exists), then the environment, then explicit
+arguments (CLI flags), each overriding the one before."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ def default_data_dir() -> Path:
     """XDG data dir, as users of Linux desktop tools expect."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "viewfinder"
+
+
+def default_config_file() -> Path:
+    """Where a settings file is looked for when $VIEWFINDER_CONFIG names none (XDG)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "viewfinder" / "config.toml"
 
 
 def default_cache_dir() -> Path:
@@ -81,12 +88,44 @@ _ENV = {
 }
 
 
-def load_config(toml_path: Path | None = None, **overrides: object) -> Config:
-    """Defaults < TOML file (`VIEWFINDER_CONFIG` or the given path) < environment < overrides."""
-    cfg = Config()
-    path = toml_path or (
-        Path(os.environ["VIEWFINDER_CONFIG"]) if os.environ.get("VIEWFINDER_CONFIG") else None
+_VAR_OF = {name: var for var, name in _ENV.items()}
+
+
+def config_file(toml_path: Path | None = None) -> Path | None:
+    """The settings file in effect: the given one, $VIEWFINDER_CONFIG, or the XDG one if it exists."""
+    if toml_path is not None:
+        return toml_path
+    if os.environ.get("VIEWFINDER_CONFIG"):
+        return Path(os.environ["VIEWFINDER_CONFIG"])
+    xdg = default_config_file()
+    return xdg if xdg.is_file() else None
+
+
+def explain_config(toml_path: Path | None = None, **overrides: object) -> list[tuple[str, object, str]]:
+    """(setting, effective value, where it came from) for every setting, as `load_config` would
+    resolve them: "default", the settings file, the environment variable, or "argument"."""
+    path = config_file(toml_path)
+    layers: list[tuple[str, dict]] = []
+    if path is not None:
+        with open(path, "rb") as fh:
+            layers.append((str(path), tomllib.load(fh)))
+    layers.append(
+        ("environment", {name: os.environ[var] for var, name in _ENV.items() if os.environ.get(var)})
     )
+    layers.append(("argument", {k: v for k, v in overrides.items() if v is not None}))
+    cfg = Config()
+    source = {f.name: "default" for f in fields(Config)}
+    for label, values in layers:
+        cfg = cfg.with_overrides(**values)
+        for name in values:
+            source[name] = f"${_VAR_OF[name]}" if label == "environment" else label
+    return [(f.name, getattr(cfg, f.name), source[f.name]) for f in fields(Config)]
+
+
+def load_config(toml_path: Path | None = None, **overrides: object) -> Config:
+    """Defaults < TOML file (`config_file`) < environment < overrides."""
+    cfg = Config()
+    path = config_file(toml_path)
     if path is not None:
         with open(path, "rb") as fh:
             cfg = cfg.with_overrides(**tomllib.load(fh))

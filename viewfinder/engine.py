@@ -405,6 +405,16 @@ class Engine:
         return self.search([], k=k, offset=offset, image=image, target="texts", local=local)
 
     # -- images by catalogue id -------------------------------------------------------------------
+    def image_info(self, image: int | str | Path) -> dict:
+        """What the catalogue holds about one image, by id or by file path: file, size, pixels,
+        content hash, caption and where it came from, text read in it, or why it failed."""
+        catalog = self.store.catalog
+        if isinstance(image, int):
+            rec = catalog.get_image(image)
+        else:
+            rec = catalog.image_at(str(Path(image).expanduser().resolve()))
+        return {k: v for k, v in asdict(rec).items() if v is not None}
+
     def image_path(self, image_id: int) -> Path:
         """The file of an indexed image; NotFoundError when the id or the file is gone."""
         rec = self.store.catalog.get_image(image_id)

@@ -250,6 +250,15 @@ class ImageCatalog:
             raise NotFoundError(f"image id {image_id} is not in the catalogue")
         return rec
 
+    def image_at(self, path: str) -> ImageRecord:
+        """The record of the file at `path` (as stored: absolute)."""
+        row = self.conn.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE path = CAST(? AS TEXT)", (_text(path),)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"{path}: not in this index")
+        return ImageRecord(*row)
+
     def errors(self, limit: int = 100) -> list[tuple[str, str]]:
         return self.conn.execute(
             "SELECT path, error FROM images WHERE error IS NOT NULL ORDER BY path LIMIT ?", (limit,)
