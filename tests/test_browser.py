@@ -204,3 +204,19 @@ def test_no_serious_accessibility_violations(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "axe_violations.json").write_text(json.dumps(result, indent=2))
     assert not serious, [(v["id"], v["help"]) for v in serious]
+
+
+def test_api_docs_render_offline(server, browser):
+    """/docs loads Swagger UI from the package (this machine has no route to a CDN) and shows
+    the API's operations."""
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    browser.get(url + "/docs")
+    ops = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = {op.text.strip() for op in ops}
+    assert {"/search", "/stats", "/texts"} <= paths, paths
+    assert not any(
+        "cdn" in (s.get_attribute("src") or "") for s in browser.find_elements(By.TAG_NAME, "script")
+    )
+    browser.save_screenshot(str(SHOTS / "api_docs.png"))

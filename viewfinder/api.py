@@ -16,6 +16,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -382,7 +383,8 @@ def create_app(config: Config, engine: Engine | None = None) -> FastAPI:
         yield
         engine.close()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts served from the package, not a CDN: they work offline
+    app = FastAPIOffline(
         title="viewfinder",
         version="0.1.0",
         lifespan=lifespan,
