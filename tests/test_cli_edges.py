@@ -148,3 +148,16 @@ def test_config_says_where_each_setting_comes_from(tmp_path):
     assert rows["device"] == {"value": "cpu", "from": "$VIEWFINDER_DEVICE"}
     assert rows["db"]["from"] == "argument" and rows["index_kind"]["from"] == "default"
     assert not (tmp_path / "db").exists()  # looking at the settings creates nothing
+
+
+def test_flags_show_no_type_in_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "viewfinder", "index", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+        timeout=120,
+    )
+    lines = [line for line in out.stdout.splitlines() if "--caption" in line or "--quiet" in line]
+    assert len(lines) == 2 and not any("<bool>" in line for line in lines), lines
+    assert any("<int>" in line for line in out.stdout.splitlines() if "--workers" in line)

@@ -45,9 +45,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks.", metavar=""),
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit.", metavar=""
     ),
 ) -> None:
     _state["debug"] = debug
@@ -68,7 +68,10 @@ def index(
     ),
     index_kind: Optional[str] = typer.Option(None, "--index-kind", help="auto, flat, hnsw or ivfpq."),
     compile_model: bool = typer.Option(
-        False, "--compile", help="torch.compile the image tower (pays off on a GPU, for large runs)."
+        False,
+        "--compile",
+        help="torch.compile the image tower (pays off on a GPU, for large runs).",
+        metavar="",
     ),
     ray: Optional[str] = typer.Option(
         None, "--ray", help="Distribute decode + embed on Ray: 'local' or a cluster address."
@@ -79,9 +82,11 @@ def index(
     gpus_per_actor: Optional[float] = typer.Option(
         None, "--gpus-per-actor", help="With --ray: GPUs per actor (default 1 where there are GPUs; 0: CPU)."
     ),
-    caption: bool = typer.Option(False, "--caption", help="Caption new images after embedding them."),
-    ocr: bool = typer.Option(False, "--ocr", help="Read the text inside new images (Tesseract)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    caption: bool = typer.Option(
+        False, "--caption", help="Caption new images after embedding them.", metavar=""
+    ),
+    ocr: bool = typer.Option(False, "--ocr", help="Read the text inside new images (Tesseract).", metavar=""),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", metavar=""),
 ) -> None:
     """Index (or bring up to date) the images under FOLDER."""
     with _engine(
@@ -141,7 +146,7 @@ def reindex(
     model: Optional[str] = typer.Option(
         None, "--model", help=f"The new model (default: mini). {MODEL_SPEC_HELP}."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", metavar=""),
 ) -> None:
     """Re-embed the whole index with another model. The new index is built beside the old one,
     which keeps answering searches; a rerun resumes; when done they switch (the old one is kept
@@ -162,9 +167,13 @@ def caption(
     captioner: str = typer.Option(
         "vocab", "--captioner", help="vocab (offline, zero-shot), hf:microsoft/git-base-coco or hf:DIR."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Caption images that already have one again."),
-    ocr: bool = typer.Option(False, "--ocr", help="Also read the text inside the images (Tesseract)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Caption images that already have one again.", metavar=""
+    ),
+    ocr: bool = typer.Option(
+        False, "--ocr", help="Also read the text inside the images (Tesseract).", metavar=""
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=""),
 ) -> None:
     """Caption every uncaptioned image in the index (resumable)."""
     with _engine(db, create=False) as engine:
@@ -188,12 +197,16 @@ def search(
     text_weight: Optional[float] = typer.Option(
         None, "--text-weight", help="Share of the text in a hybrid query, 0..1."
     ),
-    texts: bool = typer.Option(False, "--texts", help="Rank stored texts instead of images (image -> text)."),
+    texts: bool = typer.Option(
+        False, "--texts", help="Rank stored texts instead of images (image -> text).", metavar=""
+    ),
     mode: Optional[str] = typer.Option(None, "--mode", help="vector, lexical (captions/OCR/paths) or fused."),
-    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
-    paths: bool = typer.Option(False, "--paths", "-f", help="Print only the paths, one a line (for pipes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON.", metavar=""),
+    paths: bool = typer.Option(
+        False, "--paths", "-f", help="Print only the paths, one a line (for pipes).", metavar=""
+    ),
     as_text: bool = typer.Option(
-        False, "--as-text", help="Take the query as words, even where it looks like a file name."
+        False, "--as-text", help="Take the query as words, even where it looks like a file name.", metavar=""
     ),
 ) -> None:
     """Find images (or, with --texts, stored texts) for QUERY."""
@@ -281,7 +294,7 @@ def texts_add(
 
 
 @app.command()
-def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--json", metavar="")) -> None:
     """What the index holds."""
     with _engine(db, create=False) as engine:
         facts = engine.stats()
@@ -299,7 +312,7 @@ def stats(db: Optional[Path] = DbOpt, as_json: bool = typer.Option(False, "--jso
 def show(
     image: str = typer.Argument(..., help="Catalogue id (search --json gives it) or the image's path."),
     db: Optional[Path] = DbOpt,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", metavar=""),
 ) -> None:
     """Everything the index holds about one image: file, size, caption, text read in it."""
     with _engine(db, create=False) as engine:
@@ -318,7 +331,7 @@ def show(
 def show_config(
     db: Optional[Path] = DbOpt,
     model: Optional[str] = typer.Option(None, "--model", help="As other commands take it."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", metavar=""),
 ) -> None:
     """The settings in effect and where each one comes from: default, the settings file
     ($VIEWFINDER_CONFIG or ~/.config/viewfinder/config.toml), an environment variable, or a flag."""
@@ -344,7 +357,7 @@ def evaluate(
     feature_cache: Optional[Path] = typer.Option(
         None, "--feature-cache", help="npz of cached frozen-tower features (mini)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", metavar=""),
 ) -> None:
     """Retrieval metrics (both directions) of MODEL on a dataset split."""
     result = Engine.evaluate(dataset, model, split, report, feature_cache)
@@ -373,7 +386,7 @@ def train(
     batch_size: int = typer.Option(256, "--batch-size"),
     lr: float = typer.Option(1e-3, "--lr"),
     seed: int = typer.Option(0, "--seed"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=""),
 ) -> None:
     """Contrastive fine-tuning on your image-caption pairs (train split; val split for early stopping)."""
     result = Engine.train(
