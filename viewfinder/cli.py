@@ -358,9 +358,10 @@ def evaluate(
         None, "--feature-cache", help="npz of cached frozen-tower features (mini)."
     ),
     as_json: bool = typer.Option(False, "--json", metavar=""),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", metavar=""),
 ) -> None:
     """Retrieval metrics (both directions) of MODEL on a dataset split."""
-    result = Engine.evaluate(dataset, model, split, report, feature_cache)
+    result = Engine.evaluate(dataset, model, split, report, feature_cache, progress=not quiet)
     if as_json:
         typer.echo(json.dumps(result.metrics, indent=2))
         return

@@ -479,15 +479,17 @@ class Engine:
         report: Path | None = None,
         feature_cache: Path | None = None,
         config: Config | None = None,
+        progress: bool = False,
     ) -> EvalResult:
         """Retrieval metrics of `model` on a data set's split, both directions; with `report`, a
-        folder for metrics.json and plots. `feature_cache`: an npz of mini's frozen-tower features."""
+        folder for metrics.json and plots. `feature_cache`: an npz of mini's frozen-tower features;
+        `progress`: a bar while the images are embedded."""
         from .eval.report import evaluate as run_eval
 
         cfg = config or load_config()
         runtime = "torch" if feature_cache else cfg.runtime  # cached features are the torch towers'
         encoder = load_encoder(model, cfg.device, cfg.cache_dir, runtime)
-        return run_eval(dataset, encoder, split, report, feature_cache)
+        return run_eval(dataset, encoder, split, report, feature_cache, progress)
 
     @staticmethod
     def train(

@@ -32,29 +32,37 @@ class EvalResult:
 
 
 def embed_pairs(
-    encoder, pairs: Sequence[ImageTextPair], feature_cache: Path | None = None, batch_size: int = 64
+    encoder,
+    pairs: Sequence[ImageTextPair],
+    feature_cache: Path | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
 ) -> PairEmbeddings:
     """Final embeddings; encoders with frozen towers reuse cached tower outputs when given."""
-    import torch
+    from tqdm import tqdm
 
     pairs = list(pairs)
     encoder.ensure_loaded()
     if encoder.frozen_image_tower()[0] is not None:
+        import torch
+
         from ..data.features import frozen_features
 
-        feats = frozen_features(encoder, pairs, cache=feature_cache, progress=False)
+        feats = frozen_features(encoder, pairs, cache=feature_cache, progress=progress)
         _, image_head = encoder.frozen_image_tower()
         _, text_head = encoder.frozen_text_tower()
         with torch.inference_mode():
             img = image_head(torch.from_numpy(feats.image).to(encoder.device)).float().cpu().numpy()
             txt = text_head(torch.from_numpy(feats.text).to(encoder.device)).float().cpu().numpy()
         return PairEmbeddings(pairs, _unit(img), _unit(txt))
-    images = np.concatenate(
-        [
-            encoder.encode_images([load_image(p, size=256) for p in pairs[i : i + batch_size]])
-            for i in range(0, len(pairs), batch_size)
-        ]
-    )
+    bar = tqdm(total=len(pairs), unit="img", desc="embedding", disable=not progress)
+    parts = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i : i + batch_size]
+        parts.append(encoder.encode_images([load_image(p, size=256) for p in chunk]))
+        bar.update(len(chunk))
+    bar.close()
+    images = np.concatenate(parts)
     return PairEmbeddings(pairs, images, encoder.encode_texts([p.caption for p in pairs]))
 
 

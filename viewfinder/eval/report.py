@@ -35,11 +35,12 @@ def evaluate(
     split: str = "test",
     report_dir: Path | None = None,
     feature_cache: Path | None = None,
+    progress: bool = False,
 ) -> EvalResult:
     pairs = load_dataset(dataset, split)
     if len(pairs) < 2:
         raise ValueError(f"dataset {dataset!r} split {split!r} has {len(pairs)} pairs; nothing to evaluate")
-    emb = embed_pairs(encoder, pairs, feature_cache)
+    emb = embed_pairs(encoder, pairs, feature_cache, progress=progress)
     result = EvalResult(dataset, encoder.spec, split)
     result.metrics = retrieval(emb)
     result.metrics["pairs"] = len(pairs)
