@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
+from fastapi import Query as QueryParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -289,6 +290,23 @@ def stats(engine: Engine = Depends(engine_of)) -> dict:
     if not engine.config.show_paths:
         facts["db"] = Path(facts["db"]).name
     return facts
+
+
+@router.get("/duplicates", dependencies=[Depends(require_read)])
+def duplicates(
+    level: Literal["exact", "near", "similar"] = "near",
+    threshold: Annotated[float | None, QueryParam(ge=-1.0, le=1.0, description="cosine threshold")] = None,
+    engine: Engine = Depends(engine_of),
+) -> list[dict]:
+    """Groups of duplicate images, largest first, each with the score that joined it and the
+    threshold used; image URLs beside the paths."""
+    groups = [g.to_dict() for g in engine.duplicates(level, threshold)]
+    for group in groups:
+        for image in group["images"]:
+            if not engine.config.show_paths:
+                image["path"] = Path(image["path"]).name
+            image["thumbnail_url"] = f"/thumbnails/{image['id']}"
+    return groups
 
 
 @router.get("/health")

@@ -327,6 +327,36 @@ def show(
         typer.echo(f"{key:>14}: {value}")
 
 
+@app.command()
+def duplicates(
+    level: str = typer.Option(
+        "near", "--level", help="exact (same bytes), near (same picture) or similar (same scene)."
+    ),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Cosine threshold (default: the level's)."
+    ),
+    db: Optional[Path] = DbOpt,
+    as_json: bool = typer.Option(False, "--json", metavar=""),
+) -> None:
+    """Groups of duplicate images in the index, largest first."""
+    with _engine(db, create=False) as engine:
+        groups = engine.duplicates(level, threshold)
+    if as_json:
+        typer.echo(json.dumps([g.to_dict() for g in groups], indent=2, ensure_ascii=False))
+        return
+    if not groups:
+        typer.echo(f"no {level} duplicates" + (f" at cosine >= {threshold}" if threshold is not None else ""))
+    for n, group in enumerate(groups, 1):
+        link = (
+            "same bytes"
+            if group.threshold is None
+            else f"linked at cosine >= {group.threshold} (weakest {group.score:.3f})"
+        )
+        typer.echo(f"group {n}: {len(group.ids)} images, {link}")
+        for image_id, path in zip(group.ids, group.paths):
+            typer.echo(f"  {image_id:>8}  {shown_path(path)}")
+
+
 @app.command("config")
 def show_config(
     db: Optional[Path] = DbOpt,

@@ -31,7 +31,7 @@ from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
 from .query.confidence import ConfidenceModel, ScoreTailConfidence
 from .query.parse import MAX_WEIGHT, QueryInput, check_text, parse_query
-from .query.results import SearchResult
+from .query.results import DuplicateGroup, SearchResult
 from .query.search import search as run_search
 from .store import Collection, Store
 
@@ -405,6 +405,34 @@ class Engine:
         return self.search([], k=k, offset=offset, image=image, target="texts", local=local)
 
     # -- images by catalogue id -------------------------------------------------------------------
+    def duplicates(self, level: str = "near", threshold: float | None = None) -> list[DuplicateGroup]:
+        """Groups of duplicate images, largest first: "exact" (same bytes), "near" (the same
+        picture re-encoded, resized, a little cropped) or "similar" (same scene); `threshold`
+        overrides the level's cosine threshold (query/duplicates.py)."""
+        from .query.duplicates import LEVELS, default_threshold, exact_groups, linked_groups
+
+        if level not in LEVELS:
+            raise QueryError(f"level {level!r}: use one of {', '.join(LEVELS)}")
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            raise QueryError(f"threshold {threshold}: a cosine similarity, between -1 and 1")
+        catalog = self.store.catalog
+        if level == "exact":
+            found = [(ids, 1.0) for ids in exact_groups(catalog.content_hashes())]
+            threshold = None
+        else:
+            threshold = default_threshold(level) if threshold is None else threshold
+            dim = int(catalog.get_meta("model_dim") or 0)
+            parts = list(catalog.iter_vectors(Collection.IMAGES, dim)) if dim else []
+            if not parts:
+                return []
+            ids = np.concatenate([p[0] for p in parts])
+            found = linked_groups(ids, np.concatenate([p[1] for p in parts]), threshold)
+        records = catalog.get_images([i for ids, _ in found for i in ids])
+        return [
+            DuplicateGroup(level, score, threshold, ids, [records[i].path for i in ids])
+            for ids, score in found
+        ]
+
     def image_info(self, image: int | str | Path) -> dict:
         """What the catalogue holds about one image, by id or by file path: file, size, pixels,
         content hash, caption and where it came from, text read in it, or why it failed."""

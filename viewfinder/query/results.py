@@ -56,3 +56,24 @@ class SearchResult:
             "collection_size": self.collection_size,
             "message": self.message,
         }
+
+
+@dataclass
+class DuplicateGroup:
+    """Images that `viewfinder duplicates` put together: at `level` "exact" the same bytes; at
+    "near" or "similar" joined by cosine similarities of at least `threshold`, the weakest of
+    the links that joined them being `score`."""
+
+    level: str
+    score: float
+    threshold: float | None
+    ids: list[int]
+    paths: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "level": self.level,
+            "score": round(self.score, 4),
+            "threshold": self.threshold,
+            "images": [{"id": i, "path": shown_path(p)} for i, p in zip(self.ids, self.paths)],
+        }

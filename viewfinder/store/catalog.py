@@ -228,6 +228,12 @@ class ImageCatalog:
     def count_errors(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM images WHERE error IS NOT NULL").fetchone()[0])
 
+    def content_hashes(self) -> list[tuple[int, str]]:
+        """(id, SHA-256) of every image that was read without error."""
+        return self.conn.execute(
+            "SELECT id, sha256 FROM images WHERE error IS NULL AND sha256 IS NOT NULL ORDER BY id"
+        ).fetchall()
+
     def images_under(self, root: str) -> dict[str, ImageRecord]:
         prefix = os.fsencode(root.rstrip("/") + "/")  # compared as bytes: exact for any file name
         rows = self.conn.execute(
