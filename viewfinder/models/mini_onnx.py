@@ -136,12 +136,10 @@ class MiniOnnxEncoder(Encoder):
         heads_path: Path | None = None,
         device: str = "auto",
         cache_dir: Path | None = None,
-        threads: int | None = None,
     ) -> None:
         super().__init__(spec, device)
         self._heads_path = heads_path or shipped_heads_path()
         self._cache_dir = cache_dir or default_cache_dir()
-        self._threads = threads
         self._tower_lock = threading.Lock()
         self._dino = self._classifier = self._text = None
         self.e5 = E5Tower()
@@ -173,10 +171,7 @@ class MiniOnnxEncoder(Encoder):
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(build().SerializeToString())
             tmp.replace(path)
-        opts = ort.SessionOptions()
-        if self._threads:
-            opts.intra_op_num_threads = self._threads
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def _image_towers(self):
         with self._tower_lock:
