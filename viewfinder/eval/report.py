@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ..data.datasets import load_dataset, load_image
 from .harness import (
@@ -136,10 +136,14 @@ def contact_sheet(worst: list[dict], emb: PairEmbeddings, thumb: int = 96) -> Im
     label_w = 260
     sheet = Image.new("RGB", (label_w + cols * (thumb + 6), max(1, len(worst)) * (thumb + 8)), "white")
     draw = ImageDraw.Draw(sheet)
+    try:  # a face with accents ("Chichén Itzá"): Pillow's built-in one has ASCII only
+        font = ImageFont.truetype("DejaVuSans.ttf", 13)
+    except OSError:
+        font = ImageFont.load_default(size=13)
     for r, w in enumerate(worst):
         y = r * (thumb + 8) + 4
-        draw.text((4, y + 4), f"{w['query'][:40]}", fill="black")
-        draw.text((4, y + 20), f"match at rank {w['rank_of_match']}", fill="gray")
+        draw.text((4, y + 4), f"{w['query'][:40]}", fill="black", font=font)
+        draw.text((4, y + 22), f"match at rank {w['rank_of_match']}", fill="gray", font=font)
         for c, pid in enumerate([w["match"]] + w["top"]):
             im = load_image(by_id[pid], size=thumb)
             im.thumbnail((thumb, thumb))
