@@ -1,5 +1,7 @@
 """Captioners (offline vocabulary, GIT and BLIP code paths), OCR, and caption search."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +179,41 @@ def test_ocr_on_rendered_text_and_real_images(tmp_path, photos):
         assert all(r.caption for r in recs.values())
         described = eng.image_to_text(str(folder / "rocket.jpg"), k=3)
         assert any(h.source == "caption" for h in described.hits)  # captions are stored texts too
+
+
+def test_people_get_no_colour_gender_or_age_words():
+    """A strong colour and the word "woman" fit best, yet the caption says "a person"."""
+
+    class Fixed:
+        def encode_texts(self, texts):
+            out = np.zeros((len(texts), 4), np.float32)
+            for i, t in enumerate(texts):
+                out[i] = [("woman" in t) * 1.0, ("yellow" in t) * 1.0, ("photo" in t) * 1.0, 0.1]
+            return out
+
+    cap = VocabularyCaptioner(Fixed(), objects=["woman", "man", "car"])
+    ref = np.array([[0, 0, 0, 1.0]] * 4, np.float32)
+    (caption,) = cap.caption_vectors(np.array([[1.0, 1.0, 1.0, 0.0]]), ref)
+    assert caption.startswith("a photo of a person") and not FORBIDDEN.search(caption), caption
+
+
+FORBIDDEN = re.compile(
+    r"\b(man|woman|men|women|boy|girl|child|baby|old|young|male|female)\b"
+    r"|\b(red|orange|yellow|green|blue|purple|pink|brown|black|white|grey|dark|light)\s+(person|people|face|astronaut)\b"
+)
+
+
+@pytest.mark.slow
+def test_real_photos_of_people_are_captioned_without_guessing_who(photos):
+    """The photos that once got "a painting of a white woman and an astronaut" and "a photo of a
+    yellow person" (scikit-image's astronaut, mate-backgrounds' FreshFlower), and others of people."""
+    from PIL import Image
+
+    from viewfinder.models import load_encoder
+
+    names = ["astronaut.png", "FreshFlower.jpg", "camera.png", "messi5.jpg", "chelsea.png"]
+    files = {f.name: f for f in photos.rglob("*") if f.name in names}
+    cap = VocabularyCaptioner(load_encoder("mini", device="cpu"))
+    captions = dict(zip(files, cap.caption([Image.open(f).convert("RGB") for f in files.values()])))
+    assert len(captions) == len(names)
+    assert not [c for c in captions.values() if FORBIDDEN.search(c)], captions

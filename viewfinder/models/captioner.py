@@ -203,6 +203,19 @@ COMMON_OBJECTS = [
 ]
 
 
+# People are named as people: never with a colour (it reads as skin), gender or age word, which a
+# zero-shot vocabulary match cannot know and must not guess ("a photo of a yellow person").
+PEOPLE = {"person", "man", "woman", "child", "baby", "face", "astronaut", "boy", "girl"}
+AS_PERSON = {
+    "man": "person",
+    "woman": "person",
+    "child": "person",
+    "baby": "person",
+    "boy": "person",
+    "girl": "person",
+}
+
+
 def object_vocabulary(imagenet: bool = False) -> list[str]:
     """Everyday words; with imagenet=True also the 1,000 ImageNet class names (for CLIP-class
     models: a weak model such as mini picks rare fine-grained names too often)."""
@@ -276,7 +289,8 @@ class VocabularyCaptioner:
         for j in range(len(x_all)):
             obj_scores = centred["object"][:, j]
             best = np.argsort(-obj_scores)[:2]
-            obj = v["object"].terms[best[0]]
+            raw = v["object"].terms[best[0]]
+            obj = AS_PERSON.get(raw, raw)
             style_scores = centred["style"][:, j]
             style = (
                 v["style"].terms[int(np.argmax(style_scores))]
@@ -289,10 +303,10 @@ class VocabularyCaptioner:
             scene = v["scene"].terms[int(np.argmax(scene_scores))]
             phrase = article(
                 f"{colour} {obj}"
-                if colour_scores.max() > self.scene_margin * 3 and colour not in obj
+                if colour_scores.max() > self.scene_margin * 3 and colour not in obj and raw not in PEOPLE
                 else obj
             )
-            second = v["object"].terms[best[1]]
+            second = AS_PERSON.get(v["object"].terms[best[1]], v["object"].terms[best[1]])
             if obj_scores[best[1]] > obj_scores[best[0]] - 0.01 and second not in obj and obj not in second:
                 phrase += f" and {article(second)}"
             text = f"{article(style)} of {phrase}"
