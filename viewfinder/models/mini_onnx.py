@@ -256,7 +256,7 @@ class MiniOnnxEncoder(Encoder):
         return np.where(is_english[:, None], normalise(english), normalise(other))
 
     def fingerprint(self) -> str:
-        return files_fingerprint(self._heads_path, read_heads_config(self._heads_path))
+        return files_fingerprint(self._heads_path)
 
     def adopts_fingerprint(self, stored: str) -> bool:
         """Indexes built before this runtime existed hold a hash of the loaded torch weights,
