@@ -29,7 +29,7 @@ from .images import read_image
 from .ingest.reindex import finish_switch
 from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
-from .query.confidence import ConfidenceModel, ScoreTailConfidence
+from .query.confidence import ConfidenceModel, load_confidence
 from .query.parse import MAX_WEIGHT, QueryInput, check_text, parse_query
 from .query.results import DuplicateGroup, SearchResult
 from .query.search import search as run_search
@@ -93,9 +93,17 @@ class Engine:
         self.model_spec = config.model or stored or DEFAULT_MODEL
         self._encoder = encoder
         self._bound = False
-        self.confidence = confidence or ScoreTailConfidence()
+        self._confidence = confidence
         self._job: IndexJob | None = None
         self._job_lock = threading.Lock()
+
+    @property
+    def confidence(self) -> ConfidenceModel:
+        """The model's calibrated confidence where it ships one (mini does), else the score-tail
+        fallback (query/confidence.py)."""
+        if self._confidence is None:
+            self._confidence = load_confidence(self.encoder.calibration_path())
+        return self._confidence
 
     def _open_store(self) -> Store:
         cfg = self.config

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.datasets import FASHION_CLASSES, ImageTextPair, caption_groups, load_image
-from ..query.confidence import ScoreTailConfidence
+from ..query.confidence import ConfidenceModel
 from .metrics import accuracy, first_relevant_rank, retrieval_report
 
 
@@ -102,31 +102,18 @@ def zero_shot_accuracy(
     return accuracy(predicted, [p.group for p in emb.pairs])
 
 
-def reliability(emb: PairEmbeddings, bins: int = 10) -> list[dict]:
-    """Top-1 text->image hits binned by the engine's confidence: how often each bin is right."""
-    unique, groups, sims = text_image_scores(emb)
-    model = ScoreTailConfidence()
-    confs, correct = [], []
-    for j, c in enumerate(unique):
-        stats = model.fit_query(sims[j], len(emb.pairs))
-        top = int(np.argmax(sims[j]))
-        confs.append(model.confidence(float(sims[j, top]), stats))
-        correct.append(top in groups[c])
-    confs_a, correct_a = np.array(confs), np.array(correct)
-    out = []
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        mask = (confs_a >= lo) & ((confs_a < hi) if b < bins - 1 else (confs_a <= hi))
-        if mask.any():
-            out.append(
-                {
-                    "bin": f"{lo:.1f}-{hi:.1f}",
-                    "count": int(mask.sum()),
-                    "mean_confidence": float(confs_a[mask].mean()),
-                    "accuracy": float(correct_a[mask].mean()),
-                }
-            )
-    return out
+def reliability(emb: PairEmbeddings, model: ConfidenceModel, bins: int = 10) -> tuple[list[dict], float]:
+    """Top-1 text->image hits binned by the model's confidence (how often each bin is right),
+    and their expected calibration error."""
+    from .calibration import confidences, expected_calibration_error, labelled_hits, reliability_bins, select
+
+    unique, rows, groups = caption_groups([p.caption for p in emb.pairs])
+    hits = labelled_hits(
+        emb.texts[rows], emb.images, [groups[c] for c in unique], "text->image", k=1, with_absent=False
+    )
+    top = select(hits, hits.top)
+    conf = confidences(model, top)
+    return reliability_bins(conf, top.relevant, bins), expected_calibration_error(conf, top.relevant, bins)
 
 
 def cross_modal_consistency(emb: PairEmbeddings, k: int = 10) -> float:

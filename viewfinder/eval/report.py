@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data.datasets import load_dataset, load_image
+from ..query.confidence import load_confidence
 from .harness import (
     EvalResult,
     PairEmbeddings,
@@ -47,7 +48,9 @@ def evaluate(
     result.metrics["cross_modal_consistency@10"] = cross_modal_consistency(emb)
     if dataset == "fashion-mnist":
         result.metrics["zero_shot_accuracy"] = zero_shot_accuracy(encoder, emb)
-    result.reliability = reliability(emb)
+    result.reliability, result.metrics["top1_confidence_ECE"] = reliability(
+        emb, load_confidence(encoder.calibration_path())
+    )
     result.worst = worst_queries(emb)
     if report_dir is not None:
         write_report(result, emb, Path(report_dir))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -84,6 +85,10 @@ class Encoder(ABC):
 
     def compile_image_tower(self) -> None:
         raise ViewfinderError(f"{self.spec}: compiling the image tower needs the torch runtime")
+
+    def calibration_path(self) -> Path | None:
+        """The file of this model's fitted confidence (query/confidence.py), if it has one."""
+        return None
 
     def adopts_fingerprint(self, stored: str) -> bool:
         """Whether `stored`, a fingerprint an earlier viewfinder wrote, is of these same weights

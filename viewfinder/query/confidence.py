@@ -1,40 +1,44 @@
 """Confidence that a hit is a real match, and when to abstain.
 
-The default, `ScoreTailConfidence`, asks one question of each score: how unlikely is it that an
-image that does NOT match the query scores this high, given this collection? It draws the scores
-of the query against a fixed random sample of the collection (most of which do not match any
-given query), models them as normal (mean m, std s), and returns the probability that none of
-the N stored items would reach the score by chance:
+Two models behind one interface:
 
-    confidence(score) = Phi((score - m) / s) ** N
-
-A hit that stands far out of the bulk gets a confidence near 1; a best hit that is no better
-than what N unrelated items reach by chance gets a low one, and the search abstains when even the
-best hit is under `abstain_below`. Limits, stated plainly: the normal model underestimates heavy
-tails (overconfident), and a collection where most items match the query (all cats, "cat") looks
-like noise to it (underconfident). It is uncalibrated; a calibrated model (fitted on held-out
-pairs) can replace it through the same two-method interface."""
+- `CalibratedConfidence` (used wherever the model ships a calibration file, as `mini` does): a
+  logistic regression per query direction (text->image, image->text, image->image), fitted on
+  held-out labelled collections, some of which lack the query's subject altogether
+  (`scripts/fit_confidence.py`, `viewfinder/eval/calibration.py`). Its output is the probability
+  that the hit is relevant; its ECE per test split is in docs/confidence.md. It reads only what
+  a search knows (`hit_features`): the cosine, its z-score against a fixed sample of the
+  collection, the gaps to the top hit and to the next one, the rank, the collection's size and
+  how many items of that size would reach the score by chance. A second logistic model reads the
+  rank-1 hit's features and gives the probability that the collection holds the query's subject
+  at all; the search abstains when it is under the direction's threshold, chosen on held-out
+  data so that the queries it answers have their subject present at a stated rate.
+- `ScoreTailConfidence`, the fallback for models with no calibration file: the probability that
+  none of the N stored items would reach the score by chance under a normal model of this
+  query's scores, Phi(z) ** N. Uncalibrated: it overestimates on heavy tails and underestimates
+  where most items match."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 MIN_STD = 0.01  # cosine scores of a tiny or uniform collection: keep z finite
-
-
-class ConfidenceModel(Protocol):
-    """Turns a hit's score into a confidence in [0, 1]; the search abstains when the best hit's
-    confidence is under `abstain_below`."""
-
-    abstain_below: float
-
-    def fit_query(self, sample_scores: np.ndarray, population: int) -> "QueryStats": ...
-
-    def confidence(self, score: float, stats: "QueryStats") -> float: ...
+DIRECTIONS = ("text->image", "image->text", "image->image")
+FEATURES = (
+    "score",
+    "z",
+    "z_below_top",
+    "z_above_next",
+    "log_rank",
+    "log_population",
+    "log10_chance_hits",
+)
 
 
 @dataclass(frozen=True)
@@ -47,20 +51,154 @@ class QueryStats:
         return (score - self.mean) / self.std
 
 
+def query_stats(sample_scores: np.ndarray, population: int) -> QueryStats:
+    """The query's score distribution over a sample of the collection."""
+    if len(sample_scores) == 0:
+        return QueryStats(0.0, 1.0, max(population, 1))
+    return QueryStats(
+        float(sample_scores.mean()), max(float(sample_scores.std()), MIN_STD), max(population, 1)
+    )
+
+
+@dataclass(frozen=True)
+class HitContext:
+    """What the search knows about one hit when it judges it."""
+
+    score: float
+    rank: int  # 1-based, in the whole ranking
+    top_score: float  # the rank-1 hit's score
+    next_score: float | None  # the following hit's score (None: the last one)
+    direction: str  # "text->image", "image->text", "image->image" or "text->text"
+
+
+def chance_tail(z: float) -> float:
+    """P(a non-matching item scores above z), normal model."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def hit_features(hit: HitContext, stats: QueryStats) -> np.ndarray:
+    """The calibrated model's inputs, in FEATURES order."""
+    z = stats.z(hit.score)
+    following = hit.next_score if hit.next_score is not None else hit.score
+    chance = stats.population * chance_tail(z)
+    return np.array(
+        [
+            hit.score,
+            z,
+            stats.z(hit.top_score) - z,
+            (hit.score - following) / stats.std,
+            math.log(hit.rank),
+            math.log(stats.population),
+            max(math.log10(chance) if chance > 0 else -12.0, -12.0),
+        ],
+        np.float64,
+    )
+
+
+class ConfidenceModel(Protocol):
+    """Turns a hit into a confidence in [0, 1], and judges from the rank-1 hit whether the
+    collection holds anything that matches (else the search abstains)."""
+
+    def confidence(self, hit: HitContext, stats: QueryStats) -> float: ...
+
+    def abstains(self, top: HitContext, stats: QueryStats) -> bool: ...
+
+
 @dataclass(frozen=True)
 class ScoreTailConfidence:
     abstain_below: float = 0.5
 
-    def fit_query(self, sample_scores: np.ndarray, population: int) -> QueryStats:
-        if len(sample_scores) == 0:
-            return QueryStats(0.0, 1.0, max(population, 1))
-        return QueryStats(
-            float(sample_scores.mean()), max(float(sample_scores.std()), MIN_STD), max(population, 1)
-        )
-
-    def confidence(self, score: float, stats: QueryStats) -> float:
-        z = stats.z(score)
-        # log Phi(z) * N, computed in log space so that large N does not underflow early
-        tail = 0.5 * math.erfc(z / math.sqrt(2.0))
+    def confidence(self, hit: HitContext, stats: QueryStats) -> float:
+        # log Phi(z) * N, in log space so that large N does not underflow early
+        tail = chance_tail(stats.z(hit.score))
         log_cdf = math.log1p(-tail) if tail < 1.0 else -math.inf
         return float(math.exp(stats.population * log_cdf)) if log_cdf > -math.inf else 0.0
+
+    def abstains(self, top: HitContext, stats: QueryStats) -> bool:
+        return self.confidence(top, stats) < self.abstain_below
+
+
+@dataclass(frozen=True)
+class Logistic:
+    coef: tuple[float, ...]  # per FEATURES entry, on raw (unscaled) features
+    intercept: float
+
+    def __call__(self, features: np.ndarray) -> float:
+        logit = float(np.dot(self.coef, features)) + self.intercept
+        return 1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0)))
+
+
+@dataclass(frozen=True)
+class DirectionFit:
+    relevant: Logistic  # P(this hit is relevant)
+    present: Logistic  # from the rank-1 hit: P(the collection holds the query's subject)
+    abstain_below: float  # on `present`
+    target_precision: float  # kept queries whose subject is present, on held-out data (eval/calibration.py)
+
+
+@dataclass(frozen=True)
+class CalibratedConfidence:
+    fits: dict[str, DirectionFit]
+    source: str = ""  # what it was fitted on
+    fallback: ScoreTailConfidence = ScoreTailConfidence()
+
+    def _fit(self, direction: str) -> DirectionFit | None:
+        # a text query over stored texts is judged like one over images
+        return self.fits.get(direction) or self.fits.get(direction.replace("->text", "->image"))
+
+    def confidence(self, hit: HitContext, stats: QueryStats) -> float:
+        fit = self._fit(hit.direction)
+        return fit.relevant(hit_features(hit, stats)) if fit else self.fallback.confidence(hit, stats)
+
+    def presence(self, top: HitContext, stats: QueryStats) -> float | None:
+        fit = self._fit(top.direction)
+        return fit.present(hit_features(top, stats)) if fit else None
+
+    def abstains(self, top: HitContext, stats: QueryStats) -> bool:
+        fit = self._fit(top.direction)
+        if fit is None:
+            return self.fallback.abstains(top, stats)
+        return fit.present(hit_features(top, stats)) < fit.abstain_below
+
+    def to_json(self) -> str:
+        def logistic(m: Logistic) -> dict:
+            return {"coef": list(m.coef), "intercept": m.intercept}
+
+        body = {
+            "features": list(FEATURES),
+            "source": self.source,
+            "directions": {
+                d: {
+                    "relevant": logistic(f.relevant),
+                    "present": logistic(f.present),
+                    "abstain_below": f.abstain_below,
+                    "target_precision": f.target_precision,
+                }
+                for d, f in self.fits.items()
+            },
+        }
+        return json.dumps(body, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CalibratedConfidence":
+        body = json.loads(text)
+        if tuple(body.get("features", ())) != FEATURES:
+            raise ValueError(f"calibration features {body.get('features')} differ from {list(FEATURES)}")
+
+        def logistic(m: dict) -> Logistic:
+            return Logistic(tuple(m["coef"]), m["intercept"])
+
+        fits = {
+            d: DirectionFit(
+                logistic(f["relevant"]), logistic(f["present"]), f["abstain_below"], f["target_precision"]
+            )
+            for d, f in body["directions"].items()
+        }
+        return cls(fits, body.get("source", ""))
+
+
+def load_confidence(path: Path | None) -> ConfidenceModel:
+    """The calibrated model stored at `path`, else the score-tail fallback."""
+    if path is None or not path.exists():
+        return ScoreTailConfidence()
+    return CalibratedConfidence.from_json(path.read_text(encoding="utf-8"))

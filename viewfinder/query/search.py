@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import QueryError
 from ..store import Collection, ImageRecord, Store
-from .confidence import ConfidenceModel, QueryStats, ScoreTailConfidence
+from .confidence import ConfidenceModel, HitContext, QueryStats, ScoreTailConfidence, query_stats
 from .parse import QueryPart, load_image_part
 from .results import SearchHit, SearchResult
 
@@ -67,7 +67,9 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) ->
 
 @dataclass
 class Ranking:
-    """The ordered candidate ids of one search, with each id's place in the vector and lexical lists."""
+    """The ordered candidate ids of one search (one more than asked for, where there is one: the
+    last hit's confidence reads its margin to the next), with each id's place in the vector and
+    lexical lists."""
 
     ids: list[int]
     vector_rank: dict[int, int]
@@ -85,6 +87,7 @@ def rank(
     """Order the collection for the query: by vector, by BM25 over captions / OCR text / paths,
     or both fused by reciprocal rank. Queries with image parts and text collections have nothing
     to match lexically, so they always rank by vector."""
+    need += 1
     words = positive_words(parts)
     if collection != Collection.IMAGES or not words or any(p.kind != "text" for p in parts):
         mode = "vector"
@@ -105,6 +108,13 @@ def rank(
     return Ranking(ranked, vec_rank, lex_rank, mode)
 
 
+def direction_of(parts: Sequence[QueryPart], collection: Collection) -> str:
+    """ "text->image", "image->image", "image->text" or "text->text"; a query with any image part
+    counts as an image query."""
+    source = "image" if any(p.kind == "image" for p in parts) else "text"
+    return f"{source}->{'image' if collection == Collection.IMAGES else 'text'}"
+
+
 def judge(
     query: np.ndarray,
     ranking: Ranking,
@@ -112,14 +122,20 @@ def judge(
     collection: Collection,
     confidence: ConfidenceModel,
     dim: int,
-) -> tuple[QueryStats, bool]:
-    """This query's score statistics over the collection, and whether to abstain. Abstention
-    judges the rank-1 hit even when the page starts later; a lexical match never abstains."""
-    stats = confidence.fit_query(store.sample(collection) @ query, len(store.vectors(collection)))
-    top = store.catalog.vectors_of(collection, ranking.ids[:1], dim)
-    best = float(top[ranking.ids[0]] @ query) if top else 0.0
-    abstain = confidence.confidence(best, stats) < confidence.abstain_below and not ranking.lexical_rank
-    return stats, abstain
+    direction: str,
+) -> tuple[QueryStats, float, bool]:
+    """This query's score statistics over the collection, the rank-1 hit's score, and whether to
+    abstain. Abstention judges the rank-1 hit even when the page starts later; a lexical match
+    never abstains."""
+    stats = query_stats(store.sample(collection) @ query, len(store.vectors(collection)))
+    top_two = ranking.ids[:2]
+    vectors = store.catalog.vectors_of(collection, top_two, dim)
+    scores = [float(vectors[i] @ query) for i in top_two if i in vectors]
+    if not scores:
+        return stats, 0.0, True
+    top = HitContext(scores[0], 1, scores[0], scores[1] if len(scores) > 1 else None, direction)
+    abstain = confidence.abstains(top, stats) and not ranking.lexical_rank
+    return stats, scores[0], abstain
 
 
 @dataclass
@@ -136,14 +152,22 @@ class ScoredQuery:
     confidence: ConfidenceModel
     abstain: bool
     ranking: Ranking
+    direction: str
+    top_score: float
 
 
-def make_hit(rank_no: int, item_id: int, record, vector: np.ndarray, q: ScoredQuery) -> SearchHit:
+def hit_context(rank_no: int, score: float, next_score: float | None, q: ScoredQuery) -> HitContext:
+    return HitContext(score, rank_no, max(q.top_score, score), next_score, q.direction)
+
+
+def make_hit(
+    rank_no: int, item_id: int, record, vector: np.ndarray, next_score: float | None, q: ScoredQuery
+) -> SearchHit:
     """One hit: its score split into one share per query part, its confidence and explanation."""
     part_scores = q.embeddings @ vector
     score = float(q.query @ vector)
     contrib = {lab: float(w * s / q.norm) for lab, w, s in zip(q.labels, q.weights, part_scores)}
-    conf = q.confidence.confidence(score, q.stats)
+    conf = q.confidence.confidence(hit_context(rank_no, score, next_score, q), q.stats)
     explanation = explain(score, contrib, dict(zip(q.labels, part_scores.tolist())), conf, q.stats)
     extra: dict = {}
     if q.ranking.mode != "vector":
@@ -207,9 +231,10 @@ def search(
     ranking = rank(parts, query, store, collection, k + offset, mode)
     window = ranking.ids[offset : k + offset]
     dim = embeddings.shape[1]
-    vectors = store.catalog.vectors_of(collection, window, dim)
+    vectors = store.catalog.vectors_of(collection, ranking.ids[offset : k + offset + 1], dim)
     records = store.catalog.records_of(collection, window)
-    stats, abstain = judge(query, ranking, store, collection, confidence, dim)
+    direction = direction_of(parts, collection)
+    stats, top_score, abstain = judge(query, ranking, store, collection, confidence, dim, direction)
     scored = ScoredQuery(
         embeddings,
         query,
@@ -221,9 +246,14 @@ def search(
         confidence,
         abstain,
         ranking,
+        direction,
+        top_score,
     )
+    present = [i for i in ranking.ids[offset : k + offset + 1] if i in vectors]
+    scores = {i: float(vectors[i] @ query) for i in present}
+    following = dict(zip(present, [scores[i] for i in present[1:]] + [None]))
     hits = [
-        make_hit(rank_no, item_id, records[item_id], vectors[item_id], scored)
+        make_hit(rank_no, item_id, records[item_id], vectors[item_id], following[item_id], scored)
         for rank_no, item_id in enumerate(window, start=offset + 1)
         if item_id in records
         and item_id in vectors  # else deleted by another process since the index was read
@@ -231,7 +261,8 @@ def search(
     if collection == Collection.IMAGES and hits and store.catalog.count_texts():
         attach_best_texts(hits, vectors, store)
     message = (
-        "No good match: even the best hit is not clearly better than chance in this collection"
+        "No good match: nothing in this collection looks like the query (the best hit is no stronger "
+        "than what collections without the query's subject give)"
         if abstain
         else ""
     )

@@ -1,0 +1,283 @@
+"""Fit mini's confidence on held-out data and measure it before/after on every test split.
+
+    python scripts/fit_confidence.py     # 2 cores: about 2 min; needs extract_mini_v2_features.py's output
+
+For each evaluation set (tuxpaint, openclipart, emoji, fashion-mnist drawings; gcompris photos),
+collections are built from one split alone and from the split plus up to 2,000 of the set's
+training images (two sizes), and every query is judged with its relevant items present and again
+removed. Directions: text->image (a caption's images), image->text (an image's caption among the
+collection's captions), image->image (other images with the same caption, the query image left
+out). The validation splits fit one logistic model per direction (viewfinder/eval/calibration.py)
+and its abstention threshold for the stated precision; the test splits measure it.
+
+Writes viewfinder/models/weights/mini_heads.calibration.json (unless --no-install), prints the
+tables of docs/confidence.md, and draws docs/images/confidence_reliability.png."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from viewfinder.data.datasets import ImageTextPair, photo_split
+from viewfinder.eval.calibration import (
+    LabelledHits,
+    abstention,
+    confidences,
+    expected_calibration_error,
+    fit_direction,
+    labelled_hits,
+    reliability_bins,
+    select,
+)
+from viewfinder.models import load_encoder
+from viewfinder.models.mini import calibration_file, shipped_heads_path
+from viewfinder.query.confidence import DIRECTIONS, CalibratedConfidence, ScoreTailConfidence
+
+SETS = ("tuxpaint", "openclipart", "emoji", "fashion", "gcompris")
+# "subject absent" removes the query's whole category where the set has categories (a frog query
+# in a collection with no animals), since a collection that only lacks the exact captioned item
+# still holds look-alikes (a toad); emoji has no categories, so only its captioned items go.
+NO_CATEGORIES = {"emoji"}
+EXTRA_TRAIN = 2000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_sets(features: Path) -> dict[str, dict[str, list[tuple[str, str, str, np.ndarray]]]]:
+    """set -> split -> [(id, caption, category, frozen image features)]."""
+    out: dict[str, dict[str, list]] = {s: {"train": [], "val": [], "test": []} for s in SETS}
+    for name in ("drawings", "drawings-rest", "gcompris"):
+        data = np.load(features / f"{name}.npz", allow_pickle=False)
+        caps = json.loads((features / f"{name}.captions.json").read_text())
+        images = data["image"].astype(np.float32)  # one read: each data[key] decompresses anew
+        for i, pid in enumerate(data["ids"].tolist()):
+            dataset = pid.split("/")[0]
+            split = photo_split(pid) if dataset == "gcompris" else ImageTextPair(pid, "", "", "", "").split
+            caption, group = caps[pid]
+            out[dataset][split].append((pid, caption, "" if dataset in NO_CATEGORIES else group, images[i]))
+    return out
+
+
+class Embedder:
+    """mini's final embeddings: images from cached frozen features through the heads, captions
+    through the product's own text path (English tower or e5 by the language test)."""
+
+    def __init__(self) -> None:
+        self.encoder = load_encoder("mini", device="cpu", runtime="torch")
+        self.encoder.ensure_loaded()
+        self._texts: dict[str, np.ndarray] = {}
+
+    def images(self, feats: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.encoder.heads.embed_image(torch.from_numpy(feats.astype(np.float32))).numpy()
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def texts(self, captions: list[str]) -> np.ndarray:
+        todo = [c for c in dict.fromkeys(captions) if c not in self._texts]
+        if todo:
+            self._texts.update(zip(todo, self.encoder.encode_texts(todo)))
+        return np.stack([self._texts[c] for c in captions])
+
+
+def collection_hits(
+    emb: Embedder, query_rows: list, extra_rows: list, seed: int, strict: bool = False
+) -> dict[str, LabelledHits]:
+    """Labelled hits of every direction for queries from `query_rows`, over a collection of
+    `query_rows` + `extra_rows`; absent cases remove the query's category (`strict`: only the
+    items with its caption)."""
+    rows = query_rows + extra_rows
+    captions = [r[1] for r in rows]
+    images = emb.images(np.stack([r[3] for r in rows]))
+    category_of = {r[1]: r[2] for r in rows}
+    n_q = len(query_rows)
+    unique = list(dict.fromkeys(captions))
+
+    def grouped(keys: list[str]) -> dict[str, set[int]]:
+        out: dict[str, set[int]] = {}
+        for i, key in enumerate(keys):
+            out.setdefault(key, set()).add(i)
+        return out
+
+    members = grouped(captions)
+    by_category = grouped([r[2] or r[1] for r in rows])
+    text_by_category = grouped([category_of[c] or c for c in unique])
+
+    def category(caption: str) -> str:
+        return category_of[caption] or caption
+
+    def absent(sets: list[set[int]]) -> list[set[int]] | None:
+        return None if strict else sets
+
+    out = {}
+    query_caps = list(dict.fromkeys(captions[:n_q]))
+    out["text->image"] = labelled_hits(
+        emb.texts(query_caps),
+        images,
+        [members[c] for c in query_caps],
+        "text->image",
+        absent_removes=absent([by_category[category(c)] for c in query_caps]),
+        seed=seed,
+    )
+    text_index = {c: j for j, c in enumerate(unique)}
+    out["image->text"] = labelled_hits(
+        images[:n_q],
+        emb.texts(unique),
+        [{text_index[c]} for c in captions[:n_q]],
+        "image->text",
+        absent_removes=absent([text_by_category[category(c)] for c in captions[:n_q]]),
+        seed=seed,
+    )
+    out["image->image"] = labelled_hits(
+        images[:n_q],
+        images,
+        [members[c] - {i} for i, c in enumerate(captions[:n_q])],
+        "image->image",
+        exclude=[{i} for i in range(n_q)],
+        absent_removes=absent([by_category[category(c)] for c in captions[:n_q]]),
+        seed=seed,
+    )
+    return out
+
+
+def split_hits(
+    emb: Embedder, sets: dict, split: str, seed: int, strict: bool = False
+) -> dict[str, dict[str, LabelledHits]]:
+    """set -> direction -> hits, over the split alone and the split plus training images."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in SETS:
+        rows = sets[name][split]
+        train = sets[name]["train"]
+        extra = [train[i] for i in rng.permutation(len(train))[:EXTRA_TRAIN]]
+        alone = collection_hits(emb, rows, [], seed, strict)
+        larger = collection_hits(emb, rows, extra, seed + 1, strict)
+        out[name] = {d: alone[d].extend(larger[d]) for d in DIRECTIONS}
+        print(
+            f"  {split} {name}: {len(rows)} queries, collections of {len(rows)} and {len(rows) + len(extra)}"
+        )
+    return out
+
+
+def merged(per_set: dict[str, dict[str, LabelledHits]], direction: str) -> LabelledHits:
+    """Every set's hits of one direction; each query weighs the same (weighing each set the same
+    instead gave fashion-mnist's ten text queries the weight of openclipart's 500 and measured
+    worse: text->image right top hits abstaining 0.13 -> 0.38)."""
+    hits = LabelledHits()
+    for by_dir in per_set.values():
+        hits = hits.extend(by_dir[direction])
+    return hits
+
+
+def draw(test: dict, models: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(SETS), figsize=(3.2 * len(SETS), 6.4), squeeze=False)
+    for row, (label, model) in enumerate(models.items()):
+        for col, name in enumerate(SETS):
+            hits = test[name]["text->image"]
+            conf = confidences(model, hits)
+            bins = reliability_bins(conf, hits.relevant)
+            ax = axes[row][col]
+            ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+            ax.plot([b["mean_confidence"] for b in bins], [b["accuracy"] for b in bins], "o-")
+            for b in bins:
+                ax.annotate(
+                    str(b["count"]),
+                    (b["mean_confidence"], b["accuracy"]),
+                    fontsize=7,
+                    xytext=(3, -9),
+                    textcoords="offset points",
+                )
+            ece = expected_calibration_error(conf, hits.relevant)
+            ax.set_title(f"{name}, {label}\nECE {ece:.3f}", fontsize=9)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("confidence", fontsize=8)
+            if col == 0:
+                ax.set_ylabel("share relevant", fontsize=8)
+    fig.suptitle("text->image hits (top 10, subject present and absent), test splits; numbers: hits per bin")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--features", type=Path, default=ROOT / "data" / "features-v2")
+    ap.add_argument(
+        "--precision",
+        type=float,
+        default=0.8,
+        help="share of non-abstaining queries whose subject is in the collection, on held-out data",
+    )
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "confidence_reliability.png")
+    args = ap.parse_args()
+
+    sets = load_sets(args.features)
+    emb = Embedder()
+    val = split_hits(emb, sets, "val", seed=0)
+    test = split_hits(emb, sets, "test", seed=100)
+    fits = {d: fit_direction(merged(val, d), args.precision) for d in DIRECTIONS}
+    calibrated = CalibratedConfidence(
+        fits, source=f"scripts/fit_confidence.py on the val splits of {', '.join(SETS)}"
+    )
+    before = ScoreTailConfidence()
+
+    print("\nECE (10 bins) on the test splits, all top-10 hits / rank-1 hits only; before -> after")
+    print("| direction | " + " | ".join(SETS) + " |")
+    print("|---" * (len(SETS) + 1) + "|")
+    for d in DIRECTIONS:
+        cells = []
+        for name in SETS:
+            hits = test[name][d]
+            top = select(hits, hits.top)
+            e = [
+                expected_calibration_error(confidences(m, h), h.relevant)
+                for m in (before, calibrated)
+                for h in (hits, top)
+            ]
+            cells.append(f"{e[0]:.3f} / {e[1]:.3f} -> **{e[2]:.3f} / {e[3]:.3f}**")
+        print(f"| {d} | " + " | ".join(cells) + " |")
+
+    strict = split_hits(emb, sets, "test", seed=100, strict=True)
+    print(
+        "\nAbstention on the test splits (threshold chosen on val: the subject present in "
+        f"{args.precision:.0%} of the queries answered)"
+    )
+    print(
+        "| direction | set | model | threshold | subject absent: abstain | only its captioned items absent: "
+        "abstain | right top hits: abstain | kept: top hit right | kept: subject present |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for d in DIRECTIONS:
+        for name in SETS + ("all",):
+            hits = merged(test, d) if name == "all" else test[name][d]
+            hard = merged(strict, d) if name == "all" else strict[name][d]
+            top, hard_top = select(hits, hits.top), select(hard, hard.top)
+            for label, model in (("before", before), ("calibrated", calibrated)):
+                r, h = abstention(model, top), abstention(model, hard_top)
+                threshold = model.fits[d].abstain_below if label == "calibrated" else model.abstain_below
+                print(
+                    f"| {d} | {name} | {label} | {threshold:.2f} | {r.absent_abstain_rate:.2f} "
+                    f"({r.absent_queries}) | {h.absent_abstain_rate:.2f} ({h.absent_queries}) | "
+                    f"{r.right_top_abstain_rate:.2f} ({r.right_top_queries}) | {r.kept_precision:.2f} | "
+                    f"{r.kept_present:.2f} |"
+                )
+
+    draw(test, {"before": before, "calibrated": calibrated}, args.figure)
+    print(f"\nwrote {args.figure}")
+    if not args.no_install:
+        path = calibration_file(shipped_heads_path())
+        path.write_text(calibrated.to_json() + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
