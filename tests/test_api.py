@@ -229,3 +229,26 @@ def test_reindex_runs_in_the_background_and_stats_show_it(client, tiny_hf_dir):
     assert stats["model"] == f"hf:{tiny_hf_dir}" and stats["images"] == before
     assert client.post("/search", json={"query": "a cat", "k": 3}).json()["hits"]
     assert client.post("/reindex", json={"model": "nope:x"}, headers=headers).status_code == 400
+
+
+def test_explain_heatmaps_and_overlay(client):
+    r = client.post("/search", json={"query": "a cat", "k": 2, "explain": True})
+    assert r.status_code == 200
+    for hit in r.json()["hits"]:
+        heat = hit["heatmap"]
+        assert len(heat["values"]) == heat["rows"] and len(heat["values"][0]) == heat["cols"]
+        flat = [v for row in heat["values"] for v in row]
+        assert min(flat) == 0.0 and max(flat) == 1.0 and heat["summary"].startswith("strongest")
+        assert hit["verdict"] in {"strong match", "possible match", "weak match", "no good match"}
+    assert (
+        "heatmap" not in r.json()["hits"][0]
+        or client.post("/search", json={"query": "a cat"}).json()["hits"][0]["heatmap"] is None
+    )
+    assert client.post("/search", json={"query": "a cat", "k": 50, "explain": True}).status_code == 422
+    hit_id = r.json()["hits"][0]["id"]
+    png = client.get(f"/explain/{hit_id}", params={"query": "a cat"})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.headers["x-heatmap-summary"].startswith("strongest")
+    assert Image.open(io.BytesIO(png.content)).size[0] > 0
+    assert client.get("/explain/999999", params={"query": "a cat"}).status_code == 404
+    assert client.get(f"/explain/{hit_id}").status_code == 422  # no query

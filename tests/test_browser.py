@@ -147,7 +147,14 @@ def test_every_mode_renders_results_with_alt_text(server, browser):
     browser.find_element(By.CSS_SELECTOR, "#results button.hit").send_keys(Keys.ENTER)
     _wait(lambda: browser.find_element(By.ID, "detail").get_attribute("open") is not None)
     assert "score" in browser.find_element(By.ID, "detail-explain").text
+    assert "match" in browser.find_element(By.ID, "detail-verdict").text  # the confidence in words
     browser.save_screenshot(str(SHOTS / "detail.png"))
+    # where it matches: the heatmap overlay from GET /explain, with its summary in words
+    browser.find_element(By.ID, "detail-where").click()
+    _wait(lambda: "Where it matches" in browser.find_element(By.ID, "detail-where-summary").text)
+    assert browser.find_element(By.ID, "detail-where").get_attribute("aria-pressed") == "true"
+    assert "lit where it matches" in browser.find_element(By.ID, "detail-img").get_attribute("alt")
+    browser.save_screenshot(str(SHOTS / "detail_heatmap.png"))
     browser.find_element(By.ID, "detail-close").click()
 
     # image search by upload

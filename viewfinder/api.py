@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi import Query as QueryParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -27,6 +27,7 @@ from .engine import MAX_WEIGHT, Engine
 from .errors import ImageTooLargeError, QueryError, UnsupportedMediaError, ViewfinderError
 
 MAX_K = 200
+MAX_EXPLAIN = 10  # heatmaps per search: each costs about 50 image encodings
 TOKEN_COOKIE = "viewfinder_token"
 LOOPBACK = {"127.0.0.1", "::1"}
 MAX_UPLOAD_BYTES = 20 << 20
@@ -52,11 +53,18 @@ class SearchRequest(BaseModel):
     image: str | None = Field(None, description="data URI of an image for hybrid search")
     target: Literal["images", "texts"] = "images"
     mode: Literal["vector", "lexical", "fused"] | None = None
+    explain: bool = Field(
+        False, description=f"a heatmap of where the query matches on each image hit (k <= {MAX_EXPLAIN})"
+    )
 
     @model_validator(mode="after")
     def something_to_look_for(self) -> "SearchRequest":
         if isinstance(self.query, list) and self.query and all(p.weight <= 0 for p in self.query):
             raise ValueError("only negative parts: add a part with a positive weight to look for")
+        if self.explain and self.k > MAX_EXPLAIN:
+            raise ValueError(
+                f"explain: at most k={MAX_EXPLAIN} hits (each heatmap costs ~50 image encodings)"
+            )
         return self
 
 
@@ -214,6 +222,7 @@ def run_search(engine: Engine, req: SearchRequest, upload: bytes | None, target:
         target=target,
         local=False,
         mode=req.mode,
+        regions=req.explain,
     )
     out = result.to_dict()
     for hit in out["hits"]:
@@ -281,6 +290,26 @@ def image(image_id: ImageId, engine: Engine = Depends(engine_of)) -> FileRespons
 )
 def thumbnail(image_id: ImageId, engine: Engine = Depends(engine_of)) -> FileResponse:
     return FileResponse(engine.thumbnail(image_id), media_type="image/jpeg")
+
+
+@router.get(
+    "/explain/{image_id}",
+    responses=image_responses("the image with a heatmap of where the query matches", "image/png"),
+    dependencies=[Depends(require_read)],
+)
+def explain(
+    image_id: ImageId,
+    query: Annotated[str, QueryParam(min_length=1, max_length=2000, description="the search query")],
+    engine: Engine = Depends(engine_of),
+) -> Response:
+    """The image with a heatmap of where `query` matches it; the header X-Heatmap-Summary says
+    where in words."""
+    heat = engine.explain_regions(image_id, query, local=False)
+    return Response(
+        engine.overlay_png(image_id, heat),
+        media_type="image/png",
+        headers={"X-Heatmap-Summary": heat.summary()},
+    )
 
 
 @router.get("/stats", dependencies=[Depends(require_read)])

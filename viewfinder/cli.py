@@ -208,6 +208,12 @@ def search(
     as_text: bool = typer.Option(
         False, "--as-text", help="Take the query as words, even where it looks like a file name.", metavar=""
     ),
+    explain: Optional[Path] = typer.Option(
+        None,
+        "--explain",
+        help="Write each image hit with a heatmap of where the query matches into this folder "
+        "(PNG; seconds a hit on a CPU).",
+    ),
 ) -> None:
     """Find images (or, with --texts, stored texts) for QUERY."""
     # the query takes words like -blurry (negative parts), so the parser lets unknown options
@@ -230,7 +236,14 @@ def search(
             offset=offset,
             target="texts" if texts else "images",
             mode=mode,
+            regions=explain is not None and not texts,
         )
+        if explain is not None:
+            explain.mkdir(parents=True, exist_ok=True)
+            for h in result.hits:
+                if h.heatmap is not None:
+                    out = explain / f"{h.rank:02d}-{Path(h.path or '').stem}.png"
+                    out.write_bytes(engine.overlay_png(h.id, h.heatmap))
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in result.hits], indent=2))
         return
@@ -261,15 +274,19 @@ def _print_hits(result) -> None:
         return
     # box drawing only on a terminal; a long path loses its middle, never its file name
     table = Table(show_header=True, header_style="bold", box=box.SQUARE if console.is_terminal else None)
+    heat = any(h.heatmap for h in result.hits)
     for col in ("rank", "score", "confidence", "text" if result.hits[0].kind == "text" else "path"):
         table.add_column(
             col, justify="right" if col not in ("path", "text") else "left", no_wrap=col == "path"
         )
-    room = max(20, console.width - 30)
+    if heat:
+        table.add_column("strongest")
+    room = max(20, console.width - (50 if heat else 30))
     for h in result.hits:
         where = h.text if h.kind == "text" else _elide(shown_path(h.path), room)
         where += f"  [{h.caption}]" if h.kind == "image" and h.caption else ""
-        table.add_row(str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", where)
+        cells = [str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", where]
+        table.add_row(*cells + ([h.heatmap["summary"].replace("strongest ", "")] if heat else []))
     console.print(table)
     if result.abstained:
         console.print(f"[yellow]{result.message}[/yellow]")

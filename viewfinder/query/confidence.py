@@ -197,6 +197,23 @@ class CalibratedConfidence:
         return cls(fits, body.get("source", ""))
 
 
+STRONG, POSSIBLE = 0.5, 0.2  # confidence bounds of the words people see
+
+
+def verdict(confidence: float, abstained: bool) -> str:
+    """A hit's confidence in words: "strong match", "possible match", "weak match", or "no good
+    match" for every hit of a search that abstained."""
+    if abstained:
+        return "no good match"
+    return (
+        "strong match"
+        if confidence >= STRONG
+        else "possible match"
+        if confidence >= POSSIBLE
+        else "weak match"
+    )
+
+
 def load_confidence(path: Path | None) -> ConfidenceModel:
     """The calibrated model stored at `path`, else the score-tail fallback."""
     if path is None or not path.exists():

@@ -23,6 +23,8 @@ class SearchHit:
     caption: str | None = None
     source: str | None = None  # for text hits: where the text came from
     best_text: str | None = None  # for image hits: the stored text that fits the image best
+    heatmap: dict | None = None  # where asked: query/regions.py Heatmap.to_dict()
+    verdict: str = ""  # the confidence in words (query/confidence.py `verdict`)
     extra: dict = field(default_factory=dict)
 
     def alt_text(self) -> str:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import QueryError
+from ..images import read_image
 from ..store import Collection, ImageRecord, Store
-from .confidence import ConfidenceModel, HitContext, QueryStats, ScoreTailConfidence, query_stats
+from .confidence import ConfidenceModel, HitContext, QueryStats, ScoreTailConfidence, query_stats, verdict
 from .parse import QueryPart, load_image_part
+from .regions import Heatmap, region_heatmap
 from .results import SearchHit, SearchResult
 
 
@@ -192,6 +195,7 @@ def make_hit(
         explanation=explanation,
         kind="image" if is_image else "text",
         extra=extra,
+        verdict=verdict(conf, q.abstain),
     )
     if is_image:
         hit.path, hit.caption = record.path, record.caption
@@ -211,10 +215,12 @@ def search(
     offset: int = 0,
     confidence: ConfidenceModel | None = None,
     mode: str = "vector",
+    regions: bool = False,
 ) -> SearchResult:
     """Rank `collection` for the query parts and explain the hits `offset`..`offset + k`.
 
-    `mode`: "vector", "lexical" or "fused" (see `rank`). `max_pixels` bounds image parts."""
+    `mode`: "vector", "lexical" or "fused" (see `rank`). `max_pixels` bounds image parts.
+    `regions`: also a heatmap of where each image hit matches (about 50 image encodings a hit)."""
     if mode not in MODES:
         raise QueryError(f"mode {mode!r}: use one of {', '.join(MODES)}")
     confidence = confidence or ScoreTailConfidence()
@@ -260,6 +266,9 @@ def search(
     ]
     if collection == Collection.IMAGES and hits and store.catalog.count_texts():
         attach_best_texts(hits, vectors, store)
+    if regions and collection == Collection.IMAGES:
+        for hit in hits:
+            hit.heatmap = image_heatmap(Path(hit.path or ""), query, encoder, max_pixels).to_dict()
     message = (
         "No good match: nothing in this collection looks like the query (the best hit is no stronger "
         "than what collections without the query's subject give)"
@@ -267,6 +276,16 @@ def search(
         else ""
     )
     return SearchResult(hits, abstain, population, message)
+
+
+HEATMAP_SIDE = 512  # the image is shrunk to this before the occlusion passes: the model sees 224 px
+
+
+def image_heatmap(path: Path, query: np.ndarray, encoder, max_pixels: int) -> Heatmap:
+    """Where the image at `path` matches the unit query vector (query/regions.py)."""
+    image = read_image(path, max_pixels, draft_size=HEATMAP_SIDE).image
+    image.thumbnail((HEATMAP_SIDE, HEATMAP_SIDE))
+    return region_heatmap(encoder, image, query)
 
 
 def attach_best_texts(hits: list[SearchHit], vectors: dict[int, np.ndarray], store: Store) -> None:

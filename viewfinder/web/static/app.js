@@ -78,10 +78,12 @@
   function announce(text) { $("status").textContent = text; }
 
   // -- search --
+  let lastQuery = "";  // the text of the last text-only search: the heatmap view asks the API with it
   $("panel").addEventListener("submit", async (e) => {
     e.preventDefault();
     const form = new FormData();
     const query = $("q").value.trim();
+    lastQuery = mode === "text" ? query : "";
     if (mode === "text" || mode === "hybrid") form.append("query", query);
     if (mode !== "text") {
       if (!imageFile) { announce("Choose, drop or paste an image first."); return; }
@@ -106,7 +108,7 @@
     data.hits.forEach((hit) => {
       if (hit.kind === "text") {
         const li = document.createElement("li");
-        li.textContent = `${hit.text} — score ${hit.score.toFixed(3)}, confidence ${hit.confidence.toFixed(2)}`;
+        li.textContent = `${hit.text} — ${hit.verdict} (score ${hit.score.toFixed(3)}, confidence ${hit.confidence.toFixed(2)})`;
         texts.append(li);
         return;
       }
@@ -118,7 +120,8 @@
       img.src = hit.thumbnail_url; img.alt = hit.alt; img.loading = "lazy";
       const meta = document.createElement("div");
       meta.className = "meta";
-      meta.textContent = `#${hit.rank} · score ${hit.score.toFixed(3)} · confidence ${hit.confidence.toFixed(2)}`;
+      meta.textContent = `#${hit.rank} · ${hit.verdict}`;
+      meta.dataset.verdict = hit.verdict;
       btn.append(img, meta);
       btn.addEventListener("click", () => showDetail(hit));
       li.append(btn);
@@ -131,21 +134,57 @@
     $("status").className = data.abstained ? "abstain" : "muted";
   }
 
+  let shown = null;  // the hit in the detail view
   function showDetail(hit) {
+    shown = hit;
     $("detail-img").src = hit.image_url;
     $("detail-img").alt = hit.alt;
     $("detail-caption").textContent = hit.caption || hit.best_text || hit.path.split("/").pop();
+    $("detail-verdict").textContent = `${hit.verdict}: score ${hit.score.toFixed(3)}, confidence ${hit.confidence.toFixed(2)} (the chance that this image is what you asked for)`;
     const body = document.querySelector("#detail-parts tbody");
     body.replaceChildren();
+    const total = Object.values(hit.contributions).reduce((s, v) => s + Math.abs(v), 0) || 1;
     Object.entries(hit.contributions).forEach(([part, value]) => {
       const tr = document.createElement("tr");
       const a = document.createElement("td"); a.textContent = part;
       const b = document.createElement("td"); b.textContent = value.toFixed(3);
-      tr.append(a, b); body.append(tr);
+      const c = document.createElement("td");
+      const bar = document.createElement("span");
+      bar.className = value < 0 ? "bar negative" : "bar";
+      bar.style.width = `${Math.round(100 * Math.abs(value) / total)}%`;
+      c.append(bar); c.setAttribute("aria-hidden", "true");
+      tr.append(a, b, c); body.append(tr);
     });
+    const words = (hit.extra && hit.extra.matched_terms) || [];
+    $("detail-words").textContent = words.length ? `Words found in its caption, text or path: ${words.join(", ")}` : "";
+    $("detail-best-text").textContent = hit.best_text ? `Nearest stored text: ${hit.best_text}` : "";
+    $("detail-where").hidden = !lastQuery;
+    $("detail-where").setAttribute("aria-pressed", "false");
+    $("detail-where-summary").textContent = "";
     $("detail-explain").textContent = hit.explanation;
     $("detail").showModal();
     $("detail-close").focus();
   }
   $("detail-close").addEventListener("click", () => $("detail").close());
+
+  // -- where it matches: the image with a heatmap from GET /explain, toggled --
+  $("detail-where").addEventListener("click", async () => {
+    const btn = $("detail-where"), hit = shown;
+    if (btn.getAttribute("aria-pressed") === "true") {
+      btn.setAttribute("aria-pressed", "false");
+      $("detail-img").src = hit.image_url; $("detail-img").alt = hit.alt;
+      $("detail-where-summary").textContent = "";
+      return;
+    }
+    $("detail-where-summary").textContent = "Working out where it matches…";
+    try {
+      const resp = await fetch(`/explain/${hit.id}?query=${encodeURIComponent(lastQuery)}`);
+      if (!resp.ok) { $("detail-where-summary").textContent = `Error: ${(await resp.json()).error}`; return; }
+      const summary = resp.headers.get("X-Heatmap-Summary") || "";
+      $("detail-img").src = URL.createObjectURL(await resp.blob());
+      $("detail-img").alt = `${hit.alt}, lit where it matches "${lastQuery}": ${summary}`;
+      $("detail-where-summary").textContent = `Where it matches "${lastQuery}": ${summary}.`;
+      btn.setAttribute("aria-pressed", "true");
+    } catch (err) { $("detail-where-summary").textContent = `Error: ${err}`; }
+  });
 })();
