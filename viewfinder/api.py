@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Sequence
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
@@ -420,14 +420,17 @@ class RateLimit:
         return await call_next(request)
 
 
-def create_app(config: Config, engine: Engine | None = None) -> FastAPI:
+def create_app(config: Config, engine: Engine | None = None, watch: Sequence[str] = ()) -> FastAPI:
     """The app over one engine; the model loads at start-up and is shared by all requests."""
     engine = engine or Engine(config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         engine.load()  # once, before the first request
+        watchers = [engine.watch_in_background(folder) for folder in watch]
         yield
+        for stop in watchers:
+            stop.set()
         engine.close()
 
     # /docs and /redoc with their scripts served from the package, not a CDN: they work offline
@@ -448,7 +451,8 @@ def create_app(config: Config, engine: Engine | None = None) -> FastAPI:
     return app
 
 
-def serve(config: Config, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(config: Config, host: str = "127.0.0.1", port: int = 8000, watch: Sequence[str] = ()) -> None:
+    """Run the server; `watch`: folders kept indexed while it runs (Engine.watch_in_background)."""
     import uvicorn
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(config, watch=watch), host=host, port=port, log_level="info")

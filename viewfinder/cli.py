@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
@@ -117,15 +118,36 @@ def index(
             )
             raise typer.Exit(130) from None
         typer.echo(
-            f"{report.scanned} files: {report.embedded} embedded, {report.unchanged} unchanged, "
-            f"{report.moved} moved, "
-            f"{report.deleted} removed, {len(report.failed)} failed ({report.images_per_second:.1f} "
-            "images/s); "
-            f"index {engine.config.db} now holds {engine.counts()['images']} images"
+            f"{report.summary()}; index {engine.config.db} now holds {engine.counts()['images']} images"
         )
         if caption or ocr:
             _echo_caption_report(
                 engine.caption(ocr=ocr, captions=caption, progress=not quiet, on_error=_skipped)
+            )
+
+
+@app.command()
+def watch(
+    folder: Path = typer.Argument(..., help="Folder of images to keep indexed."),
+    db: Optional[Path] = DbOpt,
+    model: Optional[str] = ModelOpt,
+) -> None:
+    """Index FOLDER, then keep the index in step with it: new, changed, moved and deleted files
+    are picked up within seconds, until Ctrl-C."""
+    with _engine(db, model) as engine:
+        typer.echo(f"watching {folder} (Ctrl-C stops; what is indexed stays)", err=True)
+
+        def report(rep) -> None:
+            now = time.strftime("%H:%M:%S")
+            typer.echo(
+                f"{now} {rep.summary()}; index {engine.config.db} holds {engine.counts()['images']} images"
+            )
+
+        try:
+            engine.watch(folder, on_report=report, on_error=_skipped)
+        except KeyboardInterrupt:
+            typer.echo(
+                f"stopped; index {engine.config.db} holds {engine.counts()['images']} images", err=True
             )
 
 
@@ -455,6 +477,9 @@ def serve(
     allow_root: Optional[List[Path]] = typer.Option(
         None, "--allow-root", help="Folder that POST /index may index (repeatable)."
     ),
+    watch_folders: Optional[List[Path]] = typer.Option(
+        None, "--watch", help="Keep this folder indexed while serving (repeatable)."
+    ),
 ) -> None:
     """Serve the REST API and the web page."""
     from .api import serve as run_server
@@ -463,6 +488,7 @@ def serve(
         load_config(db=db, allowed_roots=tuple(str(p) for p in allow_root) if allow_root else None),
         host,
         port,
+        watch=[str(p) for p in watch_folders or []],
     )
 
 

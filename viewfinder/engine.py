@@ -244,6 +244,65 @@ class Engine:
                 gpus_per_actor=gpus_per_actor,
             )
 
+    def watch(
+        self,
+        folder: str | Path,
+        stop: threading.Event | None = None,
+        on_report: Callable[[IndexReport], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        debounce_ms: int = 1000,
+    ) -> None:
+        """Index `folder`, then keep it indexed until `stop` is set (or Ctrl-C): each burst of
+        file changes under it (new, changed, moved, deleted) runs the same incremental `index`,
+        so moves keep their vectors and unchanged files cost a stat. Changes are gathered for
+        `debounce_ms` so that a copy of many files is one run, not one per file."""
+        from watchfiles import watch as file_changes
+
+        target = Path(folder).expanduser().resolve()
+        if not target.is_dir():
+            raise NotFoundError(f"{folder}: no such folder; give the folder to keep indexed")
+
+        def run_once() -> None:
+            report = self.index(target, progress=False, on_error=on_error)
+            if on_report is not None:
+                on_report(report)
+
+        # The first pass runs once the watcher is up (its first yield, at the latest after
+        # `rust_timeout`), so a file that arrives during that pass is seen by a second one.
+        first = True
+        for changes in file_changes(
+            target,
+            stop_event=stop,
+            debounce=debounce_ms,
+            raise_interrupt=True,
+            yield_on_timeout=True,
+            rust_timeout=500,
+        ):
+            if first or changes:
+                run_once()
+                first = False
+
+    def watch_in_background(self, folder: str | Path) -> threading.Event:
+        """`watch` in a thread with its own engine (searches keep theirs); set the returned event to
+        stop it. Used by `viewfinder serve --watch`."""
+        stop = threading.Event()
+        encoder = self.encoder
+
+        def run() -> None:
+            with Engine(self.config, encoder=encoder) as watcher:
+                try:
+                    watcher.watch(
+                        folder,
+                        stop,
+                        on_report=lambda r: log.info("watch %s: %s", folder, r.summary()),
+                        on_error=log.warning,
+                    )
+                except ViewfinderError as exc:
+                    log.error("watch %s stopped: %s", folder, exc)
+
+        threading.Thread(target=run, name="viewfinder-watch", daemon=True).start()
+        return stop
+
     def index_in_background(self, folder: str | Path) -> str:
         """Start indexing `folder` in a thread and return its resolved path; `index_job()` tells
         how it goes. Only folders under `config.allowed_roots` may be indexed this way (the API's

@@ -53,6 +53,13 @@ class IndexReport:
     def images_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds else 0.0
 
+    def summary(self) -> str:
+        return (
+            f"{self.scanned} files: {self.embedded} embedded, {self.unchanged} unchanged, "
+            f"{self.moved} moved, {self.deleted} removed, {len(self.failed)} failed "
+            f"({self.images_per_second:.1f} images/s)"
+        )
+
 
 def plan_index(files: Sequence[FileStat], known: dict) -> IndexPlan:
     """Diff the files on disk against the catalogue rows under the same root.
