@@ -177,6 +177,7 @@ def test_ocr_on_rendered_text_and_real_images(tmp_path, photos):
         assert again.captioned == 0 and again.ocr_read == 0
         recs = eng.store.catalog.images_under(str(folder))
         assert all(r.caption for r in recs.values())
+        assert all(0.0 <= r.caption_confidence <= 1.0 for r in recs.values())  # the vocabulary's own
         described = eng.image_to_text(str(folder / "rocket.jpg"), k=3)
         assert any(h.source == "caption" for h in described.hits)  # captions are stored texts too
 
@@ -217,3 +218,27 @@ def test_real_photos_of_people_are_captioned_without_guessing_who(photos):
     captions = dict(zip(files, cap.caption([Image.open(f).convert("RGB") for f in files.values()])))
     assert len(captions) == len(names)
     assert not [c for c in captions.values() if FORBIDDEN.search(c)], captions
+
+
+def test_alt_text_uses_only_sure_captions():
+    from viewfinder.query.results import ALT_TEXT_MIN, SearchHit
+
+    def hit(conf):
+        return SearchHit(
+            1,
+            7,
+            0.5,
+            0.5,
+            False,
+            {},
+            "",
+            "image",
+            path="/p/IMG_1.jpg",
+            caption="a cat",
+            caption_confidence=conf,
+            best_text="a tabby cat",
+        )
+
+    assert hit(ALT_TEXT_MIN).alt_text() == "a cat"
+    assert hit(None).alt_text() == "a cat"  # a generative or hand-written caption
+    assert hit(ALT_TEXT_MIN / 2).alt_text() == "IMG_1.jpg: a tabby cat"

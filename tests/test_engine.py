@@ -148,7 +148,7 @@ def test_reindex_moves_to_another_model_keeping_texts_and_captions(tmp_path, fol
         eng.index(folder, progress=False)
         eng.add_texts(["a cat", "a rocket"])
         some = eng.search("a cat", k=1).hits[0].id
-        eng.store.catalog.set_captions([(some, "a grey cat")], "test")
+        eng.store.catalog.set_captions([(some, "a grey cat", None)], "test")
         before = eng.stats()
         rep = eng.reindex(hf, progress=False)
         assert (rep.embedded, rep.failed) == (6, [])

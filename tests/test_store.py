@@ -61,7 +61,7 @@ def test_lexical_search_follows_captions_and_deletes(tmp_path):
     ids = cat.write_batch(
         [NewImage("/p/IMG_1.jpg", 1, 1.0, "a"), NewImage("/p/red_car.jpg", 1, 1.0, "b")], _unit(2, 4)
     )
-    cat.set_captions([(ids[0], "a tabby cat sleeping")], "vocab")
+    cat.set_captions([(ids[0], "a tabby cat sleeping", 0.7)], "vocab")
     cat.set_ocr([(ids[1], "STOP")])
     assert [i for i, _ in cat.lexical_search("cats", 5)] == [ids[0]]  # porter stemming
     assert [i for i, _ in cat.lexical_search("red car", 5)] == [ids[1]]

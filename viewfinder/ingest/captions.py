@@ -67,10 +67,10 @@ def caption_images(
             if what == "caption" and hasattr(captioner, "caption_vectors"):
                 # the vocabulary captioner works from the stored embeddings: no decoding at all
                 vecs = catalog.image_vectors([r.id for r in batch], store.dim or 0)
-                made = captioner.caption_vectors(
-                    np.stack([vecs[r.id] for r in batch]), store.sample("images")
-                )
-                done = [(r.id, c) for r, c in zip(batch, made)]
+                stacked, reference = np.stack([vecs[r.id] for r in batch]), store.sample("images")
+                made = captioner.caption_vectors(stacked, reference)
+                sure = captioner.caption_confidences(stacked, reference)
+                done = [(r.id, c, conf) for r, c, conf in zip(batch, made, sure)]
             else:
                 images, ok = [], []
                 for rec in batch:
@@ -81,17 +81,17 @@ def caption_images(
                         report.failed.append((rec.path, str(exc)))
                         (on_error or log.warning)(str(exc))
                 texts = captioner.caption(images) if what == "caption" else [read_text(im) for im in images]
-                done = list(zip([r.id for r in ok], texts))
+                done = [(r.id, t, None) for r, t in zip(ok, texts)]
             if what == "caption":
                 catalog.set_captions(done, captioner.spec)
                 report.captioned += len(done)
                 if encoder is not None and done:
-                    unique = list(dict.fromkeys(c for _, c in done))
+                    unique = list(dict.fromkeys(c for _, c, _ in done))
                     catalog.add_texts(unique, encoder.encode_texts(unique), "caption")
             else:
-                catalog.set_ocr(done)
+                catalog.set_ocr([(i, t) for i, t, _ in done])
                 report.ocr_read += len(done)
-                report.ocr_with_text += sum(1 for _, t in done if t)
+                report.ocr_with_text += sum(1 for _, t, _ in done if t)
             bar.update(len(batch))
         bar.close()
     report.seconds = time.perf_counter() - started

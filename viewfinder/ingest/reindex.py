@@ -64,11 +64,13 @@ def rebuild_into(live: Store, target: Store, encoder, options: EmbedOptions) -> 
             chunk = texts[i : i + 256]
             target.catalog.add_texts(chunk, encoder.encode_texts(chunk), source)
     new_ids = {path: rec.id for path, rec in target.catalog.images_under("").items()}
-    by_source: dict[str, list[tuple[int, str]]] = {}
+    by_source: dict[str, list[tuple[int, str, float | None]]] = {}
     ocr = []
     for r in images:
         if r.path in new_ids and r.caption is not None:
-            by_source.setdefault(r.caption_source or "caption", []).append((new_ids[r.path], r.caption))
+            by_source.setdefault(r.caption_source or "caption", []).append(
+                (new_ids[r.path], r.caption, r.caption_confidence)
+            )
         if r.path in new_ids and r.ocr_text is not None:
             ocr.append((new_ids[r.path], r.ocr_text))
     for source, items in by_source.items():

@@ -7,6 +7,11 @@ from pathlib import Path
 
 from ..errors import shown_path
 
+# A vocabulary caption below this confidence is not used as alt text (the file name and the best
+# matching stored text are): python scripts/eval_captions.py --dataset gcompris measured
+# the share of captions that name their image's subject at each confidence (docs/confidence.md).
+ALT_TEXT_MIN = 0.2
+
 
 @dataclass
 class SearchHit:
@@ -21,6 +26,7 @@ class SearchHit:
     path: str | None = None
     text: str | None = None
     caption: str | None = None
+    caption_confidence: float | None = None  # the captioner's, where it gives one
     source: str | None = None  # for text hits: where the text came from
     best_text: str | None = None  # for image hits: the stored text that fits the image best
     heatmap: dict | None = None  # where asked: query/regions.py Heatmap.to_dict()
@@ -28,9 +34,9 @@ class SearchHit:
     extra: dict = field(default_factory=dict)
 
     def alt_text(self) -> str:
-        """For image hits: the caption when there is one, else the file name and the best
+        """For image hits: the caption when there is a sure one, else the file name and the best
         matching stored text (never empty)."""
-        if self.caption:
+        if self.caption and (self.caption_confidence is None or self.caption_confidence >= ALT_TEXT_MIN):
             return self.caption
         name = shown_path(Path(self.path or "").name) or f"image {self.id}"
         return f"{name}: {self.best_text}" if self.best_text else name

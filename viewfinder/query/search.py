@@ -199,6 +199,7 @@ def make_hit(
     )
     if is_image:
         hit.path, hit.caption = record.path, record.caption
+        hit.caption_confidence = record.caption_confidence
     else:
         hit.text, hit.source = record.text, record.source
     return hit

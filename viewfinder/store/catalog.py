@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ModelMismatchError, NotFoundError, storage_error
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry upgrades the schema from version i to i + 1; never edit one that has shipped.
 # Statements end with ";" at the end of a line (trigger bodies keep theirs on one line).
@@ -63,6 +63,8 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER images_fts_au AFTER UPDATE ON images BEGIN INSERT INTO image_fts(image_fts, rowid, path, caption, ocr_text) VALUES ('delete', old.id, old.path, old.caption, old.ocr_text); INSERT INTO image_fts(rowid, path, caption, ocr_text) VALUES (new.id, new.path, new.caption, new.ocr_text); END;
     INSERT INTO image_fts(image_fts) VALUES ('rebuild');
     """,  # noqa: E501  (a shipped migration; trigger bodies stay on one line)
+    # How sure the captioner was (vocabulary captions; NULL for others): alt text uses sure ones.
+    "ALTER TABLE images ADD COLUMN caption_confidence REAL;",
 ]
 
 
@@ -93,6 +95,7 @@ class ImageRecord:
     caption: str | None = None
     caption_source: str | None = None
     ocr_text: str | None = None
+    caption_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ class TextRecord:
 
 
 _IMAGE_COLUMNS = (
-    "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text"
+    "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text, "
+    "caption_confidence"
 )
 
 
@@ -392,10 +396,12 @@ class ImageCatalog:
     def count_captioned(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM images WHERE caption IS NOT NULL").fetchone()[0])
 
-    def set_captions(self, items: Sequence[tuple[int, str]], source: str) -> None:
+    def set_captions(self, items: Sequence[tuple[int, str, float | None]], source: str) -> None:
+        """(image id, caption, the captioner's confidence or None) for each image."""
         with self.transaction():
             self.conn.executemany(
-                "UPDATE images SET caption=?, caption_source=? WHERE id=?", [(c, source, i) for i, c in items]
+                "UPDATE images SET caption=?, caption_source=?, caption_confidence=? WHERE id=?",
+                [(c, source, conf, i) for i, c, conf in items],
             )
 
     def set_ocr(self, items: Sequence[tuple[int, str]]) -> None:

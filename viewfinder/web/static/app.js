@@ -139,7 +139,8 @@
     shown = hit;
     $("detail-img").src = hit.image_url;
     $("detail-img").alt = hit.alt;
-    $("detail-caption").textContent = hit.caption || hit.best_text || hit.path.split("/").pop();
+    const sure = hit.caption_confidence == null ? "" : ` (the captioner is ${Math.round(100 * hit.caption_confidence)}% sure)`;
+    $("detail-caption").textContent = hit.caption ? `Caption${sure}: ${hit.caption}` : hit.best_text || hit.path.split("/").pop();
     $("detail-verdict").textContent = `${hit.verdict}: score ${hit.score.toFixed(3)}, confidence ${hit.confidence.toFixed(2)} (the chance that this image is what you asked for)`;
     const body = document.querySelector("#detail-parts tbody");
     body.replaceChildren();
