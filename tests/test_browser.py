@@ -227,3 +227,32 @@ def test_api_docs_render_offline(server, browser):
         "cdn" in (s.get_attribute("src") or "") for s in browser.find_elements(By.TAG_NAME, "script")
     )
     browser.save_screenshot(str(SHOTS / "api_docs.png"))
+
+
+def test_query_in_the_address_bar_back_and_load_more(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, _ = server
+    browser.get(url + "/?q=a%20cat")  # a bookmarked search runs on load
+    _wait(lambda: len(_loaded_images(browser) or []) == 8)
+    assert browser.find_element(By.ID, "q").get_attribute("value") == "a cat"
+
+    k = browser.find_element(By.ID, "k")
+    k.clear()
+    k.send_keys("3")
+    box = browser.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys("a rocket", Keys.ENTER)
+    _wait(lambda: len(_loaded_images(browser) or []) == 3)
+    assert "q=a%20rocket" in browser.current_url
+    more = browser.find_element(By.ID, "more")
+    assert more.is_displayed()
+    more.click()  # the next page is added below the first
+    _wait(lambda: len(_loaded_images(browser) or []) == 6)
+    ranks = [m.text.split(" ")[0] for m in browser.find_elements(By.CSS_SELECTOR, "#results .meta")]
+    assert ranks == ["#1", "#2", "#3", "#4", "#5", "#6"]
+
+    browser.back()  # back to the cat search, run again
+    _wait(lambda: browser.find_element(By.ID, "q").get_attribute("value") == "a cat")
+    assert "q=a%20cat" in browser.current_url

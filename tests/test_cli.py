@@ -131,3 +131,11 @@ def test_kill_during_indexing_then_resume(tmp_path, photos):
     conn = sqlite3.connect(catalog)
     assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM images").fetchone() == (total, total)
     assert json.loads(vf("stats", "--db", db, "--json").stdout)["images"] == total
+
+
+def test_global_verbose_and_quiet(indexed, tmp_path):
+    db, photos, _ = indexed
+    loud = vf("-v", "search", "a cat", "--db", db, "-k", "1")
+    assert "INFO: model mini ready on cpu" in loud.stderr  # log lines at -v
+    quiet = vf("-q", "index", photos, "--db", db)
+    assert quiet.stderr == "" and "unchanged" in quiet.stdout  # no bar, no warnings; the result stays

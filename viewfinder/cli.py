@@ -50,10 +50,25 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit.", metavar=""
     ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More log lines (-vv: debugging ones).", metavar=""
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Only errors and results: no warnings, no progress bars.", metavar=""
+    ),
 ) -> None:
-    _state["debug"] = debug
-    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s: %(message)s")
-    for noisy in ("httpx", "transformers", "huggingface_hub"):
+    _state["debug"], _state["quiet"] = debug, quiet
+    level = (
+        logging.ERROR
+        if quiet
+        else logging.DEBUG
+        if verbose > 1
+        else logging.INFO
+        if verbose or debug
+        else logging.WARNING
+    )
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    for noisy in ("httpx", "transformers", "huggingface_hub", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -109,7 +124,7 @@ def index(
                     on_error=_skipped,
                 )
             else:
-                report = engine.index(folder, progress=not quiet, on_error=_skipped)
+                report = engine.index(folder, progress=_progress(quiet), on_error=_skipped)
         except KeyboardInterrupt:
             typer.echo(
                 f"\ninterrupted: index {engine.config.db} holds {engine.counts()['images']} images; "
@@ -122,7 +137,7 @@ def index(
         )
         if caption or ocr:
             _echo_caption_report(
-                engine.caption(ocr=ocr, captions=caption, progress=not quiet, on_error=_skipped)
+                engine.caption(ocr=ocr, captions=caption, progress=_progress(quiet), on_error=_skipped)
             )
 
 
@@ -151,6 +166,11 @@ def watch(
             )
 
 
+def _progress(quiet: bool) -> bool:
+    """Progress bars unless the command's or the global -q says not to."""
+    return not (quiet or _state.get("quiet"))
+
+
 def _skipped(msg: str) -> None:
     typer.echo(f"skipped {msg}", err=True)
 
@@ -175,7 +195,7 @@ def reindex(
     as DB.previous)."""
     with _engine(db, create=False) as engine:
         before = engine.model_spec
-        report = engine.reindex(model, progress=not quiet, on_error=_skipped)
+        report = engine.reindex(model, progress=_progress(quiet), on_error=_skipped)
         typer.echo(
             f"{report.embedded} images re-embedded, {len(report.failed)} failed "
             f"({report.images_per_second:.1f} images/s); index {engine.config.db} "
@@ -200,7 +220,9 @@ def caption(
     """Caption every uncaptioned image in the index (resumable)."""
     with _engine(db, create=False) as engine:
         _echo_caption_report(
-            engine.caption(captioner, overwrite=overwrite, ocr=ocr, progress=not quiet, on_error=_skipped)
+            engine.caption(
+                captioner, overwrite=overwrite, ocr=ocr, progress=_progress(quiet), on_error=_skipped
+            )
         )
 
 
@@ -430,7 +452,7 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", metavar=""),
 ) -> None:
     """Retrieval metrics (both directions) of MODEL on a dataset split."""
-    result = Engine.evaluate(dataset, model, split, report, feature_cache, progress=not quiet)
+    result = Engine.evaluate(dataset, model, split, report, feature_cache, progress=_progress(quiet))
     if as_json:
         typer.echo(json.dumps(result.metrics, indent=2))
         return
@@ -460,7 +482,7 @@ def train(
 ) -> None:
     """Contrastive fine-tuning on your image-caption pairs (train split; val split for early stopping)."""
     result = Engine.train(
-        data, out, model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=not quiet
+        data, out, model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=_progress(quiet)
     )
     typer.echo(
         f"best validation R@5 {result.best_val_recall:.3f} at epoch {result.best_epoch} "

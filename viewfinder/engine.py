@@ -7,6 +7,7 @@ import io
 import logging
 import shutil
 import threading
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -122,6 +123,7 @@ class Engine:
         """Load the model (once) and bind it to the catalogue: an index built with other weights
         is refused rather than searched with mixed embeddings."""
         if not self._bound:
+            started = time.perf_counter()
             try:
                 if self._encoder is None:
                     self._encoder = load_encoder(
@@ -140,6 +142,12 @@ class Engine:
             if self.config.compile:
                 self._encoder.compile_image_tower()
             self._bound = True
+            log.info(
+                "model %s ready on %s in %.1f s",
+                self.model_spec,
+                self._encoder.device,
+                time.perf_counter() - started,
+            )
         return self._encoder
 
     def _bind(self, encoder: Encoder) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import BadImageError
 from ..images import read_image
+from ..query.confidence import load_confidence, term_confidence
 from ..store import Store
 from .ocr import read_text
 
@@ -49,6 +50,10 @@ def caption_images(
     started = time.perf_counter()
     report = CaptionReport()
     catalog = store.catalog
+    # the vocabulary captioner's captions are judged by its model's calibrated confidence
+    judge = (
+        load_confidence(captioner.encoder.calibration_path()) if hasattr(captioner, "main_terms") else None
+    )
     passes = (["caption"] if captions else []) + (["ocr"] if ocr else [])
     for what in passes:
         total = catalog.count_images()
@@ -64,12 +69,12 @@ def caption_images(
             if not batch:
                 break
             last = batch[-1].id
-            if what == "caption" and hasattr(captioner, "caption_vectors"):
+            if what == "caption" and judge is not None:
                 # the vocabulary captioner works from the stored embeddings: no decoding at all
                 vecs = catalog.image_vectors([r.id for r in batch], store.dim or 0)
                 stacked, reference = np.stack([vecs[r.id] for r in batch]), store.sample("images")
                 made = captioner.caption_vectors(stacked, reference)
-                sure = captioner.caption_confidences(stacked, reference)
+                sure = [term_confidence(judge, *term) for term in captioner.main_terms(stacked, reference)]
                 done = [(r.id, c, conf) for r, c, conf in zip(batch, made, sure)]
             else:
                 images, ok = [], []

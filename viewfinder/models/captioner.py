@@ -249,7 +249,6 @@ class VocabularyCaptioner:
         self._objects = list(objects) if objects is not None else None
         self.scene_margin = scene_margin
         self._vocabs: dict[str, _Vocab] | None = None
-        self._confidence = None
 
     def _prepare(self) -> dict[str, _Vocab]:
         if self._vocabs is None:
@@ -319,31 +318,15 @@ class VocabularyCaptioner:
     def caption(self, images: Sequence[Image.Image], reference: np.ndarray | None = None) -> list[str]:
         return self.caption_vectors(self.encoder.encode_images(list(images)), reference)
 
-    def caption_confidences(
-        self, image_vectors: np.ndarray, reference: np.ndarray | None = None
-    ) -> list[float]:
-        """How sure each caption's main term is: the model's calibrated image->text confidence
-        (query/confidence.py) of that term among the whole object vocabulary, as if the
-        vocabulary were a collection of texts searched with the image."""
-        from ..query.confidence import HitContext, load_confidence, query_stats
-
-        if self._confidence is None:
-            self._confidence = load_confidence(self.encoder.calibration_path())
+    def main_terms(self, image_vectors: np.ndarray, reference: np.ndarray | None = None) -> list[tuple]:
+        """For each image: its cosine with every object term of the vocabulary, and the index of
+        the term its caption names first (what the caption's confidence is judged on)."""
         v = self._prepare()["object"]
         x_all = np.atleast_2d(image_vectors)
         ref = reference if reference is not None and len(reference) else x_all
         raw = v.vectors @ x_all.T
         centred = raw - (v.vectors @ ref.T).mean(axis=1, keepdims=True)
-        out = []
-        for j in range(len(x_all)):
-            scores = raw[:, j]
-            chosen = int(np.argmax(centred[:, j]))  # the term caption_vectors puts first
-            order = np.argsort(-scores)
-            rank = int(np.nonzero(order == chosen)[0][0]) + 1
-            after = scores[order[rank]] if rank < len(order) else None
-            hit = HitContext(float(scores[chosen]), rank, float(scores[order[0]]), after, "image->text")
-            out.append(self._confidence.confidence(hit, query_stats(scores, len(scores))))
-        return out
+        return [(raw[:, j], int(np.argmax(centred[:, j]))) for j in range(len(x_all))]
 
 
 class GenerativeCaptioner:

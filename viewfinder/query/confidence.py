@@ -197,6 +197,17 @@ class CalibratedConfidence:
         return cls(fits, body.get("source", ""))
 
 
+def term_confidence(model: ConfidenceModel, scores: np.ndarray, chosen: int) -> float:
+    """How sure a caption's main term is: the model's image->text confidence of term `chosen`
+    among all the vocabulary's terms (`scores`: the image's cosine with each), as if the
+    vocabulary were a collection of texts searched with the image."""
+    order = np.argsort(-scores)
+    rank = int(np.nonzero(order == chosen)[0][0]) + 1
+    after = float(scores[order[rank]]) if rank < len(order) else None
+    hit = HitContext(float(scores[chosen]), rank, float(scores[order[0]]), after, "image->text")
+    return model.confidence(hit, query_stats(scores, len(scores)))
+
+
 STRONG, POSSIBLE = 0.5, 0.2  # confidence bounds of the words people see
 
 

@@ -79,32 +79,65 @@
 
   // -- search --
   let lastQuery = "";  // the text of the last text-only search: the heatmap view asks the API with it
-  $("panel").addEventListener("submit", async (e) => {
-    e.preventDefault();
+  let lastForm = null, nextOffset = 0;  // for "Load more"
+
+  function buildForm() {
     const form = new FormData();
     const query = $("q").value.trim();
-    lastQuery = mode === "text" ? query : "";
     if (mode === "text" || mode === "hybrid") form.append("query", query);
     if (mode !== "text") {
-      if (!imageFile) { announce("Choose, drop or paste an image first."); return; }
+      if (!imageFile) { announce("Choose, drop or paste an image first."); return null; }
       form.append("file", imageFile, imageFile.name || "pasted.png");
     }
     if (mode === "hybrid") form.append("text_weight", $("weight").value);
     form.append("k", $("k").value);
-    if (mode === "text" && !query) { announce("Type what you are looking for."); return; }
+    if (mode === "text" && !query) { announce("Type what you are looking for."); return null; }
+    return form;
+  }
+
+  async function runSearch(form, offset) {
+    const page = new FormData();
+    form.forEach((v, key) => page.append(key, v));
+    page.append("offset", String(offset));
     announce("Searching…");
     const url = mode === "describe" ? "/search/image-to-text" : "/search";
     try {
-      const resp = await fetch(url, { method: "POST", body: form });
+      const resp = await fetch(url, { method: "POST", body: page });
       const data = await resp.json();
       if (!resp.ok) { announce(`Error: ${data.error}`); return; }
-      render(data);
+      nextOffset = offset + data.hits.length;
+      render(data, offset > 0);
     } catch (err) { announce(`Error: ${err}`); }
-  });
+  }
 
-  function render(data) {
+  $("panel").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = buildForm();
+    if (!form) return;
+    lastQuery = mode === "text" ? $("q").value.trim() : "";
+    lastForm = form;
+    // a text search lives in the address bar: bookmarkable, and Back returns to it
+    if (lastQuery && new URLSearchParams(location.search).get("q") !== lastQuery) {
+      history.pushState({ q: lastQuery }, "", `?q=${encodeURIComponent(lastQuery)}`);
+    }
+    runSearch(form, 0);
+  });
+  $("more").addEventListener("click", () => { if (lastForm) runSearch(lastForm, nextOffset); });
+
+  function searchFromAddress() {
+    const q = new URLSearchParams(location.search).get("q");
+    if (!q) return;
+    selectTab($("tab-text"));
+    $("q").value = q;
+    lastQuery = q; lastForm = buildForm();
+    if (lastForm) runSearch(lastForm, 0);
+  }
+  window.addEventListener("popstate", searchFromAddress);
+  searchFromAddress();
+
+  function render(data, append) {
     const grid = $("results"), texts = $("texts");
-    grid.replaceChildren(); texts.replaceChildren();
+    if (!append) { grid.replaceChildren(); texts.replaceChildren(); }
     data.hits.forEach((hit) => {
       if (hit.kind === "text") {
         const li = document.createElement("li");
@@ -127,11 +160,12 @@
       li.append(btn);
       grid.append(li);
     });
-    const n = data.hits.length;
-    let msg = `${n} result${n === 1 ? "" : "s"} of ${data.collection_size}.`;
-    if (data.abstained) msg = `${data.message}. Showing the ${n} closest anyway.`;
+    const shownCount = grid.children.length + texts.children.length;
+    let msg = `${shownCount} result${shownCount === 1 ? "" : "s"} of ${data.collection_size}.`;
+    if (data.abstained) msg = `${data.message}. Showing the ${shownCount} closest anyway.`;
     announce(msg);
     $("status").className = data.abstained ? "abstain" : "muted";
+    $("more").hidden = data.hits.length === 0 || nextOffset >= data.collection_size;
   }
 
   let shown = null;  // the hit in the detail view
