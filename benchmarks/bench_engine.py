@@ -70,18 +70,21 @@ def bench_indexing(n_images: int, model: str, workers: int, batch_size: int) -> 
     return rows
 
 
-def bench_photo_sizes(n: int, sizes: list[str], model: str, workers: int, batch_size: int) -> list[tuple]:
-    """Index n synthetic photo-like JPEGs of each size (benchmarks/common.py), model loaded first:
-    phone-size photos against smaller ones, where JPEG draft decoding should make them equal."""
+def bench_photo_sizes(
+    n: int, sizes: list[str], model: str, workers: int, batch_size: int, formats: list[str]
+) -> list[tuple]:
+    """Index n synthetic photo-like images of each size and format (benchmarks/common.py), model
+    loaded first: phone-size photos against smaller ones, where JPEG draft decoding should make
+    them equal; HEIC and PNG have no reduced-size decode, so they pay for every pixel."""
     from viewfinder import Engine
 
     from common import make_jpegs
 
     rows = []
-    for size in sizes:
+    for size, ext in [(size, ext) for ext in formats for size in sizes]:
         w, h = (int(v) for v in size.split("x"))
         tmp = Path(tempfile.mkdtemp(prefix="vf-bench-"))
-        files = make_jpegs(tmp / "images", n, sizes=((w, h),))
+        files = make_jpegs(tmp / "images", n, sizes=((w, h),), ext=ext)
         mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
         with Engine.open(tmp / "db", model=model, workers=workers, batch_size=batch_size) as engine:
             engine.load()
@@ -89,7 +92,7 @@ def bench_photo_sizes(n: int, sizes: list[str], model: str, workers: int, batch_
             runtime = engine.encoder.runtime
         rows.append(
             (
-                f"index {n} {size} JPEGs ({mb:.1f} MB; {model} on {runtime}, {workers} workers)",
+                f"index {n} {size} {ext.upper()}s ({mb:.1f} MB; {model} on {runtime}, {workers} workers)",
                 f"{rep.images_per_second:.1f} images/s",
                 f"{rep.seconds:.1f} s total, {len(rep.failed)} failed",
             )
@@ -307,7 +310,8 @@ def main() -> None:
     ap.add_argument(
         "--photo-sizes", nargs="*", default=[], help="also index --photos synthetic JPEGs of each WxH size"
     )
-    ap.add_argument("--photos", type=int, default=60, help="JPEGs per --photo-sizes size")
+    ap.add_argument("--photos", type=int, default=60, help="images per --photo-sizes size and format")
+    ap.add_argument("--photo-formats", nargs="+", default=["jpg"], help="jpg, png, heic (pillow-heif)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
@@ -330,7 +334,9 @@ def main() -> None:
     if args.images:
         rows += bench_indexing(args.images, args.model, args.workers, args.batch_size)
     if args.photo_sizes:
-        rows += bench_photo_sizes(args.photos, args.photo_sizes, args.model, args.workers, args.batch_size)
+        rows += bench_photo_sizes(
+            args.photos, args.photo_sizes, args.model, args.workers, args.batch_size, args.photo_formats
+        )
     if args.sizes:
         rows += bench_index_kinds(
             args.sizes, args.dim, args.kinds, args.queries, args.ivfpq_grid, args.query_threads

@@ -62,7 +62,7 @@ def random_mini(device: str = "auto", vocab: Path | None = None, version: str = 
     return RandomMini(f"mini {version} (random init)", random_heads=True, device=device)
 
 
-def _one_jpeg(args: tuple) -> Path:
+def _one_photo(args: tuple) -> Path:
     from PIL import Image, ImageDraw, ImageFilter
 
     path, (w, h), seed = args
@@ -78,18 +78,25 @@ def _one_jpeg(args: tuple) -> Path:
         )
     im = im.filter(ImageFilter.GaussianBlur(1))
     noisy = np.clip(np.asarray(im, np.int16) + rng.integers(-12, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(noisy).save(path, quality=90)
+    if path.suffix == ".heic":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    Image.fromarray(noisy).save(path, quality=90)  # PNG ignores quality
     return path
 
 
-def make_jpegs(folder: Path, n: int, sizes=((500, 375), (1024, 768)), seed: int = 0) -> list[Path]:
-    """Photo-like JPEGs (smooth colour fields, shapes, noise) at quality 90, half of each size."""
+def make_jpegs(
+    folder: Path, n: int, sizes=((500, 375), (1024, 768)), seed: int = 0, ext: str = "jpg"
+) -> list[Path]:
+    """Photo-like images (smooth colour fields, shapes, noise), JPEG or HEIC at quality 90 or PNG
+    (ext "jpg", "heic", "png"), half of each size."""
     from multiprocessing import Pool
 
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(folder / f"img_{i:05d}.jpg", sizes[i % len(sizes)], seed + i) for i in range(n)]
+    jobs = [(folder / f"img_{i:05d}.{ext}", sizes[i % len(sizes)], seed + i) for i in range(n)]
     with Pool() as pool:
-        return pool.map(_one_jpeg, jobs, chunksize=16)
+        return pool.map(_one_photo, jobs, chunksize=16)
 
 
 class GpuUtilisation:

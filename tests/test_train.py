@@ -45,6 +45,16 @@ def test_trainer_lowers_loss_and_raises_recall_on_mini_features(tmp_path, env_ca
     images = [load_image(p, 256) for p in pairs[:3]]
     np.testing.assert_allclose(again.encode_images(images), enc.encode_images(images), atol=1e-5)
     np.testing.assert_allclose(again.encode_texts(["a cat"]), enc.encode_texts(["a cat"]), atol=1e-6)
+    # `viewfinder train` then fits the new heads' confidence on the validation pairs, beside them
+    from viewfinder import Engine
+    from viewfinder.query.confidence import CalibratedConfidence, load_confidence
+
+    Engine._refit_confidence(enc, res.spec, pairs, "tiny stamps")
+    fitted = load_confidence(again.calibration_path())
+    assert isinstance(fitted, CalibratedConfidence) and set(fitted.fits) == {"text->image", "image->text"}
+    assert fitted.source == "viewfinder train tiny stamps, val split"
+    Engine._refit_confidence(enc, res.spec, pairs[:5], "too few")  # too few captions: no stale fit left
+    assert not again.calibration_path().exists()
 
 
 def _heads_only_mini(dim=16, hidden=32):

@@ -638,14 +638,38 @@ class Engine:
         pairs = load_pairs(data)
         train_pairs = [p for p in pairs if p.split == "train"]
         val_pairs = [p for p in pairs if p.split == "val"] or train_pairs[: max(2, len(train_pairs) // 10)]
-        return run_train(
-            load_encoder(model, cfg.device, cfg.cache_dir, runtime="torch"),  # training is torch
+        encoder = load_encoder(model, cfg.device, cfg.cache_dir, runtime="torch")  # training is torch
+        result = run_train(
+            encoder,
             train_pairs,
             val_pairs,
             out,
             TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
             progress=progress,
         )
+        Engine._refit_confidence(encoder, result.spec, val_pairs, data)
+        return result
+
+    @staticmethod
+    def _refit_confidence(encoder: Encoder, spec: str, val_pairs: list, data: str) -> None:
+        """Fit the trained model's confidence on its validation split and store it beside its
+        weights, where the model has a place for one (mini's heads do)."""
+        from .eval.calibration import fit_from_pairs
+        from .eval.harness import embed_pairs
+
+        target = load_encoder(spec, "cpu").calibration_path()
+        if target is None:
+            return
+        emb = embed_pairs(encoder, val_pairs)
+        try:
+            fitted = fit_from_pairs(
+                emb.images, emb.texts, [p.caption for p in val_pairs], f"viewfinder train {data}, val split"
+            )
+        except ValueError as exc:
+            target.unlink(missing_ok=True)  # one fitted for earlier heads in this folder would lie
+            log.warning("%s: no calibrated confidence (%s); searches use the score-tail one", spec, exc)
+            return
+        target.write_text(fitted.to_json() + "\n", encoding="utf-8")
 
     def close(self) -> None:
         self.store.close()

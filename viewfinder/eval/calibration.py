@@ -230,3 +230,25 @@ def fit_direction(hits: LabelledHits, precision: float = 0.8) -> DirectionFit:
     model = CalibratedConfidence({direction: DirectionFit(relevant, present, 0.5, precision)})
     threshold = threshold_for_precision(presences(model, top), top.answerable, precision)
     return DirectionFit(relevant, present, threshold, precision)
+
+
+MIN_QUERIES = 20  # fewer validation captions than this give no usable fit
+
+
+def fit_from_pairs(
+    images: np.ndarray, texts: np.ndarray, captions: Sequence[str], source: str
+) -> CalibratedConfidence:
+    """A calibration from one labelled set of image-caption embeddings (e.g. a fine-tuning run's
+    validation split): text->image and image->text, each query judged with its captioned items
+    present and removed. ValueError when there are too few captions to fit on."""
+    unique = list(dict.fromkeys(captions))
+    if len(unique) < MIN_QUERIES:
+        raise ValueError(f"{len(unique)} distinct validation captions; a calibration needs {MIN_QUERIES}")
+    groups = {c: {i for i, x in enumerate(captions) if x == c} for c in unique}
+    rows = [min(groups[c]) for c in unique]
+    t2i = labelled_hits(texts[rows], images, [groups[c] for c in unique], "text->image")
+    index = {c: j for j, c in enumerate(unique)}
+    i2t = labelled_hits(images, texts[rows], [{index[c]} for c in captions], "image->text")
+    return CalibratedConfidence(
+        {"text->image": fit_direction(t2i), "image->text": fit_direction(i2t)}, source
+    )
