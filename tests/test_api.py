@@ -252,3 +252,13 @@ def test_explain_heatmaps_and_overlay(client):
     assert Image.open(io.BytesIO(png.content)).size[0] > 0
     assert client.get("/explain/999999", params={"query": "a cat"}).status_code == 404
     assert client.get(f"/explain/{hit_id}").status_code == 422  # no query
+
+
+def test_filters_field_and_inline(client):
+    jpgs = client.post("/search", json={"query": "a cat", "k": 10, "filters": {"type": "jpg"}}).json()["hits"]
+    assert jpgs and all(h["path"].endswith(".jpg") for h in jpgs)
+    inline = client.post("/search", json={"query": "a cat type:png", "k": 10}).json()["hits"]
+    assert inline and all(h["path"].endswith(".png") for h in inline)
+    assert client.post("/search", json={"query": "a cat", "filters": {"place": "x"}}).status_code == 422
+    bad = client.post("/search", json={"query": "a cat colour:red"})
+    assert bad.status_code == 400 and "not a filter" in bad.json()["error"]  # like other query errors

@@ -53,6 +53,10 @@ class SearchRequest(BaseModel):
     image: str | None = Field(None, description="data URI of an image for hybrid search")
     target: Literal["images", "texts"] = "images"
     mode: Literal["vector", "lexical", "fused"] | None = None
+    filters: dict[Literal["after", "before", "camera", "folder", "type"], str] | None = Field(
+        None,
+        description="e.g. {'after': '2023-06', 'camera': 'canon'}; also inline in the query (after:2023-06)",
+    )
     explain: bool = Field(
         False, description=f"a heatmap of where the query matches on each image hit (k <= {MAX_EXPLAIN})"
     )
@@ -223,6 +227,7 @@ def run_search(engine: Engine, req: SearchRequest, upload: bytes | None, target:
         local=False,
         mode=req.mode,
         regions=req.explain,
+        filters=req.filters,
     )
     out = result.to_dict()
     for hit in out["hits"]:

@@ -252,6 +252,13 @@ def search(
     as_text: bool = typer.Option(
         False, "--as-text", help="Take the query as words, even where it looks like a file name.", metavar=""
     ),
+    after: Optional[str] = typer.Option(
+        None, "--after", help="Taken on or after: YYYY, YYYY-MM or YYYY-MM-DD."
+    ),
+    before: Optional[str] = typer.Option(None, "--before", help="Taken before this date."),
+    camera: Optional[str] = typer.Option(None, "--camera", help="Camera make or model contains this."),
+    folder: Optional[str] = typer.Option(None, "--folder", help="A folder of this name is above the file."),
+    file_type: Optional[str] = typer.Option(None, "--type", help="File type: jpg, png, heic, ..."),
     explain: Optional[Path] = typer.Option(
         None,
         "--explain",
@@ -281,6 +288,7 @@ def search(
             target="texts" if texts else "images",
             mode=mode,
             regions=explain is not None and not texts,
+            filters={"after": after, "before": before, "camera": camera, "folder": folder, "type": file_type},
         )
         if explain is not None:
             explain.mkdir(parents=True, exist_ok=True)
@@ -383,7 +391,7 @@ def show(
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
         return
     for key, value in info.items():
-        if key in ("mtime", "indexed_at"):  # seconds since 1970 in the JSON, a date here
+        if key in ("mtime", "indexed_at", "taken_at"):  # seconds since 1970 in the JSON, a date here
             value = datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
         typer.echo(f"{key:>14}: {value}")
 

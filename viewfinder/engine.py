@@ -31,6 +31,7 @@ from .ingest.reindex import finish_switch
 from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
 from .query.confidence import ConfidenceModel, load_confidence
+from .query.filters import filters_from, inline_filters
 from .query.parse import MAX_WEIGHT, QueryInput, check_text, parse_query
 from .query.regions import Heatmap, overlay
 from .query.results import DuplicateGroup, SearchResult
@@ -204,11 +205,14 @@ class Engine:
     ) -> IndexReport:
         """Add, update and drop the images under `folder`; resumable, skips unchanged files.
         `on_error` gets one line per file that cannot be indexed (default: a log warning)."""
+        from .ingest.metadata import fill_metadata
         from .ingest.pipeline import index_folder
 
         encoder = self.encoder  # loaded and bound before the lock: a waiting run needs no model yet
         with self.store.writing():
-            return index_folder(Path(folder), self.store, encoder, self._embed_options(progress, on_error))
+            report = index_folder(Path(folder), self.store, encoder, self._embed_options(progress, on_error))
+            fill_metadata(self.store.catalog)  # dates, cameras, places: headers only
+            return report
 
     def _embed_options(self, progress: bool, on_error: Callable[[str], None] | None):
         from .ingest.pipeline import EmbedOptions
@@ -239,10 +243,11 @@ class Engine:
         `encoder_factory(device)` builds each actor's model (default: from the model spec)."""
         from .ingest.distributed import encoder_factory as from_spec
         from .ingest.distributed import index_folder_ray
+        from .ingest.metadata import fill_metadata
 
         self.load()  # bind the model to the catalogue before the workers embed with it
         with self.store.writing():
-            return index_folder_ray(
+            report = index_folder_ray(
                 Path(folder),
                 self.store,
                 encoder_factory or from_spec(self.model_spec, self.config.cache_dir),
@@ -251,6 +256,8 @@ class Engine:
                 actors=actors,
                 gpus_per_actor=gpus_per_actor,
             )
+            fill_metadata(self.store.catalog)
+            return report
 
     def watch(
         self,
@@ -441,6 +448,7 @@ class Engine:
         local: bool = True,
         mode: str | None = None,
         regions: bool = False,
+        filters: dict[str, str] | None = None,
     ) -> SearchResult:
         """Rank images (or stored texts) for a query of text and/or image parts.
 
@@ -457,6 +465,9 @@ class Engine:
             reciprocal rank); None uses `config.search_mode`.
         regions: give each image hit a heatmap of where the query matches (`hit.heatmap`;
             about 50 image encodings a hit, so seconds each on a CPU).
+        filters: {"after": "2023-06", "before": "2024", "camera": "canon", "folder": "holidays",
+            "type": "jpg"} (query/filters.py); the same can be written in a text query
+            (`a dog after:2023-06`), where they win over these.
         """
         if k < 1 or offset < 0:
             raise QueryError(f"k={k}, offset={offset}: k must be at least 1 and offset not negative")
@@ -464,6 +475,8 @@ class Engine:
             collection = Collection(target)
         except ValueError:
             raise QueryError(f"target {target!r}: use 'images' or 'texts'") from None
+        query, inline = inline_filters(query)
+        chosen = filters_from(filters or {}).merged(inline)
         parts = parse_query(query, image=image, text_weight=text_weight, local=local)
         return run_search(
             parts,
@@ -476,6 +489,7 @@ class Engine:
             max_pixels=self.config.max_pixels,
             mode=mode or self.config.search_mode,
             regions=regions,
+            filters=chosen,
         )
 
     def explain_regions(self, image_id: int, query: QueryInput, local: bool = True) -> Heatmap:

@@ -14,6 +14,7 @@ from ..errors import QueryError
 from ..images import read_image
 from ..store import Collection, ImageRecord, Store
 from .confidence import ConfidenceModel, HitContext, QueryStats, ScoreTailConfidence, query_stats, verdict
+from .filters import Filters
 from .parse import QueryPart, load_image_part
 from .regions import Heatmap, region_heatmap
 from .results import SearchHit, SearchResult
@@ -84,8 +85,17 @@ def positive_words(parts: Sequence[QueryPart]) -> str:
     return " ".join(str(p.value) for p in parts if p.kind == "text" and p.weight > 0)
 
 
+EXACT_SUBSET = 2000  # filtered searches over at most this many images score them all directly
+
+
 def rank(
-    parts: Sequence[QueryPart], query: np.ndarray, store: Store, collection: Collection, need: int, mode: str
+    parts: Sequence[QueryPart],
+    query: np.ndarray,
+    store: Store,
+    collection: Collection,
+    need: int,
+    mode: str,
+    allowed: np.ndarray | None = None,
 ) -> Ranking:
     """Order the collection for the query: by vector, by BM25 over captions / OCR text / paths,
     or both fused by reciprocal rank. Queries with image parts and text collections have nothing
@@ -95,12 +105,17 @@ def rank(
     if collection != Collection.IMAGES or not words or any(p.kind != "text" for p in parts):
         mode = "vector"
     lexical = store.catalog.lexical_search(words, max(need * 5, 100)) if mode != "vector" else []
+    if allowed is not None:
+        keep = set(allowed.tolist())
+        lexical = [(i, score) for i, score in lexical if i in keep]
     lex_rank = {i: r for r, (i, _) in enumerate(lexical, start=1)}
     vec_rank: dict[int, int] = {}
     if mode != "lexical":
-        _, ids = store.vectors(collection).search(
-            query[None, :], need if mode == "vector" else max(need * 5, 100)
-        )
+        want = need if mode == "vector" else max(need * 5, 100)
+        if allowed is not None and len(allowed) <= EXACT_SUBSET:
+            ids = [exact_top(query, allowed, store, collection, want)]
+        else:
+            _, ids = store.vectors(collection).search(query[None, :], want, allowed=allowed)
         vec_rank = {int(i): r for r, i in enumerate(ids[0], start=1) if i >= 0}
     if mode == "vector":
         ranked = list(vec_rank)
@@ -109,6 +124,16 @@ def rank(
     else:
         ranked = [i for i, _ in reciprocal_rank_fusion([list(vec_rank), list(lex_rank)])]
     return Ranking(ranked, vec_rank, lex_rank, mode)
+
+
+def exact_top(query: np.ndarray, ids: np.ndarray, store: Store, collection: Collection, k: int) -> list[int]:
+    """The k best of `ids` by exact cosine, read from the catalogue (small filtered subsets)."""
+    vectors = store.catalog.vectors_of(collection, ids.tolist(), len(query))
+    present = [i for i in ids.tolist() if i in vectors]
+    if not present:
+        return []
+    scores = np.stack([vectors[i] for i in present]) @ query
+    return [present[j] for j in np.argsort(-scores)[:k]]
 
 
 def direction_of(parts: Sequence[QueryPart], collection: Collection) -> str:
@@ -217,6 +242,7 @@ def search(
     confidence: ConfidenceModel | None = None,
     mode: str = "vector",
     regions: bool = False,
+    filters: Filters | None = None,
 ) -> SearchResult:
     """Rank `collection` for the query parts and explain the hits `offset`..`offset + k`.
 
@@ -235,7 +261,19 @@ def search(
             else "texts: add some with `viewfinder texts add FILE`"
         )
         return SearchResult([], True, 0, f"the index holds no {what}")
-    ranking = rank(parts, query, store, collection, k + offset, mode)
+    allowed = None
+    if filters and collection == Collection.IMAGES:
+        allowed = store.catalog.filter_ids(filters)
+        unread = store.catalog.count_without_metadata()
+        note = (
+            f" ({unread} images have no date or camera read yet: `viewfinder index` their folder once, "
+            "which reads only headers)"
+            if unread
+            else ""
+        )
+        if len(allowed) == 0:
+            return SearchResult([], False, population, "no image passes the filters" + note)
+    ranking = rank(parts, query, store, collection, k + offset, mode, allowed)
     window = ranking.ids[offset : k + offset]
     dim = embeddings.shape[1]
     vectors = store.catalog.vectors_of(collection, ranking.ids[offset : k + offset + 1], dim)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ModelMismatchError, NotFoundError, storage_error
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry upgrades the schema from version i to i + 1; never edit one that has shipped.
 # Statements end with ";" at the end of a line (trigger bodies keep theirs on one line).
@@ -65,6 +65,16 @@ MIGRATIONS: list[str] = [
     """,  # noqa: E501  (a shipped migration; trigger bodies stay on one line)
     # How sure the captioner was (vocabulary captions; NULL for others): alt text uses sure ones.
     "ALTER TABLE images ADD COLUMN caption_confidence REAL;",
+    # What the photo's header says (ingest/metadata.py); taken_source NULL: not read yet.
+    """
+    ALTER TABLE images ADD COLUMN taken_at REAL;
+    ALTER TABLE images ADD COLUMN taken_source TEXT;
+    ALTER TABLE images ADD COLUMN camera TEXT;
+    ALTER TABLE images ADD COLUMN lens TEXT;
+    ALTER TABLE images ADD COLUMN latitude REAL;
+    ALTER TABLE images ADD COLUMN longitude REAL;
+    CREATE INDEX images_taken_at ON images(taken_at);
+    """,
 ]
 
 
@@ -96,6 +106,12 @@ class ImageRecord:
     caption_source: str | None = None
     ocr_text: str | None = None
     caption_confidence: float | None = None
+    taken_at: float | None = None
+    taken_source: str | None = None  # "exif", "file" (its modification time), None: not read yet
+    camera: str | None = None
+    lens: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +136,7 @@ class TextRecord:
 
 _IMAGE_COLUMNS = (
     "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text, "
-    "caption_confidence"
+    "caption_confidence, taken_at, taken_source, camera, lens, latitude, longitude"
 )
 
 
@@ -291,7 +307,7 @@ class ImageCatalog:
                     "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, "
                     "sha256=excluded.sha256, "
                     "width=excluded.width, height=excluded.height, indexed_at=excluded.indexed_at, "
-                    "error=excluded.error "
+                    "error=excluded.error, taken_source=NULL "  # new content: read its header again
                     "RETURNING id",
                     (_text(im.path), im.size, im.mtime, im.sha256, im.width, im.height, now, _text(im.error)),
                 )
@@ -402,6 +418,59 @@ class ImageCatalog:
             self.conn.executemany(
                 "UPDATE images SET caption=?, caption_source=?, caption_confidence=? WHERE id=?",
                 [(c, source, conf, i) for i, c, conf in items],
+            )
+
+    def filter_ids(self, filters) -> np.ndarray:
+        """Ids of the images with a vector that pass `filters` (query/filters.py's Filters)."""
+        where, args = ["i.error IS NULL"], []
+        if filters.after is not None:
+            where.append("i.taken_at >= ?")
+            args.append(filters.after)
+        if filters.before is not None:
+            where.append("i.taken_at < ?")
+            args.append(filters.before)
+        if filters.camera:
+            where.append("instr(lower(coalesce(i.camera, '')), lower(?)) > 0")
+            args.append(filters.camera)
+        if filters.folder:  # a folder name anywhere above the file
+            where.append("instr(lower(CAST(i.path AS TEXT)), lower(?)) > 0")
+            args.append("/" + filters.folder.strip("/") + "/")
+        if filters.type:
+            exts = {"jpg": ("jpg", "jpeg"), "jpeg": ("jpg", "jpeg"), "tif": ("tif", "tiff")}.get(
+                filters.type, (filters.type,)
+            )
+            where.append("(" + " OR ".join("lower(CAST(i.path AS TEXT)) LIKE ?" for _ in exts) + ")")
+            args += [f"%.{e}" for e in exts]
+        rows = self.conn.execute(
+            "SELECT i.id FROM images i JOIN image_vectors v ON v.image_id = i.id WHERE "
+            + " AND ".join(where),
+            args,
+        ).fetchall()
+        return np.array([r[0] for r in rows], np.int64)
+
+    def count_without_metadata(self) -> int:
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM images WHERE error IS NULL AND taken_source IS NULL"
+            ).fetchone()[0]
+        )
+
+    def images_without_metadata(self) -> list[tuple[int, str]]:
+        """(id, path) of the images read without error whose header facts are not stored yet."""
+        return self.conn.execute(
+            "SELECT id, path FROM images WHERE error IS NULL AND taken_source IS NULL ORDER BY id"
+        ).fetchall()
+
+    def set_metadata(self, items: Sequence[tuple[int, object]]) -> None:
+        """(image id, facts with taken_at, taken_source, camera, lens, latitude, longitude)."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE images SET taken_at=?, taken_source=?, camera=?, lens=?, latitude=?, longitude=? "
+                "WHERE id=?",
+                [
+                    (m.taken_at, m.taken_source, m.camera, m.lens, m.latitude, m.longitude, i)
+                    for i, m in items
+                ],
             )
 
     def set_ocr(self, items: Sequence[tuple[int, str]]) -> None:

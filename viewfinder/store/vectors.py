@@ -143,21 +143,26 @@ class VectorIndex:
         else:
             self.dirty_removal = True
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (n_queries, k); missing slots have id -1."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n_queries, k); missing slots have id -1. `allowed`: search only
+        these ids (a FAISS IDSelector inside the search, not a filter after it)."""
         import faiss
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if self.index is None or len(self) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         k = min(k, len(self))
-        params = None
+        sel = None if allowed is None else faiss.IDSelectorBatch(np.ascontiguousarray(allowed, np.int64))
         if self.kind == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(128, k))
+            params = faiss.SearchParametersHNSW(efSearch=max(128, k), sel=sel)
         elif self.kind == "ivfpq":
             params = faiss.IndexRefineSearchParameters(
-                k_factor=self.refine, base_index_params=faiss.SearchParametersIVF(nprobe=self.nprobe)
+                k_factor=self.refine, base_index_params=faiss.SearchParametersIVF(nprobe=self.nprobe, sel=sel)
             )
+        else:
+            params = None if sel is None else faiss.SearchParameters(sel=sel)
         return self.index.search(queries, k, params=params)
 
     def _own(self) -> None:

@@ -1,0 +1,131 @@
+"""Photo metadata (EXIF date with its time zone, camera, lens, GPS; file time where there is no
+date) and the one filter language, inline, as flags and as API fields, on real photos."""
+
+import datetime
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from viewfinder import Engine
+from viewfinder.errors import QueryError
+from viewfinder.ingest.metadata import read_metadata
+from viewfinder.query.filters import Filters, split_filters
+
+from conftest import copy_photos
+
+
+def utc(*args) -> float:
+    return datetime.datetime(*args, tzinfo=datetime.timezone.utc).timestamp()
+
+
+def with_exif(src, dst, make, model, taken, offset=None, gps=None):
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = make, model
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = taken
+    if offset:
+        sub[0x9011] = offset
+    if gps:
+        g = exif.get_ifd(0x8825)
+        g[1], g[2], g[3], g[4] = gps
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(src).convert("RGB").save(dst, "JPEG", exif=exif, quality=92)
+    return dst
+
+
+def test_inline_filters_are_split_from_the_words():
+    words, f = split_filters(
+        'a dog on a beach after:2023-06 before:2024 camera:"canon eos" folder:holidays type:JPG'
+    )
+    assert words == "a dog on a beach"
+    assert (f.after, f.before) == (utc(2023, 6, 1), utc(2024, 1, 1))
+    assert (f.camera, f.folder, f.type) == ("canon eos", "holidays", "jpg")
+    assert split_filters("2:red car -blurry") == ("2:red car -blurry", Filters())  # weights stay words
+    assert split_filters("http://example.com/cat.jpg")[0] == "http://example.com/cat.jpg"
+    assert split_filters("cat: cute")[0] == "cat: cute"
+    with pytest.raises(QueryError, match="colour: is not a filter"):
+        split_filters("a car colour:red")
+    with pytest.raises(QueryError, match="YYYY-MM"):
+        split_filters("after:last-week")
+
+
+def test_metadata_from_the_header(tmp_path, photos):
+    src = next(photos.rglob("chelsea.png"))
+    path = with_exif(
+        src,
+        tmp_path / "a.jpg",
+        "Canon",
+        "Canon EOS 80D",
+        "2023:06:14 18:30:05",
+        "+02:00",
+        ("S", (33.0, 51.0, 54.0), "W", (70.0, 39.0, 0.0)),
+    )
+    meta = read_metadata(path)
+    assert meta.taken_source == "exif" and meta.taken_at == utc(2023, 6, 14, 16, 30, 5)  # +02:00 -> UTC
+    assert meta.camera == "Canon EOS 80D"  # not "Canon Canon EOS 80D"
+    assert meta.latitude == pytest.approx(-33.865) and meta.longitude == pytest.approx(-70.65)
+    plain = read_metadata(src)  # a PNG without EXIF: its file time, marked so
+    assert plain.taken_source == "file" and plain.taken_at == pytest.approx(src.stat().st_mtime)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    assert read_metadata(bad).taken_source == "file"  # never raises
+
+
+def test_filtered_search_in_every_form(tmp_path, photos, tiny_spec):
+    folder = copy_photos(photos, tmp_path / "pics", ["coffee.png"])
+    with_exif(
+        next(photos.rglob("chelsea.png")), folder / "cat.jpg", "Canon", "EOS 80D", "2023:07:01 10:00:00"
+    )
+    with_exif(
+        next(photos.rglob("rocket.jpg")),
+        folder / "holidays" / "launch.jpg",
+        "NIKON",
+        "D750",
+        "2021:03:02 08:00:00",
+    )
+    with Engine.open(tmp_path / "db", model=tiny_spec, workers=0) as eng:
+        eng.index(folder, progress=False)
+
+        def names(*args, **kw):
+            return sorted(h.path.rsplit("/", 1)[1] for h in eng.search(*args, k=10, **kw).hits)
+
+        assert names("a photo after:2023") == ["cat.jpg", "coffee.png"]  # coffee.png: its file time
+        assert names("a photo before:2022") == ["launch.jpg"]
+        assert names("a photo camera:nikon") == ["launch.jpg"]
+        assert names(["a photo", "folder:holidays"]) == ["launch.jpg"]  # CLI words, one a filter
+        assert names("a photo", filters={"type": "png"}) == ["coffee.png"]
+        assert names("a photo", filters={"camera": "canon", "type": "jpg"}) == ["cat.jpg"]
+        none = eng.search("a photo camera:leica")
+        assert none.hits == [] and "no image passes the filters" in none.message
+        with pytest.raises(QueryError, match="unknown place"):
+            eng.search("a photo", filters={"place": "Paris"})
+        info = eng.image_info(folder / "cat.jpg")
+        assert info["camera"] == "Canon EOS 80D" and info["taken_source"] == "exif"
+
+        # an index from before these fields: the next index run reads the headers only
+        eng.store.catalog.conn.execute("UPDATE images SET taken_source=NULL, camera=NULL")
+        eng.store.catalog.conn.commit()
+        assert "no date or camera read yet" in eng.search("a photo camera:canon").message
+        report = eng.index(folder, progress=False)
+        assert report.embedded == 0 and names("a photo camera:canon") == ["cat.jpg"]
+
+
+@pytest.mark.slow
+def test_cli_filter_flags(tmp_path, photos, tiny_spec):
+    folder = copy_photos(photos, tmp_path / "pics", ["coffee.png"])
+    with_exif(
+        next(photos.rglob("chelsea.png")), folder / "cat.jpg", "Canon", "EOS 80D", "2023:07:01 10:00:00"
+    )
+    run = [sys.executable, "-m", "viewfinder"]
+    db = str(tmp_path / "db")
+    subprocess.run(run + ["index", str(folder), "--db", db, "--model", tiny_spec], check=True)
+    out = subprocess.run(
+        run + ["search", "a photo", "--db", db, "--camera", "canon", "-f"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("cat.jpg")
+    bad = subprocess.run(
+        run + ["search", "a photo", "--db", db, "--after", "soon"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "YYYY" in bad.stderr
