@@ -256,3 +256,18 @@ def test_query_in_the_address_bar_back_and_load_more(server, browser):
     browser.back()  # back to the cat search, run again
     _wait(lambda: browser.find_element(By.ID, "q").get_attribute("value") == "a cat")
     assert "q=a%20cat" in browser.current_url
+
+
+def test_filter_controls(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, _ = server
+    browser.get(url + "/")
+    browser.find_element(By.CSS_SELECTOR, "#filters summary").click()
+    browser.find_element(By.ID, "f-type").send_keys("png")
+    browser.find_element(By.ID, "q").send_keys("a cat", Keys.ENTER)
+    # 3 of the 8 sample photos are PNGs: only they come back
+    alts = _wait(lambda: [i.get_attribute("alt") for i in _loaded_images(browser) or []])
+    assert len(alts) == 3
+    assert "q=a%20cat" in browser.current_url  # the typed words, not the filter tokens

@@ -81,10 +81,20 @@
   let lastQuery = "";  // the text of the last text-only search: the heatmap view asks the API with it
   let lastForm = null, nextOffset = 0;  // for "Load more"
 
+  // the filter controls become the query language's own tokens (after:2023-06 camera:canon)
+  function filterTokens() {
+    return Array.from(document.querySelectorAll("#filters input"))
+      .filter((i) => i.value.trim())
+      .map((i) => `${i.dataset.key}:${/\s/.test(i.value.trim()) ? `"${i.value.trim()}"` : i.value.trim()}`)
+      .join(" ");
+  }
+
   function buildForm() {
     const form = new FormData();
     const query = $("q").value.trim();
-    if (mode === "text" || mode === "hybrid") form.append("query", query);
+    const tokens = filterTokens();
+    if (mode === "text" || mode === "hybrid") form.append("query", [query, tokens].filter(Boolean).join(" "));
+    else if (mode === "image" && tokens) form.append("query", tokens);
     if (mode !== "text") {
       if (!imageFile) { announce("Choose, drop or paste an image first."); return null; }
       form.append("file", imageFile, imageFile.name || "pasted.png");
