@@ -105,3 +105,7 @@ def test_mini_ships_a_calibration_that_abstains_on_absent_subjects(tmp_path, pho
         assert cat.hits[0].confidence > cat.hits[1].confidence
         for absent in ("a submarine", "snow on mountains"):  # nothing like them among the photos
             assert eng.search(absent, k=3).abstained, absent
+        # a hybrid query has no fit: the score-tail model judges it (the apple is there)
+        apple = next(folder.rglob("apple.jpg"))
+        hybrid = eng.search("orange fruit", image=str(apple), text_weight=0.7, k=3)
+        assert hybrid.hits[0].path == str(apple) and not hybrid.abstained

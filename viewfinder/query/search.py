@@ -137,9 +137,11 @@ def exact_top(query: np.ndarray, ids: np.ndarray, store: Store, collection: Coll
 
 
 def direction_of(parts: Sequence[QueryPart], collection: Collection) -> str:
-    """ "text->image", "image->image", "image->text" or "text->text"; a query with any image part
-    counts as an image query."""
-    source = "image" if any(p.kind == "image" for p in parts) else "text"
+    """ "text->image", "image->image", "image->text", "text->text", or "mixed->..." for a query
+    with both text and image parts (no calibration is fitted for those yet: they get the
+    score-tail model)."""
+    kinds = {p.kind for p in parts}
+    source = "mixed" if len(kinds) > 1 else "image" if "image" in kinds else "text"
     return f"{source}->{'image' if collection == Collection.IMAGES else 'text'}"
 
 
