@@ -148,19 +148,17 @@ def direction_of(parts: Sequence[QueryPart], collection: Collection) -> str:
 def judge(
     query: np.ndarray,
     ranking: Ranking,
+    vectors: dict[int, np.ndarray],
     store: Store,
     collection: Collection,
     confidence: ConfidenceModel,
-    dim: int,
     direction: str,
 ) -> tuple[QueryStats, float, bool]:
     """This query's score statistics over the collection, the rank-1 hit's score, and whether to
-    abstain. Abstention judges the rank-1 hit even when the page starts later; a lexical match
-    never abstains."""
+    abstain (`vectors` holds the first two ranked ids' vectors). Abstention judges the rank-1 hit
+    even when the page starts later; a lexical match never abstains."""
     stats = query_stats(store.sample(collection) @ query, len(store.vectors(collection)))
-    top_two = ranking.ids[:2]
-    vectors = store.catalog.vectors_of(collection, top_two, dim)
-    scores = [float(vectors[i] @ query) for i in top_two if i in vectors]
+    scores = [float(vectors[i] @ query) for i in ranking.ids[:2] if i in vectors]
     if not scores:
         return stats, 0.0, True
     top = HitContext(scores[0], 1, scores[0], scores[1] if len(scores) > 1 else None, direction)
@@ -266,22 +264,24 @@ def search(
     allowed = None
     if filters and collection == Collection.IMAGES:
         allowed = store.catalog.filter_ids(filters)
-        unread = store.catalog.count_without_metadata()
-        note = (
-            f" ({unread} images have no date or camera read yet: `viewfinder index` their folder once, "
-            "which reads only headers)"
-            if unread
-            else ""
-        )
         if len(allowed) == 0:
+            unread = store.catalog.count_without_metadata()
+            note = (
+                f" ({unread} images have no date or camera read yet: `viewfinder index` their folder "
+                "once, which reads only headers)"
+                if unread
+                else ""
+            )
             return SearchResult([], False, population, "no image passes the filters" + note)
     ranking = rank(parts, query, store, collection, k + offset, mode, allowed)
     window = ranking.ids[offset : k + offset]
     dim = embeddings.shape[1]
-    vectors = store.catalog.vectors_of(collection, ranking.ids[offset : k + offset + 1], dim)
+    # one read for the page (and the hit after it) and for the top two, which judge() reads
+    wanted = list(dict.fromkeys(ranking.ids[:2] + ranking.ids[offset : k + offset + 1]))
+    vectors = store.catalog.vectors_of(collection, wanted, dim)
     records = store.catalog.records_of(collection, window)
     direction = direction_of(parts, collection)
-    stats, top_score, abstain = judge(query, ranking, store, collection, confidence, dim, direction)
+    stats, top_score, abstain = judge(query, ranking, vectors, store, collection, confidence, direction)
     scored = ScoredQuery(
         embeddings,
         query,
