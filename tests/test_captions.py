@@ -122,17 +122,24 @@ def test_blip_code_path_matches_transformers_generate(tmp_path):
     _same_as_reference(out, model, processor)
 
 
+class KeywordEncoder:
+    """Hand-made text embeddings: one dimension per keyword (1 where the text has it), plus a
+    small constant one, so that a caption's composition is checkable."""
+
+    def __init__(self, *keywords: str) -> None:
+        self.keywords = keywords
+
+    def encode_texts(self, texts):
+        out = np.zeros((len(texts), len(self.keywords) + 1), np.float32)
+        for i, t in enumerate(texts):
+            out[i] = [(k in t) * 1.0 for k in self.keywords] + [0.1]
+        return out
+
+
 def test_vocabulary_captioner_composes_from_the_best_terms():
     """With hand-made embeddings the composition is checkable: the best object, style and scene."""
 
-    class Fixed:
-        def encode_texts(self, texts):
-            out = np.zeros((len(texts), 4), np.float32)
-            for i, t in enumerate(texts):
-                out[i] = [("cat" in t) * 1.0, ("photo" in t) * 1.0, ("beach" in t) * 1.0, 0.1]
-            return out
-
-    cap = VocabularyCaptioner(Fixed(), objects=["cat", "dog", "car"])
+    cap = VocabularyCaptioner(KeywordEncoder("cat", "photo", "beach"), objects=["cat", "dog", "car"])
     ref = np.array([[0, 0, 0, 1.0]] * 4, np.float32)
     assert cap.caption_vectors(np.array([[1.0, 1.0, 1.0, 0.0]]), ref) == ["a photo of a cat on a beach"]
 
@@ -185,14 +192,7 @@ def test_ocr_on_rendered_text_and_real_images(tmp_path, photos):
 def test_people_get_no_colour_gender_or_age_words():
     """A strong colour and the word "woman" fit best, yet the caption says "a person"."""
 
-    class Fixed:
-        def encode_texts(self, texts):
-            out = np.zeros((len(texts), 4), np.float32)
-            for i, t in enumerate(texts):
-                out[i] = [("woman" in t) * 1.0, ("yellow" in t) * 1.0, ("photo" in t) * 1.0, 0.1]
-            return out
-
-    cap = VocabularyCaptioner(Fixed(), objects=["woman", "man", "car"])
+    cap = VocabularyCaptioner(KeywordEncoder("woman", "yellow", "photo"), objects=["woman", "man", "car"])
     ref = np.array([[0, 0, 0, 1.0]] * 4, np.float32)
     (caption,) = cap.caption_vectors(np.array([[1.0, 1.0, 1.0, 0.0]]), ref)
     assert caption.startswith("a photo of a person") and not FORBIDDEN.search(caption), caption
