@@ -96,12 +96,13 @@ def read_metadata(path: Path) -> PhotoMeta:
     return meta
 
 
-def fill_metadata(catalog, threads: int = 8) -> int:
-    """Read the headers of every indexed image that has no metadata yet; returns how many."""
+def fill_metadata(catalog, threads: int = 8, chunk: int = 2000) -> int:
+    """Read the headers of every indexed image that has no metadata yet; returns how many. Each
+    chunk is committed, so an interrupted backfill of a large library keeps what it read."""
     todo = catalog.images_without_metadata()
-    if not todo:
-        return 0
     with ThreadPoolExecutor(threads) as pool:  # header reads wait on the disk, not the CPU
-        metas = list(pool.map(lambda item: read_metadata(Path(item[1])), todo))
-    catalog.set_metadata([(image_id, meta) for (image_id, _), meta in zip(todo, metas)])
+        for i in range(0, len(todo), chunk):
+            part = todo[i : i + chunk]
+            metas = pool.map(lambda item: read_metadata(Path(item[1])), part)
+            catalog.set_metadata([(image_id, meta) for (image_id, _), meta in zip(part, metas)])
     return len(todo)
