@@ -10,7 +10,7 @@ PROFILE=${1:-dev}
 
 if [ "$PROFILE" = core ]; then
   DEBS="opencv-doc mate-backgrounds"
-  EXTRAS="server,sample"
+  EXTRAS="server,sample,places"
 else
   DEBS="opencv-doc mate-backgrounds tuxpaint-stamps-default tuxpaint-data gcompris-qt-data openclipart-png dataset-fashion-mnist fonts-noto-color-emoji tesseract-ocr tesseract-ocr-eng chromium chromium-driver"
   EXTRAS="server,captions,train,eval,dist,test"

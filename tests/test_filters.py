@@ -11,6 +11,7 @@ from PIL import Image
 from viewfinder import Engine
 from viewfinder.errors import QueryError
 from viewfinder.ingest.metadata import read_metadata
+from viewfinder.ingest import places
 from viewfinder.query.filters import Filters, split_filters
 
 from conftest import copy_photos
@@ -99,8 +100,8 @@ def test_filtered_search_in_every_form(tmp_path, photos, tiny_spec):
         assert names("a photo", filters={"camera": "canon", "type": "jpg"}) == ["cat.jpg"]
         none = eng.search("a photo camera:leica")
         assert none.hits == [] and "no image passes the filters" in none.message
-        with pytest.raises(QueryError, match="unknown place"):
-            eng.search("a photo", filters={"place": "Paris"})
+        with pytest.raises(QueryError, match="unknown album"):
+            eng.search("a photo", filters={"album": "Paris"})
         info = eng.image_info(folder / "cat.jpg")
         assert info["camera"] == "Canon EOS 80D" and info["taken_source"] == "exif"
 
@@ -129,3 +130,65 @@ def test_cli_filter_flags(tmp_path, photos, tiny_spec):
         run + ["search", "a photo", "--db", db, "--after", "soon"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "YYYY" in bad.stderr
+
+
+def test_place_filters_are_parsed():
+    words, f = split_filters('a dog near:"48.85, 2.35" within:500m place:"Paris, France"')
+    assert words == "a dog" and f.near == (48.85, 2.35) and f.within_km() == pytest.approx(0.5)
+    assert f.place_parts() == ["Paris", "France"]
+    assert split_filters("near:1,2")[1].within_km() == 10.0  # the default
+    assert split_filters("near:1,2 within:3mi")[1].within == pytest.approx(4.828, abs=1e-3)
+    with pytest.raises(QueryError, match="latitude,longitude"):
+        split_filters("near:91,0")
+    with pytest.raises(QueryError, match="20km, 500m or 3mi"):
+        split_filters("near:1,2 within:far")
+    with pytest.raises(QueryError, match="within: needs a point"):
+        split_filters("a dog within:2km")[1].checked()
+
+
+# (latitude, longitude) as the EXIF GPS fields write them
+PARIS = ("N", (48.0, 51.0, 24.0), "E", (2.0, 21.0, 8.0))  # 48.8567, 2.3522
+LAMBETH = ("N", (51.0, 30.0, 0.0), "W", (0.0, 7.0, 12.0))  # 51.5, -0.12: London
+AT_SEA = ("N", (0.0, 0.0, 0.0), "W", (30.0, 0.0, 0.0))  # the Atlantic, 500 km from any town
+
+
+def test_places_from_gps_offline(tmp_path, photos, tiny_spec):
+    folder = tmp_path / "pics"
+    src = next(photos.rglob("chelsea.png"))
+    for name, gps in (("paris.jpg", PARIS), ("lambeth.jpg", LAMBETH), ("sea.jpg", AT_SEA)):
+        with_exif(src, folder / name, "Canon", "EOS 80D", "2023:07:01 10:00:00", gps=gps)
+    with_exif(src, folder / "nogps.jpg", "Canon", "EOS 80D", "2023:07:01 10:00:00")
+    with Engine.open(tmp_path / "db", model=tiny_spec, workers=0) as eng:
+        eng.index(folder, progress=False)
+
+        def names(query):
+            return sorted(h.path.rsplit("/", 1)[1] for h in eng.search(query, k=10).hits)
+
+        assert names("a cat place:France") == ["paris.jpg"]
+        assert names("a cat place:île-de-france") == names("a cat place:ILE-DE-FRANCE") == ["paris.jpg"]
+        assert names('a cat place:"Paris, FR"') == ["paris.jpg"]
+        assert names('a cat place:"Paris, United Kingdom"') == []
+        assert names("a cat place:London") == ["lambeth.jpg"]  # the big city around Lambeth
+        assert names("a cat near:48.85,2.35 within:2km") == ["paris.jpg"]
+        assert names("a cat near:48.85,2.35 within:300km") == ["paris.jpg"]
+        assert names("a cat near:48.85,2.35 within:400km") == ["lambeth.jpg", "paris.jpg"]  # 344 km
+        assert names("a cat near:0,-30 within:1km") == ["sea.jpg"]  # no town, but its coordinates
+        info = eng.image_info(folder / "lambeth.jpg")
+        assert (info["city"], info["metro"], info["country_code"]) == ("Lambeth", "London", "GB")
+        assert "city" not in eng.image_info(folder / "sea.jpg")  # no place rather than a wrong one
+
+        # an index from before place names: the next run looks them up from the stored coordinates
+        eng.store.catalog.conn.execute("UPDATE images SET city=NULL, place_names=NULL, place_source=NULL")
+        assert names("a cat place:France") == []
+        report = eng.index(folder, progress=False)
+        assert report.embedded == 0 and names("a cat place:France") == ["paris.jpg"]
+
+
+def test_place_without_the_place_data_says_what_to_install(tmp_path, photos, tiny_spec, monkeypatch):
+    monkeypatch.setattr(places, "available", lambda: False)
+    folder = copy_photos(photos, tmp_path / "pics", ["coffee.png"])
+    with Engine.open(tmp_path / "db", model=tiny_spec, workers=0) as eng:
+        eng.index(folder, progress=False)  # indexing goes on without place names
+        with pytest.raises(QueryError, match=r"viewfinder\[places\]"):
+            eng.search("a cat place:Paris")
+        assert eng.search("a cat near:1,2").hits == []  # coordinates need no place data

@@ -53,9 +53,12 @@ class SearchRequest(BaseModel):
     image: str | None = Field(None, description="data URI of an image for hybrid search")
     target: Literal["images", "texts"] = "images"
     mode: Literal["vector", "lexical", "fused"] | None = None
-    filters: dict[Literal["after", "before", "camera", "folder", "type"], str] | None = Field(
+    filters: (
+        dict[Literal["after", "before", "camera", "folder", "place", "near", "within", "type"], str] | None
+    ) = Field(
         None,
-        description="e.g. {'after': '2023-06', 'camera': 'canon'}; also inline in the query (after:2023-06)",
+        description="e.g. {'after': '2023-06', 'camera': 'canon', 'place': 'France', 'near': '48.85,2.35', "
+        "'within': '20km'}; also inline in the query (after:2023-06)",
     )
     explain: bool = Field(
         False, description=f"a heatmap of where the query matches on each image hit (k <= {MAX_EXPLAIN})"

@@ -258,6 +258,13 @@ def search(
     before: Optional[str] = typer.Option(None, "--before", help="Taken before this date."),
     camera: Optional[str] = typer.Option(None, "--camera", help="Camera make or model contains this."),
     folder: Optional[str] = typer.Option(None, "--folder", help="A folder of this name is above the file."),
+    place: Optional[str] = typer.Option(
+        None, "--place", help="Taken in this town, region or country ('Paris', 'Paris, France', 'FR')."
+    ),
+    near: Optional[str] = typer.Option(None, "--near", help="Taken near LAT,LON (degrees), e.g. 48.85,2.35."),
+    within: Optional[str] = typer.Option(
+        None, "--within", help="Distance from --near: 20km, 500m, 3mi (10km)."
+    ),
     file_type: Optional[str] = typer.Option(None, "--type", help="File type: jpg, png, heic, ..."),
     explain: Optional[Path] = typer.Option(
         None,
@@ -288,7 +295,16 @@ def search(
             target="texts" if texts else "images",
             mode=mode,
             regions=explain is not None and not texts,
-            filters={"after": after, "before": before, "camera": camera, "folder": folder, "type": file_type},
+            filters={
+                "after": after,
+                "before": before,
+                "camera": camera,
+                "folder": folder,
+                "place": place,
+                "near": near,
+                "within": within,
+                "type": file_type,
+            },
         )
         if explain is not None:
             explain.mkdir(parents=True, exist_ok=True)

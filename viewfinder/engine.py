@@ -466,8 +466,9 @@ class Engine:
         regions: give each image hit a heatmap of where the query matches (`hit.heatmap`;
             about 50 image encodings a hit, so seconds each on a CPU).
         filters: {"after": "2023-06", "before": "2024", "camera": "canon", "folder": "holidays",
-            "type": "jpg"} (query/filters.py); the same can be written in a text query
-            (`a dog after:2023-06`), where they win over these.
+            "place": "France", "near": "48.85,2.35", "within": "20km", "type": "jpg"}
+            (query/filters.py); the same can be written in a text query (`a dog after:2023-06`),
+            where they win over these.
         """
         if k < 1 or offset < 0:
             raise QueryError(f"k={k}, offset={offset}: k must be at least 1 and offset not negative")
@@ -476,7 +477,11 @@ class Engine:
         except ValueError:
             raise QueryError(f"target {target!r}: use 'images' or 'texts'") from None
         query, inline = inline_filters(query)
-        chosen = filters_from(filters or {}).merged(inline)
+        chosen = filters_from(filters or {}).merged(inline).checked()
+        if chosen.place:
+            from .ingest.places import require
+
+            require()
         parts = parse_query(query, image=image, text_weight=text_weight, local=local)
         return run_search(
             parts,

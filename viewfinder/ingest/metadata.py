@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from .places import fill_places
+
 log = logging.getLogger(__name__)
 
 # EXIF tags (Exif 2.32): IFD0, the Exif sub-IFD and the GPS sub-IFD
@@ -97,12 +99,14 @@ def read_metadata(path: Path) -> PhotoMeta:
 
 
 def fill_metadata(catalog, threads: int = 8, chunk: int = 2000) -> int:
-    """Read the headers of every indexed image that has no metadata yet; returns how many. Each
-    chunk is committed, so an interrupted backfill of a large library keeps what it read."""
+    """Read the headers of every indexed image that has no metadata yet, then name the places of
+    new GPS coordinates (ingest/places.py); returns how many headers were read. Each chunk is
+    committed, so an interrupted backfill of a large library keeps what it read."""
     todo = catalog.images_without_metadata()
     with ThreadPoolExecutor(threads) as pool:  # header reads wait on the disk, not the CPU
         for i in range(0, len(todo), chunk):
             part = todo[i : i + chunk]
             metas = pool.map(lambda item: read_metadata(Path(item[1])), part)
             catalog.set_metadata([(image_id, meta) for (image_id, _), meta in zip(part, metas)])
+    fill_places(catalog)
     return len(todo)

@@ -1,8 +1,11 @@
 """Filters on what the catalogue knows of each image, in one language for every face: inline in a
-query (`a dog on a beach after:2023-06 before:2024 camera:canon folder:holidays type:jpg`), as
-CLI flags (`--after ...`) and as the API's `filters` object. Dates are YYYY, YYYY-MM or
-YYYY-MM-DD (UTC); `after:` includes its day, `before:` excludes it. Text filters match a part of
-the value, ignoring case. An unknown `key:` is an error, not query words."""
+query (`a dog on a beach after:2023-06 before:2024 camera:canon folder:holidays place:France
+type:jpg`), as CLI flags (`--after ...`) and as the API's `filters` object. Dates are YYYY,
+YYYY-MM or YYYY-MM-DD (UTC); `after:` includes its day, `before:` excludes it. camera: and
+folder: match a part of the value, ignoring case. place: names a town, region or country (or its
+two-letter code), whole, ignoring case; "Paris, France" needs both. near:"48.85,2.35" keeps the
+photos taken within `within:` (default 10 km; m, km or mi) of that point. An unknown `key:` is an
+error, not query words."""
 
 from __future__ import annotations
 
@@ -12,8 +15,11 @@ from datetime import datetime, timezone
 
 from ..errors import QueryError
 
-KEYS = ("after", "before", "camera", "folder", "type")
+KEYS = ("after", "before", "camera", "folder", "place", "near", "within", "type")
 _TOKEN = re.compile(r'^([A-Za-z_]+):("?)(.+)\2$')
+DEFAULT_WITHIN_KM = 10.0
+_DISTANCE = re.compile(r"^(\d+(?:\.\d+)?)\s*(km|m|mi)?$")
+_UNIT_KM = {"km": 1.0, "m": 0.001, "mi": 1.609344}
 
 
 @dataclass(frozen=True)
@@ -22,10 +28,25 @@ class Filters:
     before: float | None = None  # taken before
     camera: str | None = None
     folder: str | None = None
+    place: str | None = None
+    near: tuple[float, float] | None = None  # (latitude, longitude) in degrees
+    within: float | None = None  # km from `near`
     type: str | None = None  # file extension, without the dot
 
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) is not None for f in fields(self))
+
+    def place_parts(self) -> list[str]:
+        return [p.strip() for p in (self.place or "").split(",") if p.strip()]
+
+    def within_km(self) -> float:
+        return DEFAULT_WITHIN_KM if self.within is None else self.within
+
+    def checked(self) -> "Filters":
+        """These filters, once all their sources are merged; raises for a set that cannot work."""
+        if self.within is not None and self.near is None:
+            raise QueryError("within: needs a point to measure from: add near:LAT,LON")
+        return self
 
     def merged(self, other: "Filters") -> "Filters":
         """These filters with `other`'s set values on top."""
@@ -43,6 +64,25 @@ def parse_date(key: str, text: str) -> float:
     raise QueryError(f"{key}:{text}: give a date as YYYY, YYYY-MM or YYYY-MM-DD")
 
 
+def parse_point(text: str) -> tuple[float, float]:
+    """'48.85,2.35' -> (48.85, 2.35)."""
+    try:
+        lat, lon = (float(x) for x in text.replace(" ", "").split(","))
+    except ValueError:
+        lat = lon = float("nan")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise QueryError(f"near:{text}: give latitude,longitude in degrees, e.g. near:48.85,2.35")
+    return lat, lon
+
+
+def parse_distance(text: str) -> float:
+    """'20km', '500m', '3mi' or '20' (km) -> km."""
+    match = _DISTANCE.match(text.lower().strip())
+    if match is None or float(match.group(1)) <= 0:
+        raise QueryError(f"within:{text}: give a distance such as 20km, 500m or 3mi")
+    return float(match.group(1)) * _UNIT_KM[match.group(2) or "km"]
+
+
 def filters_from(values: dict[str, str | None]) -> Filters:
     """Filters from key -> text (CLI flags, API fields); unknown keys are an error."""
     unknown = sorted(set(values) - set(KEYS))
@@ -57,6 +97,10 @@ def filters_from(values: dict[str, str | None]) -> Filters:
             out[key] = parse_date(key, text)
         elif key == "type":
             out[key] = text.lower().lstrip(".")
+        elif key == "near":
+            out[key] = parse_point(text)
+        elif key == "within":
+            out[key] = parse_distance(text)
         else:
             out[key] = text
     return Filters(**out)

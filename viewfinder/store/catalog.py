@@ -6,11 +6,13 @@ number, so a kill at any moment leaves a catalogue that opens, and a stale index
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
 import threading
 import time
+import unicodedata
 import weakref
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,7 +23,7 @@ import numpy as np
 
 from ..errors import ModelMismatchError, NotFoundError, storage_error
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each entry upgrades the schema from version i to i + 1; never edit one that has shipped.
 # Statements end with ";" at the end of a line (trigger bodies keep theirs on one line).
@@ -75,6 +77,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN longitude REAL;
     CREATE INDEX images_taken_at ON images(taken_at);
     """,
+    # Place names from the GPS coordinates (ingest/places.py); place_source NULL: not looked up.
+    """
+    ALTER TABLE images ADD COLUMN city TEXT;
+    ALTER TABLE images ADD COLUMN metro TEXT;
+    ALTER TABLE images ADD COLUMN region TEXT;
+    ALTER TABLE images ADD COLUMN country TEXT;
+    ALTER TABLE images ADD COLUMN country_code TEXT;
+    ALTER TABLE images ADD COLUMN place_names TEXT;
+    ALTER TABLE images ADD COLUMN place_source TEXT;
+    CREATE INDEX images_latitude ON images(latitude);
+    """,
 ]
 
 
@@ -112,6 +125,11 @@ class ImageRecord:
     lens: str | None = None
     latitude: float | None = None
     longitude: float | None = None
+    city: str | None = None
+    metro: str | None = None  # the big city around `city` (ingest/places.py)
+    region: str | None = None
+    country: str | None = None
+    country_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +154,8 @@ class TextRecord:
 
 _IMAGE_COLUMNS = (
     "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text, "
-    "caption_confidence, taken_at, taken_source, camera, lens, latitude, longitude"
+    "caption_confidence, taken_at, taken_source, camera, lens, latitude, longitude, city, metro, region, "
+    "country, country_code"
 )
 
 
@@ -171,6 +190,7 @@ class ImageCatalog:
                 raise
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.create_function("km", 4, _km_or_null, deterministic=True)  # near: filters
             # file names that are not valid UTF-8 are stored as their bytes (see _text)
             conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
             self._local.conn = conn
@@ -435,6 +455,15 @@ class ImageCatalog:
         if filters.folder:  # a folder name anywhere above the file
             where.append("instr(lower(CAST(i.path AS TEXT)), lower(?)) > 0")
             args.append("/" + filters.folder.strip("/") + "/")
+        for part in filters.place_parts():  # "Paris, France": each part names one
+            where.append("instr(i.place_names, ?) > 0")
+            args.append(f"|{fold(part)}|")
+        if filters.near is not None:
+            (lat, lon), km = filters.near, filters.within_km()
+            # a box on the indexed latitude first, then the exact distance on what is in it
+            dlat = math.degrees(km / EARTH_KM)
+            where.append("i.latitude BETWEEN ? AND ? AND km(i.latitude, i.longitude, ?, ?) <= ?")
+            args += [lat - dlat, lat + dlat, lat, lon, km]
         if filters.type:
             exts = {"jpg": ("jpg", "jpeg"), "jpeg": ("jpg", "jpeg"), "tif": ("tif", "tiff")}.get(
                 filters.type, (filters.type,)
@@ -465,11 +494,30 @@ class ImageCatalog:
         """(image id, facts with taken_at, taken_source, camera, lens, latitude, longitude)."""
         with self.transaction():
             self.conn.executemany(
-                "UPDATE images SET taken_at=?, taken_source=?, camera=?, lens=?, latitude=?, longitude=? "
-                "WHERE id=?",
+                "UPDATE images SET taken_at=?, taken_source=?, camera=?, lens=?, latitude=?, longitude=?, "
+                "place_source=NULL WHERE id=?",  # new coordinates: the place is looked up again
                 [
                     (m.taken_at, m.taken_source, m.camera, m.lens, m.latitude, m.longitude, i)
                     for i, m in items
+                ],
+            )
+
+    def images_without_place(self) -> list[tuple[int, float, float]]:
+        """(id, latitude, longitude) of the images with GPS coordinates not looked up yet."""
+        return self.conn.execute(
+            "SELECT id, latitude, longitude FROM images WHERE latitude IS NOT NULL AND longitude IS NOT NULL "
+            "AND place_source IS NULL ORDER BY id"
+        ).fetchall()
+
+    def set_places(self, items: Sequence[tuple[int, object]], source: str) -> None:
+        """(image id, place with city, metro, region, country, country_code), from `source`."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE images SET city=?, metro=?, region=?, country=?, country_code=?, place_names=?, "
+                "place_source=? WHERE id=?",
+                [
+                    (p.city, p.metro, p.region, p.country, p.country_code, _place_names(p), source, i)
+                    for i, p in items
                 ],
             )
 
@@ -533,6 +581,34 @@ class ImageCatalog:
             for tid, blob in self.conn.execute(f"SELECT id, v FROM texts WHERE id IN ({marks})", chunk):
                 out[int(tid)] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return out
+
+
+EARTH_KM = 6371.0088  # the Earth's mean radius
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km between two points given in degrees."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def fold(text: str) -> str:
+    """For matching names as people type them: no case, no accents ("Île-de-France" = "ile-de-france")."""
+    decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _place_names(place) -> str | None:
+    """Every name of a place in one column, folded, each between bars: `place:` looks for
+    "|name|" in it."""
+    names = [fold(n) for n in (place.city, place.metro, place.region, place.country, place.country_code) if n]
+    return "|" + "|".join(names) + "|" if names else None
+
+
+def _km_or_null(lat1, lon1, lat2, lon2) -> float | None:
+    return None if None in (lat1, lon1, lat2, lon2) else haversine_km(lat1, lon1, lat2, lon2)
 
 
 def _text(value: str | None) -> str | bytes | None:
