@@ -259,6 +259,26 @@ def test_filters_field_and_inline(client):
     assert jpgs and all(h["path"].endswith(".jpg") for h in jpgs)
     inline = client.post("/search", json={"query": "a cat type:png", "k": 10}).json()["hits"]
     assert inline and all(h["path"].endswith(".png") for h in inline)
-    assert client.post("/search", json={"query": "a cat", "filters": {"place": "x"}}).status_code == 422
+    assert client.post("/search", json={"query": "a cat", "filters": {"album": "x"}}).status_code == 422
     bad = client.post("/search", json={"query": "a cat colour:red"})
     assert bad.status_code == 400 and "not a filter" in bad.json()["error"]  # like other query errors
+
+
+def test_browse_and_image_info(client):
+    page = client.get("/browse", params={"limit": 2}).json()
+    assert page["total"] == 5 and len(page["images"]) == 2
+    rest = client.get("/browse", params={"limit": 10, "offset": 2}).json()["images"]
+    ids = [i["id"] for i in page["images"] + rest]
+    assert len(set(ids)) == 5  # pages neither repeat nor skip
+    # newest first: every file's date is its modification time (no EXIF in these)
+    dates = [i["taken_at"] for i in page["images"] + rest]
+    assert dates == sorted(dates, reverse=True) and all(i["taken_source"] == "file" for i in rest)
+    jpgs = client.get("/browse", params={"type": "jpg"}).json()
+    assert jpgs["total"] == 1 and jpgs["images"][0]["path"] == "rocket.jpg"  # a name, not a server path
+    info = client.get(jpgs["images"][0]["image_url"] + "/info").json()
+    assert info["id"] == jpgs["images"][0]["id"] and info["path"] == "rocket.jpg"
+    assert info["width"] > 0 and info["size"] > 0 and info["thumbnail_url"].startswith("/thumbnails/")
+    assert client.get("/images/999999/info").status_code == 404
+    assert client.get("/browse", params={"after": "soon"}).status_code == 400
+    assert client.get("/browse", params={"within": "2km"}).status_code == 400  # within needs near
+    assert client.get("/browse", params={"limit": 0}).status_code == 422

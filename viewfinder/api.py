@@ -234,11 +234,10 @@ def run_search(engine: Engine, req: SearchRequest, upload: bytes | None, target:
     )
     out = result.to_dict()
     for hit in out["hits"]:
-        if hit["path"] and not engine.config.show_paths:  # the server's folders are its own business
-            hit["path"] = Path(hit["path"]).name
         if hit["kind"] == "image":
-            hit["image_url"] = f"/images/{hit['id']}"
-            hit["thumbnail_url"] = f"/thumbnails/{hit['id']}"
+            public_image(hit, engine)
+        elif hit["path"] and not engine.config.show_paths:  # the server's folders are its own business
+            hit["path"] = Path(hit["path"]).name
     return out
 
 
@@ -339,11 +338,48 @@ def duplicates(
     threshold used; image URLs beside the paths."""
     groups = [g.to_dict() for g in engine.duplicates(level, threshold)]
     for group in groups:
-        for image in group["images"]:
-            if not engine.config.show_paths:
-                image["path"] = Path(image["path"]).name
-            image["thumbnail_url"] = f"/thumbnails/{image['id']}"
+        group["images"] = [public_image(image, engine) for image in group["images"]]
     return groups
+
+
+def public_image(image: dict, engine: Engine) -> dict:
+    """An image's facts as remote clients see them: the file name, not the server's folders
+    (unless the operator shows paths), and the URLs of the image and its thumbnail."""
+    if image.get("path") and not engine.config.show_paths:
+        image["path"] = Path(image["path"]).name
+    image["image_url"] = f"/images/{image['id']}"
+    image["thumbnail_url"] = f"/thumbnails/{image['id']}"
+    return image
+
+
+@router.get("/images/{image_id}/info", dependencies=[Depends(require_read)])
+def image_info(image_id: ImageId, engine: Engine = Depends(engine_of)) -> dict:
+    """What the index holds about one image: file size, pixels, date taken (`taken_source`
+    "file": the file's date, the photo had none), camera, lens, GPS and place, caption."""
+    return public_image(engine.image_info(image_id), engine)
+
+
+@router.get("/browse", dependencies=[Depends(require_read)])
+def browse(
+    offset: Annotated[int, QueryParam(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, QueryParam(ge=1, le=500)] = 50,
+    after: Annotated[str | None, QueryParam(max_length=40, description="YYYY, YYYY-MM or YYYY-MM-DD")] = None,
+    before: Annotated[str | None, QueryParam(max_length=40)] = None,
+    camera: Annotated[str | None, QueryParam(max_length=200)] = None,
+    folder: Annotated[str | None, QueryParam(max_length=200)] = None,
+    place: Annotated[str | None, QueryParam(max_length=200, description="town, region or country")] = None,
+    near: Annotated[str | None, QueryParam(max_length=60, description="LAT,LON in degrees")] = None,
+    within: Annotated[str | None, QueryParam(max_length=20, description="20km, 500m, 3mi")] = None,
+    type: Annotated[str | None, QueryParam(max_length=20, description="jpg, png, heic, ...")] = None,
+    engine: Engine = Depends(engine_of),
+) -> dict:
+    """The library without a query, newest first, with the same filters as search:
+    {"total": how many pass, "images": [...]}."""
+    flags = {"after": after, "before": before, "camera": camera, "folder": folder}
+    flags |= {"place": place, "near": near, "within": within, "type": type}
+    page = engine.browse(flags, offset, limit)
+    page["images"] = [public_image(image, engine) for image in page["images"]]
+    return page
 
 
 @router.get("/health")

@@ -31,7 +31,7 @@ from .ingest.reindex import finish_switch
 from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
 from .query.confidence import ConfidenceModel, load_confidence
-from .query.filters import filters_from, inline_filters
+from .query.filters import Filters, filters_from, inline_filters
 from .query.parse import MAX_WEIGHT, QueryInput, check_text, parse_query
 from .query.regions import Heatmap, overlay
 from .query.results import DuplicateGroup, SearchResult
@@ -477,11 +477,7 @@ class Engine:
         except ValueError:
             raise QueryError(f"target {target!r}: use 'images' or 'texts'") from None
         query, inline = inline_filters(query)
-        chosen = filters_from(filters or {}).merged(inline).checked()
-        if chosen.place:
-            from .ingest.places import require
-
-            require()
+        chosen = _filters(filters, inline)
         parts = parse_query(query, image=image, text_weight=text_weight, local=local)
         return run_search(
             parts,
@@ -557,7 +553,15 @@ class Engine:
             rec = catalog.get_image(image)
         else:
             rec = catalog.image_at(str(Path(image).expanduser().resolve()))
-        return {k: v for k, v in asdict(rec).items() if v is not None}
+        return _facts(rec)
+
+    def browse(self, filters: dict[str, str] | None = None, offset: int = 0, limit: int = 50) -> dict:
+        """The library without a query: the images that pass `filters` (keys as in `search`),
+        newest first. {"total": how many pass, "images": the page's image_info dicts}."""
+        if offset < 0 or not 1 <= limit <= 500:
+            raise QueryError(f"offset={offset}, limit={limit}: offset not negative, limit in 1..500")
+        total, records = self.store.catalog.browse(_filters(filters), offset, limit)
+        return {"total": total, "images": [_facts(r) for r in records]}
 
     def image_path(self, image_id: int) -> Path:
         """The file of an indexed image; NotFoundError when the id or the file is gone."""
@@ -698,3 +702,18 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _facts(record) -> dict:
+    """An image record as a dict, without the fields it has no value for."""
+    return {k: v for k, v in asdict(record).items() if v is not None}
+
+
+def _filters(flags: dict[str, str] | None, inline: Filters | None = None) -> Filters:
+    """The filters of a search or browse: flags (or API fields) with the query's own on top."""
+    chosen = filters_from(flags or {}).merged(inline or Filters()).checked()
+    if chosen.place:
+        from .ingest.places import require
+
+        require()  # a clear "install this" rather than no hits
+    return chosen

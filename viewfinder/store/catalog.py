@@ -442,40 +442,23 @@ class ImageCatalog:
 
     def filter_ids(self, filters) -> np.ndarray:
         """Ids of the images with a vector that pass `filters` (query/filters.py's Filters)."""
-        where, args = ["i.error IS NULL"], []
-        if filters.after is not None:
-            where.append("i.taken_at >= ?")
-            args.append(filters.after)
-        if filters.before is not None:
-            where.append("i.taken_at < ?")
-            args.append(filters.before)
-        if filters.camera:
-            where.append("instr(lower(coalesce(i.camera, '')), lower(?)) > 0")
-            args.append(filters.camera)
-        if filters.folder:  # a folder name anywhere above the file
-            where.append("instr(lower(CAST(i.path AS TEXT)), lower(?)) > 0")
-            args.append("/" + filters.folder.strip("/") + "/")
-        for part in filters.place_parts():  # "Paris, France": each part names one
-            where.append("instr(i.place_names, ?) > 0")
-            args.append(f"|{fold(part)}|")
-        if filters.near is not None:
-            (lat, lon), km = filters.near, filters.within_km()
-            # a box on the indexed latitude first, then the exact distance on what is in it
-            dlat = math.degrees(km / EARTH_KM)
-            where.append("i.latitude BETWEEN ? AND ? AND km(i.latitude, i.longitude, ?, ?) <= ?")
-            args += [lat - dlat, lat + dlat, lat, lon, km]
-        if filters.type:
-            exts = {"jpg": ("jpg", "jpeg"), "jpeg": ("jpg", "jpeg"), "tif": ("tif", "tiff")}.get(
-                filters.type, (filters.type,)
-            )
-            where.append("(" + " OR ".join("lower(CAST(i.path AS TEXT)) LIKE ?" for _ in exts) + ")")
-            args += [f"%.{e}" for e in exts]
+        where, args = _filter_sql(filters)
         rows = self.conn.execute(
-            "SELECT i.id FROM images i JOIN image_vectors v ON v.image_id = i.id WHERE "
-            + " AND ".join(where),
-            args,
+            "SELECT i.id FROM images i JOIN image_vectors v ON v.image_id = i.id WHERE " + where, args
         ).fetchall()
         return np.array([r[0] for r in rows], np.int64)
+
+    def browse(self, filters, offset: int, limit: int) -> tuple[int, list[ImageRecord]]:
+        """The images that pass `filters`, newest first (undated last): how many in all, and the
+        records of the page from `offset`."""
+        where, args = _filter_sql(filters)
+        total = self.conn.execute("SELECT COUNT(*) FROM images i WHERE " + where, args).fetchone()[0]
+        rows = self.conn.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE {where} "
+            "ORDER BY i.taken_at IS NULL, i.taken_at DESC, i.id LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        ).fetchall()
+        return int(total), [ImageRecord(*r) for r in rows]
 
     def count_without_metadata(self) -> int:
         return int(
@@ -592,6 +575,39 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _filter_sql(filters) -> tuple[str, list]:
+    """The WHERE clause (over `images i`) and its arguments for query/filters.py's Filters."""
+    where, args = ["i.error IS NULL"], []
+    if filters.after is not None:
+        where.append("i.taken_at >= ?")
+        args.append(filters.after)
+    if filters.before is not None:
+        where.append("i.taken_at < ?")
+        args.append(filters.before)
+    if filters.camera:
+        where.append("instr(lower(coalesce(i.camera, '')), lower(?)) > 0")
+        args.append(filters.camera)
+    if filters.folder:  # a folder name anywhere above the file
+        where.append("instr(lower(CAST(i.path AS TEXT)), lower(?)) > 0")
+        args.append("/" + filters.folder.strip("/") + "/")
+    for part in filters.place_parts():  # "Paris, France": each part names one
+        where.append("instr(i.place_names, ?) > 0")
+        args.append(f"|{fold(part)}|")
+    if filters.near is not None:
+        (lat, lon), km = filters.near, filters.within_km()
+        # a box on the indexed latitude first, then the exact distance on what is in it
+        dlat = math.degrees(km / EARTH_KM)
+        where.append("i.latitude BETWEEN ? AND ? AND km(i.latitude, i.longitude, ?, ?) <= ?")
+        args += [lat - dlat, lat + dlat, lat, lon, km]
+    if filters.type:
+        exts = {"jpg": ("jpg", "jpeg"), "jpeg": ("jpg", "jpeg"), "tif": ("tif", "tiff")}.get(
+            filters.type, (filters.type,)
+        )
+        where.append("(" + " OR ".join("lower(CAST(i.path AS TEXT)) LIKE ?" for _ in exts) + ")")
+        args += [f"%.{e}" for e in exts]
+    return " AND ".join(where), args
 
 
 def fold(text: str) -> str:
