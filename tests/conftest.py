@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 TINY_OPEN_CLIP = {
     "embed_dim": 32,
@@ -25,6 +26,23 @@ def photos(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("photos")
     assert make_sample(out) >= 12
     return out
+
+
+def with_exif(src, dst, make, model, taken, offset=None, gps=None):
+    """`src` saved as a JPEG at `dst` with an EXIF header: camera, date taken (EXIF text), its
+    UTC offset ("+02:00"), GPS as (lat ref, (d, m, s), lon ref, (d, m, s))."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = make, model
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = taken
+    if offset:
+        sub[0x9011] = offset
+    if gps:
+        g = exif.get_ifd(0x8825)
+        g[1], g[2], g[3], g[4] = gps
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(src).convert("RGB").save(dst, "JPEG", exif=exif, quality=92)
+    return dst
 
 
 def copy_photos(src: Path, dst: Path, names: list[str] | None = None) -> Path:

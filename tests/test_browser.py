@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_photos
+from conftest import copy_photos, with_exif
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +43,19 @@ def server(tmp_path_factory, photos):
             "YellowFlower.jpg",
         ],
     )
+    # a photo with the header a phone writes (date, camera, GPS in Paris), and a second copy of
+    # one file: the detail view's facts and the duplicates view have something to show
+    with_exif(
+        folder / "coffee.png",
+        folder / "paris.jpg",
+        "Apple",
+        "iPhone 13",
+        "2024:05:01 09:30:00",
+        "+02:00",
+        ("N", (48.0, 51.0, 24.0), "E", (2.0, 21.0, 8.0)),
+    )
+    (folder / "copy").mkdir()
+    shutil.copy(folder / "rocket.jpg", folder / "copy" / "rocket.jpg")
     db = base / "db"
 
     def run(*a):
@@ -124,6 +137,17 @@ def _loaded_images(driver):
     return imgs if ok else None
 
 
+def _serious_violations(browser, report: str) -> list:
+    """axe-core's serious and critical findings on the page as it is now (all saved to `report`)."""
+    browser.execute_script(AXE.read_text())
+    result = browser.execute_async_script(
+        "const done = arguments[0]; axe.run(document).then(r => done(r.violations));"
+    )
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / report).write_text(json.dumps(result, indent=2))
+    return [(v["id"], v["help"]) for v in result if v["impact"] in ("serious", "critical")]
+
+
 def test_every_mode_renders_results_with_alt_text(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -137,7 +161,7 @@ def test_every_mode_renders_results_with_alt_text(server, browser):
     box = browser.find_element(By.ID, "q")
     box.send_keys("a cat", Keys.ENTER)
     alts = _wait(lambda: [i.get_attribute("alt") for i in _loaded_images(browser) or []])
-    assert len(alts) == 8
+    assert len(alts) == 10
     assert all(a.strip() for a in alts)
     status = browser.find_element(By.ID, "status").text
     assert "result" in status or "No good match" in status
@@ -203,14 +227,7 @@ def test_no_serious_accessibility_violations(server, browser):
     browser.get(url + "/")
     browser.find_element(By.ID, "q").send_keys("a butterfly", Keys.ENTER)
     _wait(lambda: _loaded_images(browser))
-    browser.execute_script(AXE.read_text())
-    result = browser.execute_async_script(
-        "const done = arguments[0]; axe.run(document).then(r => done(r.violations));"
-    )
-    serious = [v for v in result if v["impact"] in ("serious", "critical")]
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    (SHOTS / "axe_violations.json").write_text(json.dumps(result, indent=2))
-    assert not serious, [(v["id"], v["help"]) for v in serious]
+    assert not _serious_violations(browser, "axe_violations.json")
 
 
 def test_api_docs_render_offline(server, browser):
@@ -235,7 +252,7 @@ def test_query_in_the_address_bar_back_and_load_more(server, browser):
 
     url, _ = server
     browser.get(url + "/?q=a%20cat")  # a bookmarked search runs on load
-    _wait(lambda: len(_loaded_images(browser) or []) == 8)
+    _wait(lambda: len(_loaded_images(browser) or []) == 10)
     assert browser.find_element(By.ID, "q").get_attribute("value") == "a cat"
 
     k = browser.find_element(By.ID, "k")
@@ -267,7 +284,96 @@ def test_filter_controls(server, browser):
     browser.find_element(By.CSS_SELECTOR, "#filters summary").click()
     browser.find_element(By.ID, "f-type").send_keys("png")
     browser.find_element(By.ID, "q").send_keys("a cat", Keys.ENTER)
-    # 3 of the 8 sample photos are PNGs: only they come back
+    # 3 of the 10 sample photos are PNGs: only they come back
     alts = _wait(lambda: [i.get_attribute("alt") for i in _loaded_images(browser) or []])
     assert len(alts) == 3
     assert "q=a%20cat" in browser.current_url  # the typed words, not the filter tokens
+
+
+def test_browse_detail_facts_and_duplicates(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    url, _ = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(url + "/")
+    browser.find_element(By.ID, "tab-browse").click()
+    assert not browser.find_element(By.ID, "q").is_displayed()  # no query: the library itself
+    browser.find_element(By.ID, "f-place").send_keys("Paris")
+    browser.find_element(By.ID, "go").click()
+    imgs = _wait(lambda: _loaded_images(browser))
+    assert len(imgs) == 1 and imgs[0].get_attribute("alt").startswith("paris.jpg")
+    assert "1 of 1 images" in browser.find_element(By.ID, "status").text
+    browser.save_screenshot(str(SHOTS / "browse_place.png"))
+
+    # the detail view lists what the header said, and opens the original
+    browser.find_element(By.CSS_SELECTOR, "#results button.hit").click()
+    facts = _wait(lambda: browser.find_element(By.ID, "detail-facts").text)
+    expected_facts = (
+        "9:30",
+        "2024",
+        "UTC+02:00",
+        "Paris",
+        "France",
+        "48.85667, 2.35222",
+        "iPhone 13",
+        "pixels",
+    )
+    for expected in expected_facts + ("paris.jpg",):
+        assert expected in facts, (expected, facts)
+    assert browser.find_element(By.ID, "detail-title").text == "Image details"
+    assert not browser.find_element(By.ID, "detail-verdict").is_displayed()  # no query, no score
+    assert "/images/" in browser.find_element(By.ID, "detail-open").get_attribute("href")
+    browser.save_screenshot(str(SHOTS / "detail_facts.png"))
+    assert not _serious_violations(browser, "axe_detail_facts.json")
+    browser.find_element(By.ID, "detail-close").click()
+
+    # all of it, newest first; previous / next walk through it from the keyboard
+    browser.find_element(By.ID, "f-place").clear()
+    browser.find_element(By.ID, "go").click()
+    _wait(lambda: len(_loaded_images(browser) or []) == 10)
+    first = browser.find_element(By.CSS_SELECTOR, "#results img").get_attribute("src")  # by id
+    browser.find_element(By.CSS_SELECTOR, "#results button.hit").click()
+    _wait(lambda: browser.find_element(By.ID, "detail-pos").text == "1 of 10")
+    assert browser.find_element(By.ID, "detail-prev").get_attribute("disabled") is not None
+    browser.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
+    _wait(lambda: browser.find_element(By.ID, "detail-pos").text == "2 of 10")
+    assert browser.find_element(By.ID, "detail-img").get_attribute("src") != first.replace(
+        "thumbnails", "images"
+    )
+    browser.find_element(By.ID, "detail-prev").click()
+    _wait(
+        lambda: (
+            browser.find_element(By.ID, "detail-img").get_attribute("src")
+            == first.replace("thumbnails", "images")
+        )
+    )
+    browser.find_element(By.ID, "detail-close").click()
+
+    # duplicates: the two copies of rocket.jpg side by side, with what joined them
+    browser.find_element(By.ID, "tab-duplicates").click()
+    Select(browser.find_element(By.ID, "level")).select_by_value("exact")
+    browser.find_element(By.ID, "go").click()
+    group = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#groups > li"))
+    assert len(group) == 1 and "2 copies of the same file" in group[0].text
+    names = [f.text for f in group[0].find_elements(By.TAG_NAME, "figcaption")]
+    assert names == ["rocket.jpg", "rocket.jpg"]
+    _wait(
+        lambda: all(
+            browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+            for i in group[0].find_elements(By.TAG_NAME, "img")
+        )
+    )
+    browser.save_screenshot(str(SHOTS / "duplicates.png"))
+    assert not _serious_violations(browser, "axe_duplicates.json")
+    Select(browser.find_element(By.ID, "level")).select_by_value("near")
+    browser.find_element(By.ID, "go").click()
+    _wait(
+        lambda: (
+            "duplicate" in browser.find_element(By.ID, "status").text.lower()
+            or "group" in browser.find_element(By.ID, "status").text
+        )
+    )
+    # the near level joins the copies too (same picture), at cosine 1.000
+    assert "cosine 1.000" in browser.find_element(By.ID, "groups").text

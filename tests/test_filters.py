@@ -6,34 +6,18 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from viewfinder import Engine
 from viewfinder.errors import QueryError
-from viewfinder.ingest.metadata import read_metadata
 from viewfinder.ingest import places
+from viewfinder.ingest.metadata import read_metadata
 from viewfinder.query.filters import Filters, split_filters
 
-from conftest import copy_photos
+from conftest import copy_photos, with_exif
 
 
 def utc(*args) -> float:
     return datetime.datetime(*args, tzinfo=datetime.timezone.utc).timestamp()
-
-
-def with_exif(src, dst, make, model, taken, offset=None, gps=None):
-    exif = Image.Exif()
-    exif[0x010F], exif[0x0110] = make, model
-    sub = exif.get_ifd(0x8769)
-    sub[0x9003] = taken
-    if offset:
-        sub[0x9011] = offset
-    if gps:
-        g = exif.get_ifd(0x8825)
-        g[1], g[2], g[3], g[4] = gps
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    Image.open(src).convert("RGB").save(dst, "JPEG", exif=exif, quality=92)
-    return dst
 
 
 def test_inline_filters_are_split_from_the_words():
@@ -65,6 +49,7 @@ def test_metadata_from_the_header(tmp_path, photos):
     )
     meta = read_metadata(path)
     assert meta.taken_source == "exif" and meta.taken_at == utc(2023, 6, 14, 16, 30, 5)  # +02:00 -> UTC
+    assert meta.taken_offset == 120
     assert meta.camera == "Canon EOS 80D"  # not "Canon Canon EOS 80D"
     assert meta.latitude == pytest.approx(-33.865) and meta.longitude == pytest.approx(-70.65)
     plain = read_metadata(src)  # a PNG without EXIF: its file time, marked so

@@ -34,7 +34,7 @@ from .query.confidence import ConfidenceModel, load_confidence
 from .query.filters import Filters, filters_from, inline_filters
 from .query.parse import MAX_WEIGHT, QueryInput, check_text, parse_query
 from .query.regions import Heatmap, overlay
-from .query.results import DuplicateGroup, SearchResult
+from .query.results import DuplicateGroup, SearchResult, alt_text
 from .query.search import combine, encode_parts, image_heatmap
 from .query.search import search as run_search
 from .store import Collection, Store
@@ -705,8 +705,10 @@ class Engine:
 
 
 def _facts(record) -> dict:
-    """An image record as a dict, without the fields it has no value for."""
-    return {k: v for k, v in asdict(record).items() if v is not None}
+    """An image record as a dict, without the fields it has no value for, with its alt text."""
+    facts = {k: v for k, v in asdict(record).items() if v is not None}
+    facts["alt"] = alt_text(record.id, record.path, record.caption, record.caption_confidence)
+    return facts
 
 
 def _filters(flags: dict[str, str] | None, inline: Filters | None = None) -> Filters:

@@ -35,6 +35,7 @@ class PhotoMeta:
     lens: str | None = None
     latitude: float | None = None
     longitude: float | None = None
+    taken_offset: int | None = None  # the camera's UTC offset in minutes, where it wrote one
 
 
 def _text(value) -> str | None:
@@ -54,20 +55,21 @@ def _degrees(dms, ref) -> float | None:
     return -value if _text(ref) in ("S", "W") else value
 
 
-def _taken(exif_ifd) -> float | None:
+def _taken(exif_ifd) -> tuple[float | None, int | None]:
+    """(date taken in seconds since the epoch, the UTC offset in minutes where written)."""
     raw = _text(exif_ifd.get(DATE_TAKEN))
     if not raw:
-        return None
+        return None, None
     try:
         when = datetime.strptime(raw[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:
-        return None
+        return None, None
     offset = _text(exif_ifd.get(OFFSET_TAKEN))
-    tz = timezone.utc
-    if offset and len(offset) == 6 and offset[0] in "+-":
-        sign = 1 if offset[0] == "+" else -1
-        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
-    return when.replace(tzinfo=tz).timestamp()
+    minutes = None
+    if offset and len(offset) == 6 and offset[0] in "+-" and offset[1:3].isdigit() and offset[4:6].isdigit():
+        minutes = (1 if offset[0] == "+" else -1) * (int(offset[1:3]) * 60 + int(offset[4:6]))
+    tz = timezone(timedelta(minutes=minutes)) if minutes is not None else timezone.utc
+    return when.replace(tzinfo=tz).timestamp(), minutes
 
 
 def read_metadata(path: Path) -> PhotoMeta:
@@ -82,10 +84,10 @@ def read_metadata(path: Path) -> PhotoMeta:
                 camera = model  # not "Canon Canon EOS 80D"
             else:
                 camera = " ".join(p for p in (make, model) if p)
-            taken = _taken(sub)
+            taken, offset = _taken(sub)
             lat = _degrees(gps.get(GPS_LAT), gps.get(GPS_LAT_REF)) if gps else None
             lon = _degrees(gps.get(GPS_LON), gps.get(GPS_LON_REF)) if gps else None
-            meta = PhotoMeta(taken, "exif", camera or None, _text(sub.get(LENS_MODEL)), lat, lon)
+            meta = PhotoMeta(taken, "exif", camera or None, _text(sub.get(LENS_MODEL)), lat, lon, offset)
     except Exception as exc:  # a header the reader cannot parse costs the metadata, not the image
         log.debug("%s: no metadata read (%s)", path, exc)
         meta = PhotoMeta(None, "exif")

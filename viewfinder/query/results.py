@@ -13,6 +13,21 @@ from ..errors import shown_path
 ALT_TEXT_MIN = 0.2
 
 
+def alt_text(
+    image_id: int,
+    path: str | None,
+    caption: str | None,
+    caption_confidence: float | None,
+    best_text: str | None = None,
+) -> str:
+    """An image's alt text: its caption when there is a sure one, else the file name and the best
+    matching stored text (never empty)."""
+    if caption and (caption_confidence is None or caption_confidence >= ALT_TEXT_MIN):
+        return caption
+    name = shown_path(Path(path or "").name) or f"image {image_id}"
+    return f"{name}: {best_text}" if best_text else name
+
+
 @dataclass
 class SearchHit:
     rank: int
@@ -34,12 +49,8 @@ class SearchHit:
     extra: dict = field(default_factory=dict)
 
     def alt_text(self) -> str:
-        """For image hits: the caption when there is a sure one, else the file name and the best
-        matching stored text (never empty)."""
-        if self.caption and (self.caption_confidence is None or self.caption_confidence >= ALT_TEXT_MIN):
-            return self.caption
-        name = shown_path(Path(self.path or "").name) or f"image {self.id}"
-        return f"{name}: {self.best_text}" if self.best_text else name
+        """For image hits: see `alt_text`."""
+        return alt_text(self.id, self.path, self.caption, self.caption_confidence, self.best_text)
 
     def to_dict(self) -> dict:
         out = asdict(self)

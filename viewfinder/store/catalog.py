@@ -78,7 +78,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX images_taken_at ON images(taken_at);
     """,
     # Place names from the GPS coordinates (ingest/places.py); place_source NULL: not looked up.
+    # The camera's UTC offset, so that dates show as the camera's clock did: headers read again.
     """
+    ALTER TABLE images ADD COLUMN taken_offset INTEGER;
+    UPDATE images SET taken_source=NULL WHERE taken_source='exif';
     ALTER TABLE images ADD COLUMN city TEXT;
     ALTER TABLE images ADD COLUMN metro TEXT;
     ALTER TABLE images ADD COLUMN region TEXT;
@@ -130,6 +133,7 @@ class ImageRecord:
     region: str | None = None
     country: str | None = None
     country_code: str | None = None
+    taken_offset: int | None = None  # minutes east of UTC, where the camera wrote it
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ class TextRecord:
 _IMAGE_COLUMNS = (
     "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text, "
     "caption_confidence, taken_at, taken_source, camera, lens, latitude, longitude, city, metro, region, "
-    "country, country_code"
+    "country, country_code, taken_offset"
 )
 
 
@@ -474,13 +478,13 @@ class ImageCatalog:
         ).fetchall()
 
     def set_metadata(self, items: Sequence[tuple[int, object]]) -> None:
-        """(image id, facts with taken_at, taken_source, camera, lens, latitude, longitude)."""
+        """(image id, ingest/metadata.py's PhotoMeta)."""
         with self.transaction():
             self.conn.executemany(
                 "UPDATE images SET taken_at=?, taken_source=?, camera=?, lens=?, latitude=?, longitude=?, "
-                "place_source=NULL WHERE id=?",  # new coordinates: the place is looked up again
+                "taken_offset=?, place_source=NULL WHERE id=?",  # the place is looked up again
                 [
-                    (m.taken_at, m.taken_source, m.camera, m.lens, m.latitude, m.longitude, i)
+                    (m.taken_at, m.taken_source, m.camera, m.lens, m.latitude, m.longitude, m.taken_offset, i)
                     for i, m in items
                 ],
             )

@@ -29,8 +29,13 @@
     mode = tab.dataset.mode;
     $("panel").setAttribute("aria-labelledby", tab.id);
     $("text-row").hidden = !(mode === "text" || mode === "hybrid");
-    $("image-row").hidden = mode === "text";
+    $("image-row").hidden = !["image", "hybrid", "describe"].includes(mode);
     $("weight-row").hidden = mode !== "hybrid";
+    $("filters").hidden = mode === "duplicates" || mode === "describe";
+    if (mode === "browse") $("filters").open = true;
+    $("level-row").hidden = mode !== "duplicates";
+    $("k-field").hidden = mode === "duplicates";
+    $("go").textContent = mode === "browse" ? "Show" : mode === "duplicates" ? "Find duplicates" : "Search";
   }
   tabs.forEach((tab, i) => {
     tab.addEventListener("click", () => selectTab(tab));
@@ -80,6 +85,7 @@
   // -- search --
   let lastQuery = "";  // the text of the last text-only search: the heatmap view asks the API with it
   let lastForm = null, nextOffset = 0;  // for "Load more"
+  let items = [];  // the images shown, in order: the detail view's previous / next
 
   // the filter controls become the query language's own tokens (after:2023-06 camera:canon)
   function filterTokens() {
@@ -120,8 +126,72 @@
     } catch (err) { announce(`Error: ${err}`); }
   }
 
+  // -- browse: the library without a query, newest first, through the same filter controls --
+  async function runBrowse(offset) {
+    const params = new URLSearchParams({ offset: String(offset), limit: $("k").value });
+    document.querySelectorAll("#filters input").forEach((i) => { if (i.value.trim()) params.set(i.dataset.key, i.value.trim()); });
+    announce("Loading…");
+    try {
+      const resp = await fetch(`/browse?${params}`);
+      const data = await resp.json();
+      if (!resp.ok) { announce(`Error: ${data.error}`); return; }
+      nextOffset = offset + data.images.length;
+      if (offset === 0) clearResults();
+      data.images.forEach((image) => addImage(image, when(image) || "no date"));
+      announce(`${items.length} of ${data.total} images${data.total ? ", newest first" : " pass the filters"}.`);
+      $("status").className = "muted";
+      $("more").hidden = nextOffset >= data.total;
+    } catch (err) { announce(`Error: ${err}`); }
+  }
+
+  // -- duplicates: each group side by side, with the score that joined it --
+  async function runDuplicates() {
+    const level = $("level").value;
+    announce("Looking for duplicates…");
+    try {
+      const resp = await fetch(`/duplicates?level=${level}`);
+      const groups = await resp.json();
+      if (!resp.ok) { announce(`Error: ${groups.error}`); return; }
+      clearResults();
+      $("more").hidden = true;
+      groups.forEach((group, n) => {
+        const li = document.createElement("li");
+        const h = document.createElement("h3");
+        h.id = `group-${n + 1}`;
+        h.textContent = group.level === "exact"
+          ? `${group.images.length} copies of the same file`
+          : `${group.images.length} images, joined at cosine ${group.score.toFixed(3)} (threshold ${group.threshold})`;
+        const ul = document.createElement("ul");
+        ul.setAttribute("aria-labelledby", h.id);
+        group.images.forEach((image) => {
+          const at = items.length;
+          items.push(image);
+          const fig = document.createElement("figure");
+          const btn = document.createElement("button");
+          btn.className = "hit"; btn.type = "button"; btn.title = "Show its details";
+          const img = document.createElement("img");
+          img.src = image.thumbnail_url; img.alt = image.path; img.loading = "lazy";
+          btn.append(img);
+          btn.addEventListener("click", () => showDetail(at));
+          const cap = document.createElement("figcaption");
+          cap.textContent = image.path;
+          fig.append(btn, cap);
+          const item = document.createElement("li");
+          item.append(fig);
+          ul.append(item);
+        });
+        li.append(h, ul);
+        $("groups").append(li);
+      });
+      announce(groups.length ? `${groups.length} group${groups.length === 1 ? "" : "s"} of duplicates.` : "No duplicates at this level.");
+      $("status").className = "muted";
+    } catch (err) { announce(`Error: ${err}`); }
+  }
+
   $("panel").addEventListener("submit", (e) => {
     e.preventDefault();
+    if (mode === "browse") { lastForm = null; lastQuery = ""; runBrowse(0); return; }
+    if (mode === "duplicates") { lastQuery = ""; runDuplicates(); return; }
     const form = buildForm();
     if (!form) return;
     lastQuery = mode === "text" ? $("q").value.trim() : "";
@@ -132,7 +202,10 @@
     }
     runSearch(form, 0);
   });
-  $("more").addEventListener("click", () => { if (lastForm) runSearch(lastForm, nextOffset); });
+  $("more").addEventListener("click", () => {
+    if (mode === "browse") runBrowse(nextOffset);
+    else if (lastForm) runSearch(lastForm, nextOffset);
+  });
 
   function searchFromAddress() {
     const q = new URLSearchParams(location.search).get("q");
@@ -145,9 +218,34 @@
   window.addEventListener("popstate", searchFromAddress);
   searchFromAddress();
 
+  function clearResults() {
+    $("results").replaceChildren(); $("texts").replaceChildren(); $("groups").replaceChildren();
+    items = [];
+  }
+
+  // one image in the grid: its thumbnail and a line under it; a click opens the detail view
+  function addImage(image, line) {
+    const at = items.length;
+    items.push(image);
+    const li = document.createElement("li");
+    const btn = document.createElement("button");
+    btn.className = "hit"; btn.type = "button";
+    btn.title = image.score === undefined ? "Show its details" : "Show why it matched";  // named by the alt text and the line
+    const img = document.createElement("img");
+    img.src = image.thumbnail_url; img.alt = image.alt; img.loading = "lazy";
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    meta.textContent = line;
+    if (image.verdict) meta.dataset.verdict = image.verdict;
+    btn.append(img, meta);
+    btn.addEventListener("click", () => showDetail(at));
+    li.append(btn);
+    $("results").append(li);
+  }
+
   function render(data, append) {
     const grid = $("results"), texts = $("texts");
-    if (!append) { grid.replaceChildren(); texts.replaceChildren(); }
+    if (!append) clearResults();
     data.hits.forEach((hit) => {
       if (hit.kind === "text") {
         const li = document.createElement("li");
@@ -155,20 +253,7 @@
         texts.append(li);
         return;
       }
-      const li = document.createElement("li");
-      const btn = document.createElement("button");
-      btn.className = "hit"; btn.type = "button";
-      btn.title = "Show why it matched";  // the name comes from the image alt text and the visible score line
-      const img = document.createElement("img");
-      img.src = hit.thumbnail_url; img.alt = hit.alt; img.loading = "lazy";
-      const meta = document.createElement("div");
-      meta.className = "meta";
-      meta.textContent = `#${hit.rank} · ${hit.verdict}`;
-      meta.dataset.verdict = hit.verdict;
-      btn.append(img, meta);
-      btn.addEventListener("click", () => showDetail(hit));
-      li.append(btn);
-      grid.append(li);
+      addImage(hit, `#${hit.rank} · ${hit.verdict}`);
     });
     const shownCount = grid.children.length + texts.children.length;
     let msg = `${shownCount} result${shownCount === 1 ? "" : "s"} of ${data.collection_size}.`;
@@ -178,13 +263,70 @@
     $("more").hidden = data.hits.length === 0 || nextOffset >= data.collection_size;
   }
 
-  let shown = null;  // the hit in the detail view
-  function showDetail(hit) {
+  // -- the detail view: the image, what the index knows of it, and (for a search hit) why it matched --
+  // the date as the camera's clock showed it: taken_at is UTC, shifted by the offset the camera
+  // wrote; without one the camera's local time was kept as if UTC; a file date is in this browser's zone
+  function when(info) {
+    if (info.taken_at == null) return "";
+    const style = { dateStyle: "medium", timeStyle: "short" };
+    if (info.taken_source === "file") {
+      return `${new Date(info.taken_at * 1000).toLocaleString(undefined, style)} (the file's date: the photo has none)`;
+    }
+    const offset = info.taken_offset || 0;
+    const date = new Date((info.taken_at + 60 * offset) * 1000).toLocaleString(undefined, { ...style, timeZone: "UTC" });
+    if (info.taken_offset == null) return date;
+    const hhmm = `${String(Math.floor(Math.abs(offset) / 60)).padStart(2, "0")}:${String(Math.abs(offset) % 60).padStart(2, "0")}`;
+    return `${date} (UTC${offset < 0 ? "−" : "+"}${hhmm})`;
+  }
+  function bytes(n) { return n < 1e6 ? `${Math.round(n / 1e3)} kB` : `${(n / 1e6).toFixed(1)} MB`; }
+
+  async function showFacts(image) {
+    const dl = $("detail-facts");
+    dl.replaceChildren();
+    let info = image;
+    try {
+      const resp = await fetch(`/images/${image.id}/info`);
+      if (resp.ok) info = await resp.json();
+    } catch (err) { /* the facts the hit carries are enough to go on */ }
+    if (shown !== image) return;  // the user moved on meanwhile
+    const place = [info.city, info.metro && `in ${info.metro}`, info.region, info.country].filter(Boolean).join(", ");
+    const gps = info.latitude == null ? "" : `${info.latitude.toFixed(5)}, ${info.longitude.toFixed(5)}`;
+    const facts = [
+      ["Taken", when(info)],
+      ["Place", [place, gps && `(${gps})`].filter(Boolean).join(" ")],
+      ["Camera", [info.camera, info.lens].filter(Boolean).join(" · ")],
+      ["Size", info.width ? `${info.width} × ${info.height} pixels, ${bytes(info.size)}` : ""],
+      ["File", info.path],
+    ];
+    facts.filter(([, v]) => v).forEach(([k, v]) => {
+      const dt = document.createElement("dt"); dt.textContent = k;
+      const dd = document.createElement("dd"); dd.textContent = v;
+      dl.append(dt, dd);
+    });
+  }
+
+  let shown = null;  // the image in the detail view
+  function showDetail(at) {
+    const hit = items[at];
     shown = hit;
+    shown.at = at;
+    const scored = hit.score !== undefined;
+    $("detail-title").textContent = scored ? "Why this matched" : "Image details";
+    $("detail-pos").textContent = `${at + 1} of ${items.length}`;
+    $("detail-prev").disabled = at === 0;
+    $("detail-next").disabled = at === items.length - 1;
     $("detail-img").src = hit.image_url;
-    $("detail-img").alt = hit.alt;
+    $("detail-img").alt = hit.alt || hit.path;
+    $("detail-open").href = hit.image_url;
     const sure = hit.caption_confidence == null ? "" : ` (the captioner is ${Math.round(100 * hit.caption_confidence)}% sure)`;
     $("detail-caption").textContent = hit.caption ? `Caption${sure}: ${hit.caption}` : hit.best_text || hit.path.split("/").pop();
+    showFacts(hit);
+    $("detail-why").hidden = !scored;
+    $("detail-where").hidden = !(scored && lastQuery);
+    $("detail-where").setAttribute("aria-pressed", "false");
+    $("detail-where-summary").textContent = "";
+    if (!$("detail").open) { $("detail").showModal(); $("detail-close").focus(); }
+    if (!scored) return;
     $("detail-verdict").textContent = `${hit.verdict}: score ${hit.score.toFixed(3)}, confidence ${hit.confidence.toFixed(2)} (the chance that this image is what you asked for)`;
     const body = document.querySelector("#detail-parts tbody");
     body.replaceChildren();
@@ -203,14 +345,19 @@
     const words = (hit.extra && hit.extra.matched_terms) || [];
     $("detail-words").textContent = words.length ? `Words found in its caption, text or path: ${words.join(", ")}` : "";
     $("detail-best-text").textContent = hit.best_text ? `Nearest stored text: ${hit.best_text}` : "";
-    $("detail-where").hidden = !lastQuery;
-    $("detail-where").setAttribute("aria-pressed", "false");
-    $("detail-where-summary").textContent = "";
     $("detail-explain").textContent = hit.explanation;
-    $("detail").showModal();
-    $("detail-close").focus();
   }
   $("detail-close").addEventListener("click", () => $("detail").close());
+  function step(by) {
+    const at = shown.at + by;
+    if (at >= 0 && at < items.length) showDetail(at);
+  }
+  $("detail-prev").addEventListener("click", () => step(-1));
+  $("detail-next").addEventListener("click", () => step(1));
+  $("detail").addEventListener("keydown", (e) => {
+    if (e.key === "ArrowLeft") { step(-1); e.preventDefault(); }
+    if (e.key === "ArrowRight") { step(1); e.preventDefault(); }
+  });
 
   // -- where it matches: the image with a heatmap from GET /explain, toggled --
   $("detail-where").addEventListener("click", async () => {
