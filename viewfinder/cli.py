@@ -16,13 +16,39 @@ from .config import explain_config, load_config
 from .engine import MODEL_SPEC_HELP, Engine
 from .errors import ViewfinderError, shown_path
 
-app = typer.Typer(
+
+class _BareHelp:
+    """Typer (0.29) lists its own --help flag as taking a `<bool>`; it takes nothing."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_BareHelp, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_BareHelp, typer.core.TyperGroup):
+    pass
+
+
+class _App(typer.Typer):
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _App(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Search your images by what they show.",
 )
-texts_app = typer.Typer(no_args_is_help=True, help="Sentences or labels for image -> text search.")
+texts_app = _App(cls=_Group, no_args_is_help=True, help="Sentences or labels for image -> text search.")
 app.add_typer(texts_app, name="texts")
 
 _state = {"debug": False}
