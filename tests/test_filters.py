@@ -102,7 +102,12 @@ def test_filtered_search_in_every_form(tmp_path, photos, tiny_spec):
 def test_cli_filter_flags(tmp_path, photos, tiny_spec):
     folder = copy_photos(photos, tmp_path / "pics", ["coffee.png"])
     with_exif(
-        next(photos.rglob("chelsea.png")), folder / "cat.jpg", "Canon", "EOS 80D", "2023:07:01 10:00:00"
+        next(photos.rglob("chelsea.png")),
+        folder / "cat.jpg",
+        "Canon",
+        "EOS 80D",
+        "2023:07:01 10:00:00",
+        "-05:30",
     )
     run = [sys.executable, "-m", "viewfinder"]
     db = str(tmp_path / "db")
@@ -111,6 +116,8 @@ def test_cli_filter_flags(tmp_path, photos, tiny_spec):
         run + ["search", "a photo", "--db", db, "--camera", "canon", "-f"], capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("cat.jpg")
+    show = subprocess.run(run + ["show", str(folder / "cat.jpg"), "--db", db], capture_output=True, text=True)
+    assert "taken_at: 2023-07-01 10:00:00-05:30" in show.stdout  # as the camera's clock showed it
     bad = subprocess.run(
         run + ["search", "a photo", "--db", db, "--after", "soon"], capture_output=True, text=True
     )

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import List, Optional
 
@@ -432,8 +432,12 @@ def show(
     if as_json:
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
         return
+    offset = info.get("taken_offset")
     for key, value in info.items():
-        if key in ("mtime", "indexed_at", "taken_at"):  # seconds since 1970 in the JSON, a date here
+        if key == "taken_at" and offset is not None:  # as the camera's clock showed it
+            zone = timezone(timedelta(minutes=offset))
+            value = datetime.fromtimestamp(value, zone).isoformat(sep=" ", timespec="seconds")
+        elif key in ("mtime", "indexed_at", "taken_at"):  # seconds since 1970 in the JSON, a date here
             value = datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
         typer.echo(f"{key:>14}: {value}")
 
