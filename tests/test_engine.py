@@ -159,6 +159,9 @@ def test_reindex_moves_to_another_model_keeping_texts_and_captions(tmp_path, fol
         assert eng.search(str(folder / "chelsea.png"), k=1).hits[0].path == str(folder / "chelsea.png")
         assert [h.caption for h in eng.search("grey", mode="lexical", k=3).hits] == ["a grey cat"]
         assert sorted(h.text for h in eng.search("a cat", target="texts", k=3).hits) == ["a cat", "a rocket"]
+        # what the headers said comes along: date filters and browse work on the new index at once
+        assert eng.image_info(folder / "chelsea.png")["taken_source"] == "file"
+        assert eng.browse(limit=10)["total"] == 6 and len(eng.search("a cat after:1990", k=10).hits) == 6
     assert previous_folder(tmp_path / "db").is_dir() and not next_folder(tmp_path / "db").exists()
     with Engine.open(tmp_path / "db", workers=0) as reopened:  # the switch is on disk
         assert reopened.model_spec == hf and reopened.counts()["images"] == 6

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from ..store import Collection, Store
+from .metadata import fill_metadata
 from .pipeline import EmbedOptions, IndexPlan, IndexReport, embed_files
 from .walk import FileStat
 
@@ -35,7 +36,7 @@ def finish_switch(db: Path) -> None:
 
 def rebuild_into(live: Store, target: Store, encoder, options: EmbedOptions) -> IndexReport:
     """Embed every image of `live` (that still has its file) and every stored text into `target`
-    with `encoder`, then copy the captions and OCR text."""
+    with `encoder`, then copy the captions and OCR text and read the photos' headers."""
     import time
 
     started = time.perf_counter()
@@ -76,6 +77,7 @@ def rebuild_into(live: Store, target: Store, encoder, options: EmbedOptions) -> 
     for source, items in by_source.items():
         target.catalog.set_captions(items, source)
     target.catalog.set_ocr(ocr)
+    fill_metadata(target.catalog)  # dates, cameras, places: from the headers, as `index` does
     report.seconds = time.perf_counter() - started
     return report
 
