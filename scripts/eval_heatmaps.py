@@ -1,7 +1,8 @@
 """Do region heatmaps point at the right place? Paste tuxpaint stamps (test split, never trained
 on) onto real wallpaper photos at a random known box, search each composite with the stamp's
-caption, and count how often the heatmap's peak falls inside the box. Random guessing hits the
-box as often as its share of the image's area.
+caption, and count how often the heatmap's peak falls inside the box, for the default method
+(a model's patches where it has them) and for occlusion. Random guessing hits the box as often as
+its share of the image's area.
 
     python scripts/eval_heatmaps.py                       # mini, 60 composites: about 4 min on 2 cores
     python scripts/eval_heatmaps.py --model open_clip:ViT-B-32/laion2b_s34b_b79k
@@ -50,7 +51,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mini")
     ap.add_argument("--n", type=int, default=60)
-    ap.add_argument("--cells", nargs="+", type=int, default=[8], help="grid cells along the longer side")
+    ap.add_argument(
+        "--cells", nargs="+", type=int, default=[8], help="occlusion grid cells along the longer side"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sheet", type=Path, help="draw the first 8 composites with their heatmaps here")
     args = ap.parse_args()
@@ -61,19 +64,21 @@ def main() -> None:
     share = np.mean([(b[2] - b[0]) * (b[3] - b[1]) / (im.width * im.height) for im, _, b in cases])
     queries = encoder.encode_texts([caption for _, caption, _ in cases])
     print(f"{args.n} composites, model {args.model}; random hits the box {share:.1%} of the time")
-    print("| grid cells | peak inside the pasted box | seconds per image (2 cores) |")
+    print("| method | peak inside the pasted box | seconds per image (2 cores) |")
     print("|---|---|---|")
     shown = []
-    for cells in args.cells:
+    methods = [("auto", args.cells[0])] + [("occlusion", cells) for cells in args.cells]
+    for method, cells in methods:
         hits, started = 0, time.perf_counter()
         for i, ((image, _, (x0, y0, x1, y1)), query) in enumerate(zip(cases, queries)):
-            heat = region_heatmap(encoder, image, query, cells)
+            heat = region_heatmap(encoder, image, query, cells, method)
             px, py = heat.peak()
             hits += x0 <= px * image.width <= x1 and y0 <= py * image.height <= y1
-            if i < 8 and cells == args.cells[0]:
+            if len(shown) < 8:  # the default method's first 8
                 shown.append(overlay(image, heat))
         per = (time.perf_counter() - started) / len(cases)
-        print(f"| {cells} | {hits / len(cases):.2f} ({hits}/{len(cases)}) | {per:.2f} |", flush=True)
+        name = f"occlusion, {cells} cells" if method == "occlusion" else "default (`auto`)"
+        print(f"| {name} | {hits / len(cases):.2f} ({hits}/{len(cases)}) | {per:.2f} |", flush=True)
     if args.sheet and shown:
         thumbs = [im.copy() for im in shown]
         for t in thumbs:

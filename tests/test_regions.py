@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from viewfinder.query.regions import Heatmap, grid_shape, overlay, region_heatmap
+from viewfinder.query.regions import Heatmap, crop_evidence, grid_shape, overlay, region_heatmap
 
 from conftest import copy_photos
 
@@ -26,6 +26,18 @@ class RedShare:
         v = np.array(out, np.float32)
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
+    def patch_relevance(self, image, query):
+        return None  # no patches: occlusion
+
+
+class RedPatches(RedShare):
+    """The same, with a patch map: the red share of each cell of a 4 x 4 grid."""
+
+    def patch_relevance(self, image, query):
+        a = np.asarray(image.convert("RGB").resize((64, 64)), np.int16)
+        red = (a[..., 0] > 200) & (a[..., 1] < 50) & (a[..., 2] < 50)
+        return red.reshape(4, 16, 4, 16).mean(axis=(1, 3)) * query[0]
+
 
 def test_peak_is_where_the_matching_thing_is():
     image = Image.new("RGB", (320, 200), (90, 140, 60))
@@ -40,6 +52,42 @@ def test_peak_is_where_the_matching_thing_is():
     # the matching corner keeps its light, the far corner is dimmed
     assert lit[170, 270].sum() > np.asarray(image, np.int16)[170, 270].sum() * 0.6
     assert lit[10, 10].sum() < np.asarray(image, np.int16)[10, 10].sum() * 0.6
+
+
+def test_patch_maps_and_crops_point_at_the_matching_thing():
+    image = Image.new("RGB", (320, 200), (90, 140, 60))
+    image.paste((255, 0, 0), (20, 10, 90, 60))  # upper left
+    query = np.array([1.0, 0.0], np.float32)
+    crops = crop_evidence(RedShare(), image, query, (4, 4))
+    assert crops[0, 0] == crops.max() and crops[3, 3] == crops.min()  # only crops from (0, 0) hold it
+    heat = region_heatmap(RedPatches(), image, query)
+    assert (heat.rows, heat.cols) == (4, 4) and heat.summary() == "strongest in the upper left"
+    assert heat.values[0, 0] == 1.0 and heat.values.min() == 0.0
+    # asked for occlusion, the same encoder is occluded on the grid instead
+    assert region_heatmap(RedPatches(), image, query, cells=8, method="occlusion").cols == 8
+
+
+def test_mini_patch_relevance_is_the_gradient_of_the_score(photos):
+    """mini's patch shares predict how the score moves when the mean patch token moves towards
+    one patch: checked against the heads themselves."""
+    from viewfinder.models import load_encoder
+    from viewfinder.models.base import normalise
+
+    enc = load_encoder("mini", runtime="onnx")
+    image = Image.open(next(photos.rglob("chelsea.png"))).convert("RGB")
+    query = enc.encode_texts(["a cat"])[0]
+    shares = enc.patch_relevance(image, query)
+    assert shares.shape == (16, 16) and abs(shares.sum()) < 1e-3 * np.abs(shares).sum()  # about the mean
+    square = image.resize((224, 224), Image.Resampling.BICUBIC)
+    hidden, extra = enc._tower_outputs(np.asarray(square, np.uint8).transpose(2, 0, 1)[None])
+    patches = hidden[0, 1:]
+    mean = patches.mean(axis=0)
+    feats = np.concatenate([hidden[0, 0], mean, *(e[0] for e in extra)])
+    for k in (int(np.argmax(shares)), int(np.argmin(shares))):
+        moved = feats.copy()
+        moved[384:768] += 0.02 * (patches[k] - mean)
+        both = normalise(enc.heads.embed_image(np.stack([feats, moved]))) @ query
+        assert both[1] - both[0] == pytest.approx(0.02 * shares.ravel()[k], rel=0.2, abs=1e-5)
 
 
 def test_summary_words():

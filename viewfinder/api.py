@@ -27,7 +27,7 @@ from .engine import MAX_WEIGHT, Engine
 from .errors import ImageTooLargeError, QueryError, UnsupportedMediaError, ViewfinderError
 
 MAX_K = 200
-MAX_EXPLAIN = 10  # heatmaps per search: each costs about 50 image encodings
+MAX_EXPLAIN = 10  # heatmaps per search: each costs 10-65 image encodings
 TOKEN_COOKIE = "viewfinder_token"
 LOOPBACK = {"127.0.0.1", "::1"}
 MAX_UPLOAD_BYTES = 20 << 20
@@ -70,7 +70,7 @@ class SearchRequest(BaseModel):
             raise ValueError("only negative parts: add a part with a positive weight to look for")
         if self.explain and self.k > MAX_EXPLAIN:
             raise ValueError(
-                f"explain: at most k={MAX_EXPLAIN} hits (each heatmap costs ~50 image encodings)"
+                f"explain: at most k={MAX_EXPLAIN} hits (each heatmap costs 10-65 image encodings)"
             )
         return self
 

@@ -464,7 +464,8 @@ class Engine:
         mode: "vector", "lexical" (BM25 over captions, OCR text and paths) or "fused" (both by
             reciprocal rank); None uses `config.search_mode`.
         regions: give each image hit a heatmap of where the query matches (`hit.heatmap`;
-            about 50 image encodings a hit, so seconds each on a CPU).
+            10 image encodings a hit with mini, 65 with other models: about a second or more a hit
+            on a CPU).
         filters: {"after": "2023-06", "before": "2024", "camera": "canon", "folder": "holidays",
             "place": "France", "near": "48.85,2.35", "within": "20km", "type": "jpg"}
             (query/filters.py); the same can be written in a text query (`a dog after:2023-06`),

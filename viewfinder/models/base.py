@@ -83,6 +83,12 @@ class Encoder(ABC):
     def frozen_text_tower(self):
         return None, None
 
+    def patch_relevance(self, image: Image.Image, query: np.ndarray) -> np.ndarray | None:
+        """How much each patch of `image` (squeezed to the model's square input, so that nothing
+        is cut off) adds to its match with the unit vector `query`, as a (rows, cols) grid; None
+        where the model cannot say (query/regions.py then uses occlusion)."""
+        return None
+
     def compile_image_tower(self) -> None:
         raise ViewfinderError(f"{self.spec}: compiling the image tower needs the torch runtime")
 

@@ -223,20 +223,43 @@ class MiniOnnxEncoder(Encoder):
     def worker_transform(self) -> tuple:
         return self.image_transform(), None, None  # encode_image_tensors normalises uint8 itself
 
-    def backbone_features(self, pixels: np.ndarray) -> np.ndarray:
-        """As MiniEncoder.backbone_features: DINOv2 CLS + mean patch token, then the classifier's
-        penultimate features and logits where the heads read them; from uint8 pixels."""
+    def _tower_outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """From uint8 pixels: DINOv2's tokens (batch, 1 + patches, 384), and the classifier's
+        penultimate features and logits where the heads read them (else an empty list)."""
         dino, classifier = self._image_towers()
         x = pixels.astype(np.float32) / 255.0
         mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
         (hidden,) = dino.run(["hidden"], {"input_image": (x - mean) / std})
-        feats = [hidden[:, 0], hidden[:, 1:].mean(axis=1)]
-        if classifier is not None:
-            cmean, cstd = (
-                np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (CLASSIFIER_MEAN, CLASSIFIER_STD)
-            )
-            feats += classifier.run(["pooled", "logits"], {"pixels": (x - cmean) / cstd})
-        return np.concatenate(feats, axis=1)
+        if classifier is None:
+            return hidden, []
+        cmean, cstd = (
+            np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (CLASSIFIER_MEAN, CLASSIFIER_STD)
+        )
+        return hidden, classifier.run(["pooled", "logits"], {"pixels": (x - cmean) / cstd})
+
+    def backbone_features(self, pixels: np.ndarray) -> np.ndarray:
+        """As MiniEncoder.backbone_features: DINOv2 CLS + mean patch token, then the classifier's
+        penultimate features and logits where the heads read them; from uint8 pixels."""
+        hidden, extra = self._tower_outputs(pixels)
+        return np.concatenate([hidden[:, 0], hidden[:, 1:].mean(axis=1), *extra], axis=1)
+
+    def patch_relevance(self, image: Image.Image, query: np.ndarray) -> np.ndarray:
+        """Gradient x input through the mean patch token: the heads read DINOv2's patch tokens
+        only through their mean, so patch i's share is (p_i - mean) . d score / d mean, the
+        gradient taken by finite differences over its 384 dimensions (one batch through the
+        heads). One pass of each tower; a 16 x 16 grid. Measured in query/regions.py."""
+        self.ensure_loaded()
+        square = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+        hidden, extra = self._tower_outputs(np.asarray(square, np.uint8).transpose(2, 0, 1)[None])
+        patches, dim, step = hidden[0, 1:], hidden.shape[2], 1e-2
+        mean_patch = patches.mean(axis=0)
+        base = np.concatenate([hidden[0, 0], mean_patch, *(e[0] for e in extra)])
+        probes = np.repeat(base[None], dim + 1, axis=0)
+        probes[1:, dim : 2 * dim] += step * np.eye(dim, dtype=np.float32)
+        scores = normalise(self.heads.embed_image(probes)) @ query
+        grad = (scores[1:] - scores[0]) / step
+        side = int(round(np.sqrt(len(patches))))
+        return ((patches - mean_patch) @ grad).reshape(side, side)
 
     def encode_image_tensors(self, pixels, mean=None, std=None) -> np.ndarray:
         self.ensure_loaded()

@@ -1,14 +1,17 @@
 """Where in an image a query matches: a coarse heatmap for any model, through its own image
-encoder (no access to its internals needed, so open_clip, transformers and mini share it).
+encoder.
 
-Occlusion: each cell of a grid over the image is greyed out in turn and the drop of the query's
-score is measured; values are scaled to [0, 1] within the image (1 = where hiding the picture
-costs the match most). Measured against stamps pasted onto photos at known places
-(`scripts/eval_heatmaps.py`, docs/confidence.md): the peak falls in the pasted box for 0.50-0.53
-of composites with mini (random: 0.06). Tried and measured worse on the same 40 composites:
-scoring sliding windows against the query (0.10, commit b1a288b), greying 2 x 2 blocks of cells
-(0.43), letterboxing the image onto a square first so that the model's centre crop cuts nothing
-off (0.43; both: 0.38)."""
+Two ways, measured against tuxpaint stamps pasted onto photos at known places
+(`scripts/eval_heatmaps.py`, docs/confidence.md), where the peak should fall in the pasted box:
+- patches: where the model can say how much each of its patches adds to the match
+  (`Encoder.patch_relevance`: mini, through DINOv2's patch tokens), that map plus the scores of
+  nine half-size crops against the query (each cell gets the mean score of the crops that cover
+  it), both standardised. Ten encodings.
+- occlusion, for every other model: each cell of a grid is greyed out in turn and the drop of the
+  query's score is measured. One encoding per cell, plus one (65 at 8 cells).
+Values are scaled to [0, 1] within the image. Tried and measured worse: smoothing the patch map,
+averaging it with the mirrored image's, greying 2 x 2 blocks of cells, letterboxing the image
+onto a square first."""
 
 from __future__ import annotations
 
@@ -64,10 +67,21 @@ def grid_shape(width: int, height: int, cells: int) -> tuple[int, int]:
     return cells, max(1, round(cells * width / height))
 
 
-def region_heatmap(encoder, image: Image.Image, query: np.ndarray, cells: int = 8) -> Heatmap:
-    """Where `image` matches the unit query vector `query`, on a grid of `cells` cells along the
-    longer side. Costs one image encoding per cell, plus one (at most 65)."""
+def region_heatmap(
+    encoder, image: Image.Image, query: np.ndarray, cells: int = 8, method: str = "auto"
+) -> Heatmap:
+    """Where `image` matches the unit query vector `query`. method "auto": from the model's
+    patches where it has them, else by occlusion on a grid of `cells` cells along the longer
+    side; "occlusion": always that."""
     image = image.convert("RGB")
+    patches = encoder.patch_relevance(image, query) if method == "auto" else None
+    if patches is None:
+        return _scaled(occlusion(encoder, image, query, cells))
+    return _scaled(_standard(patches) + _standard(crop_evidence(encoder, image, query, patches.shape)))
+
+
+def occlusion(encoder, image: Image.Image, query: np.ndarray, cells: int) -> np.ndarray:
+    """The drop of the query's score when each cell of the grid is greyed out."""
     w, h = image.size
     rows, cols = grid_shape(w, h, cells)
     views = [image]
@@ -77,9 +91,36 @@ def region_heatmap(encoder, image: Image.Image, query: np.ndarray, cells: int = 
             view.paste(GREY, (c * w // cols, r * h // rows, (c + 1) * w // cols, (r + 1) * h // rows))
             views.append(view)
     scores = encoder.encode_images(views) @ query
-    raw = (scores[0] - scores[1:]).reshape(rows, cols)
+    return (scores[0] - scores[1:]).reshape(rows, cols)
+
+
+def crop_evidence(encoder, image: Image.Image, query: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Each cell of a `shape` grid over the image: the mean score against the query of the nine
+    half-width, half-height crops (a quarter apart) that cover it."""
+    w, h = image.size
+    rows, cols = shape
+    starts = (0.0, 0.25, 0.5)
+    boxes = [(x, y) for y in starts for x in starts]
+    crops = [image.crop((int(x * w), int(y * h), int((x + 0.5) * w), int((y + 0.5) * h))) for x, y in boxes]
+    scores = encoder.encode_images(crops) @ query
+    total, count = np.zeros(shape), np.zeros(shape)
+    for (x, y), score in zip(boxes, scores):
+        cover = (
+            slice(round(y * rows), round((y + 0.5) * rows)),
+            slice(round(x * cols), round((x + 0.5) * cols)),
+        )
+        total[cover] += score
+        count[cover] += 1
+    return total / np.maximum(count, 1)
+
+
+def _standard(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / (values.std() + 1e-9)
+
+
+def _scaled(raw: np.ndarray) -> Heatmap:
     lo, hi = float(raw.min()), float(raw.max())
-    return Heatmap((raw - lo) / (hi - lo) if hi - lo > 1e-9 else np.zeros_like(raw))
+    return Heatmap((raw - lo) / (hi - lo) if hi - lo > 1e-9 else np.zeros_like(raw, dtype=float))
 
 
 def overlay(image: Image.Image, heat: Heatmap, strength: float = 0.65) -> Image.Image:
