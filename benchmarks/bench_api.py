@@ -53,6 +53,25 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+ARENA_ALIGN = 64 << 20  # glibc maps each extra malloc arena's heap on a 64 MiB boundary (64-bit)
+
+
+def process_facts(pid: int) -> tuple[float, int, int]:
+    """(resident MiB, threads, malloc arenas besides the main one) of a Linux process: arenas
+    counted as anonymous mappings that start on a 64 MiB boundary."""
+    threads = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("Threads:")
+    )
+    arenas = 0
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        start = int(fields[0].split("-")[0], 16)
+        arenas += len(fields) == 5 and start % ARENA_ALIGN == 0  # no path: anonymous
+    return rss_mib(pid), threads, arenas
+
+
 def build_catalogue(db: Path, n: int) -> None:
     from viewfinder import Engine
     from viewfinder.data.samples import make_sample
@@ -139,14 +158,14 @@ def main() -> None:
         threads = [threading.Thread(target=client, args=(c,)) for c in range(args.clients)]
         started = time.perf_counter()
         deadline[0] = started + (args.seconds or 0)
-        memory = [(0.0, rss_mib(server.pid))]
+        memory = [(0.0, *process_facts(server.pid))]
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
             next(t for t in threads if t.is_alive()).join(
                 timeout=10.0 - (time.perf_counter() - started) % 10.0
             )
-            memory.append((time.perf_counter() - started, rss_mib(server.pid)))
+            memory.append((time.perf_counter() - started, *process_facts(server.pid)))
         wall = time.perf_counter() - started
     finally:
         server.terminate()
@@ -160,7 +179,11 @@ def main() -> None:
         f"p50 {np.percentile(ms, 50):.1f} ms | p95 {np.percentile(ms, 95):.1f} ms | max {ms.max():.1f} ms | "
         f"{len(ms) / wall:.1f} requests/s | errors {len(errors)}"
     )
-    print("server RSS (MiB) at seconds: " + ", ".join(f"{t:.0f}s {m:.0f}" for t, m in memory))
+    print("server RSS (MiB) at seconds: " + ", ".join(f"{t:.0f}s {m:.0f}" for t, m, _, _ in memory))
+    print(
+        "server threads / malloc arenas at seconds: "
+        + ", ".join(f"{t:.0f}s {n}/{a}" for t, _, n, a in memory[:: max(1, len(memory) // 20)])
+    )
     if args.json:
         figures = {
             "clients": args.clients,
@@ -170,7 +193,8 @@ def main() -> None:
             "p50_ms": float(np.percentile(ms, 50)),
             "p95_ms": float(np.percentile(ms, 95)),
             "errors": len(errors),
-            "rss_mib": memory,
+            "rss_mib": [(t, m) for t, m, _, _ in memory],
+            "threads_arenas": [(t, n, a) for t, _, n, a in memory],
         }
         args.json.write_text(json.dumps(figures, indent=1))
 

@@ -70,7 +70,7 @@ def main() -> None:
     methods = [("auto", args.cells[0])] + [("occlusion", cells) for cells in args.cells]
     for method, cells in methods:
         hits, started = 0, time.perf_counter()
-        for i, ((image, _, (x0, y0, x1, y1)), query) in enumerate(zip(cases, queries)):
+        for (image, _, (x0, y0, x1, y1)), query in zip(cases, queries):
             heat = region_heatmap(encoder, image, query, cells, method)
             px, py = heat.peak()
             hits += x0 <= px * image.width <= x1 and y0 <= py * image.height <= y1
