@@ -23,8 +23,7 @@ from ..query.confidence import (
     hit_features,
     query_stats,
 )
-
-SAMPLE = 1024  # what Store.sample draws per collection
+from ..store.store import SAMPLE_SIZE
 
 
 @dataclass
@@ -74,7 +73,7 @@ def labelled_hits(
     rng = np.random.default_rng(seed)
     sims = queries @ items.T
     n_items = len(items)
-    sample = rng.choice(n_items, min(SAMPLE, n_items), replace=False)
+    sample = rng.choice(n_items, min(SAMPLE_SIZE, n_items), replace=False)
     feats, labels, ranks, absent, answerable, weights, contexts = [], [], [], [], [], [], []
     for q in range(len(queries)):
         rel = set(relevant[q])

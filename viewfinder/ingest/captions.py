@@ -52,7 +52,9 @@ def caption_images(
     catalog = store.catalog
     # the vocabulary captioner's captions are judged by its model's calibrated confidence
     judge = (
-        load_confidence(captioner.encoder.calibration_path()) if hasattr(captioner, "main_terms") else None
+        load_confidence(captioner.encoder.calibration_path())
+        if hasattr(captioner, "caption_vectors_with_terms")
+        else None
     )
     passes = (["caption"] if captions else []) + (["ocr"] if ocr else [])
     for what in passes:
@@ -73,8 +75,8 @@ def caption_images(
                 # the vocabulary captioner works from the stored embeddings: no decoding at all
                 vecs = catalog.image_vectors([r.id for r in batch], store.dim or 0)
                 stacked, reference = np.stack([vecs[r.id] for r in batch]), store.sample("images")
-                made = captioner.caption_vectors(stacked, reference)
-                sure = [term_confidence(judge, *term) for term in captioner.main_terms(stacked, reference)]
+                made, terms = captioner.caption_vectors_with_terms(stacked, reference)
+                sure = [term_confidence(judge, *term) for term in terms]
                 done = [(r.id, c, conf) for r, c, conf in zip(batch, made, sure)]
             else:
                 images, ok = [], []

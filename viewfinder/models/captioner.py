@@ -277,14 +277,24 @@ class VocabularyCaptioner:
         Term scores are centred on `reference` images (a sample of the collection): a term that
         fits every image equally ("screenshot", "yellow") is a hub, not a description, and
         centring removes it. Without a reference the batch itself is used."""
+        return self.caption_vectors_with_terms(image_vectors, reference)[0]
+
+    def caption_vectors_with_terms(
+        self, image_vectors: np.ndarray, reference: np.ndarray | None = None
+    ) -> tuple[list[str], list[tuple[np.ndarray, int]]]:
+        """The captions, and for each image its cosine with every object term of the vocabulary
+        and the index of the term its caption names first (what the caption's confidence is
+        judged on)."""
         v = self._prepare()
         x_all = np.atleast_2d(image_vectors)
         ref = reference if reference is not None and len(reference) else x_all
+        raw = {name: voc.vectors @ x_all.T for name, voc in v.items() if name != "none"}
         centred = {
-            name: (voc.vectors @ x_all.T) - (voc.vectors @ ref.T).mean(axis=1, keepdims=True)
+            name: raw[name] - (voc.vectors @ ref.T).mean(axis=1, keepdims=True)
             for name, voc in v.items()
             if name != "none"
         }
+        terms = [(raw["object"][:, j], int(np.argmax(centred["object"][:, j]))) for j in range(len(x_all))]
         out = []
         for j in range(len(x_all)):
             obj_scores = centred["object"][:, j]
@@ -313,20 +323,10 @@ class VocabularyCaptioner:
             if scene_scores.max() > self.scene_margin and scene != "a white background":
                 text += f" {SCENES[scene]} {scene}"
             out.append(text)
-        return out
+        return out, terms
 
     def caption(self, images: Sequence[Image.Image], reference: np.ndarray | None = None) -> list[str]:
         return self.caption_vectors(self.encoder.encode_images(list(images)), reference)
-
-    def main_terms(self, image_vectors: np.ndarray, reference: np.ndarray | None = None) -> list[tuple]:
-        """For each image: its cosine with every object term of the vocabulary, and the index of
-        the term its caption names first (what the caption's confidence is judged on)."""
-        v = self._prepare()["object"]
-        x_all = np.atleast_2d(image_vectors)
-        ref = reference if reference is not None and len(reference) else x_all
-        raw = v.vectors @ x_all.T
-        centred = raw - (v.vectors @ ref.T).mean(axis=1, keepdims=True)
-        return [(raw[:, j], int(np.argmax(centred[:, j]))) for j in range(len(x_all))]
 
 
 class GenerativeCaptioner:

@@ -18,6 +18,9 @@ from .vectors import IndexChoice, VectorIndex, choose_kind
 log = logging.getLogger(__name__)
 
 
+SAMPLE_SIZE = 1024  # stored vectors drawn for a query's score statistics (query/confidence.py)
+
+
 class Store:
     def __init__(
         self,
@@ -107,7 +110,7 @@ class Store:
             index.save(self.index_path(collection), version)
         self._last_save = time.monotonic()
 
-    def sample(self, collection: Collection, n: int = 1024):
+    def sample(self, collection: Collection, n: int = SAMPLE_SIZE):
         """A fixed random sample of stored vectors (for score statistics), cached per version."""
         key = (collection, self.catalog.version(collection), n)
         if self._sample_key != key:
