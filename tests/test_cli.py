@@ -139,3 +139,36 @@ def test_global_verbose_and_quiet(indexed, tmp_path):
     assert "INFO: model mini ready on cpu" in loud.stderr  # log lines at -v
     quiet = vf("-q", "index", photos, "--db", db)
     assert quiet.stderr == "" and "unchanged" in quiet.stdout  # no bar, no warnings; the result stays
+
+
+@pytest.mark.slow
+def test_eval_shows_progress_and_writes_a_report(tmp_path, tiny_spec):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "viewfinder",
+            "eval",
+            "emoji",
+            "--model",
+            tiny_spec,
+            "--report",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "text_to_image" in out.stdout and "image_to_text" in out.stdout and "MRR" in out.stdout
+    assert "embedding" in out.stderr and "img" in out.stderr  # the progress bar, on stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["pairs"] > 100 and 0 < metrics["text_to_image"]["MRR"] <= 1
+    assert {"recall_at_k.png", "reliability.png"} <= {p.name for p in tmp_path.iterdir()}
+    quiet = subprocess.run(
+        [sys.executable, "-m", "viewfinder", "-q", "eval", "emoji", "--model", tiny_spec, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "embedding" not in quiet.stderr and json.loads(quiet.stdout)["pairs"] == metrics["pairs"]
