@@ -282,3 +282,12 @@ def test_browse_and_image_info(client):
     assert client.get("/browse", params={"after": "soon"}).status_code == 400
     assert client.get("/browse", params={"within": "2km"}).status_code == 400  # within needs near
     assert client.get("/browse", params={"limit": 0}).status_code == 422
+
+
+def test_server_caps_malloc_arenas_unless_the_user_set_them(monkeypatch):
+    from viewfinder.api import cap_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert cap_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert cap_malloc_arenas() is True  # glibc on Linux: mallopt took it

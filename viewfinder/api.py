@@ -433,8 +433,8 @@ def cap_malloc_arenas(arenas: int = 2) -> bool:
     glibc gives threads that allocate at the same time arenas of their own, up to 8 per core, and
     under load each arena in turn grew by a few MiB and kept it: with the torch runtime the
     server's memory rose in 7 MiB steps for 30 minutes. Two arenas level it off at no cost in
-    requests/s (docs/reliability.md, "Under load"). MALLOC_ARENA_MAX, where set, wins; other C
-    libraries have no arenas. Must run before the server's threads start."""
+    requests/s (docs/benchmarks.md, "Server memory under a long load"). MALLOC_ARENA_MAX, where
+    set, wins; other C libraries have no arenas. Must run before the server's threads start."""
     if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
         return False
     try:
