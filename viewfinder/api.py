@@ -430,9 +430,9 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter number
 def cap_malloc_arenas(arenas: int = 2) -> bool:
     """Let glibc's malloc use at most `arenas` arenas in this process; True where it took.
 
-    glibc gives threads that allocate at the same time arenas of their own, up to 8 per core, and
-    under load each arena in turn grew by a few MiB and kept it: with the torch runtime the
-    server's memory rose in 7 MiB steps for 30 minutes. Two arenas level it off at no cost in
+    glibc gives threads that allocate at the same time arenas of their own, up to 8 per core; under
+    load, with all 16 arenas made, the server's memory still rose in 7 MiB steps for 30 minutes
+    (torch runtime), as if each arena grew in turn and kept it. Two arenas level it off at no cost in
     requests/s (docs/benchmarks.md, "Server memory under a long load"). MALLOC_ARENA_MAX, where
     set, wins; other C libraries have no arenas. Must run before the server's threads start."""
     if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
