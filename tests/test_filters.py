@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from viewfinder import Engine
 from viewfinder.errors import QueryError
@@ -49,11 +50,15 @@ def test_metadata_from_the_header(tmp_path, photos):
     )
     meta = read_metadata(path)
     assert meta.taken_source == "exif" and meta.taken_at == utc(2023, 6, 14, 16, 30, 5)  # +02:00 -> UTC
-    assert meta.taken_offset == 120
+    assert meta.taken_offset == 120 and meta.orientation is None  # none written
     assert meta.camera == "Canon EOS 80D"  # not "Canon Canon EOS 80D"
     assert meta.latitude == pytest.approx(-33.865) and meta.longitude == pytest.approx(-70.65)
     plain = read_metadata(src)  # a PNG without EXIF: its file time, marked so
     assert plain.taken_source == "file" and plain.taken_at == pytest.approx(src.stat().st_mtime)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone held upright: shown turned a quarter
+    Image.open(src).convert("RGB").save(tmp_path / "turned.jpg", exif=exif)
+    assert read_metadata(tmp_path / "turned.jpg").orientation == 6
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     assert read_metadata(bad).taken_source == "file"  # never raises

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from .places import fill_places
 log = logging.getLogger(__name__)
 
 # EXIF tags (Exif 2.32): IFD0, the Exif sub-IFD and the GPS sub-IFD
-MAKE, MODEL = 0x010F, 0x0110
+MAKE, MODEL, ORIENTATION = 0x010F, 0x0110, 0x0112
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
 DATE_TAKEN, OFFSET_TAKEN, LENS_MODEL = 0x9003, 0x9011, 0xA434
 GPS_LAT_REF, GPS_LAT, GPS_LON_REF, GPS_LON = 1, 2, 3, 4
@@ -36,6 +36,7 @@ class PhotoMeta:
     latitude: float | None = None
     longitude: float | None = None
     taken_offset: int | None = None  # the camera's UTC offset in minutes, where it wrote one
+    orientation: int | None = None  # EXIF 1-8 (6 and 8: a phone's quarter turns; applied when decoding)
 
 
 def _text(value) -> str | None:
@@ -87,7 +88,10 @@ def read_metadata(path: Path) -> PhotoMeta:
             taken, offset = _taken(sub)
             lat = _degrees(gps.get(GPS_LAT), gps.get(GPS_LAT_REF)) if gps else None
             lon = _degrees(gps.get(GPS_LON), gps.get(GPS_LON_REF)) if gps else None
-            meta = PhotoMeta(taken, "exif", camera or None, _text(sub.get(LENS_MODEL)), lat, lon, offset)
+            turn = exif.get(ORIENTATION)
+            orientation = turn if isinstance(turn, int) and 1 <= turn <= 8 else None
+            lens = _text(sub.get(LENS_MODEL))
+            meta = PhotoMeta(taken, "exif", camera or None, lens, lat, lon, offset, orientation)
     except Exception as exc:  # a header the reader cannot parse costs the metadata, not the image
         log.debug("%s: no metadata read (%s)", path, exc)
         meta = PhotoMeta(None, "exif")
@@ -96,7 +100,7 @@ def read_metadata(path: Path) -> PhotoMeta:
             mtime = path.stat().st_mtime
         except OSError:
             mtime = None
-        meta = PhotoMeta(mtime, "file", meta.camera, meta.lens, meta.latitude, meta.longitude)
+        meta = replace(meta, taken_at=mtime, taken_source="file")
     return meta
 
 

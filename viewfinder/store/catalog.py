@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ModelMismatchError, NotFoundError, storage_error
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Each entry upgrades the schema from version i to i + 1; never edit one that has shipped.
 # Statements end with ";" at the end of a line (trigger bodies keep theirs on one line).
@@ -78,10 +78,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX images_taken_at ON images(taken_at);
     """,
     # Place names from the GPS coordinates (ingest/places.py); place_source NULL: not looked up.
-    # The camera's UTC offset, so that dates show as the camera's clock did: headers read again.
     """
-    ALTER TABLE images ADD COLUMN taken_offset INTEGER;
-    UPDATE images SET taken_source=NULL WHERE taken_source='exif';
     ALTER TABLE images ADD COLUMN city TEXT;
     ALTER TABLE images ADD COLUMN metro TEXT;
     ALTER TABLE images ADD COLUMN region TEXT;
@@ -90,6 +87,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN place_names TEXT;
     ALTER TABLE images ADD COLUMN place_source TEXT;
     CREATE INDEX images_latitude ON images(latitude);
+    """,
+    # The camera's UTC offset (dates shown as its clock showed them) and EXIF orientation: the
+    # headers are read again, only the headers.
+    """
+    ALTER TABLE images ADD COLUMN taken_offset INTEGER;
+    ALTER TABLE images ADD COLUMN orientation INTEGER;
+    UPDATE images SET taken_source=NULL WHERE taken_source='exif';
     """,
 ]
 
@@ -134,6 +138,7 @@ class ImageRecord:
     country: str | None = None
     country_code: str | None = None
     taken_offset: int | None = None  # minutes east of UTC, where the camera wrote it
+    orientation: int | None = None  # EXIF orientation 1-8
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,7 @@ class TextRecord:
 _IMAGE_COLUMNS = (
     "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text, "
     "caption_confidence, taken_at, taken_source, camera, lens, latitude, longitude, city, metro, region, "
-    "country, country_code, taken_offset"
+    "country, country_code, taken_offset, orientation"
 )
 
 
@@ -482,9 +487,10 @@ class ImageCatalog:
         with self.transaction():
             self.conn.executemany(
                 "UPDATE images SET taken_at=?, taken_source=?, camera=?, lens=?, latitude=?, longitude=?, "
-                "taken_offset=?, place_source=NULL WHERE id=?",  # the place is looked up again
+                "taken_offset=?, orientation=?, place_source=NULL WHERE id=?",  # the place is looked up again
                 [
-                    (m.taken_at, m.taken_source, m.camera, m.lens, m.latitude, m.longitude, m.taken_offset, i)
+                    (m.taken_at, m.taken_source, m.camera, m.lens, m.latitude, m.longitude, m.taken_offset)
+                    + (m.orientation, i)
                     for i, m in items
                 ],
             )
