@@ -123,6 +123,7 @@ class KillCycle:
     lost: int  # images (or captions) committed before this kill and missing after it
     search_ok: bool
     captions: int = 0  # images with a caption, after the kill
+    mid_run: bool = True  # False: the run had ended before the kill came (nothing was cut)
 
 
 @dataclass
@@ -160,6 +161,7 @@ def kill_cycles(
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait = rng.uniform(*seconds)
         time.sleep(wait)
+        mid_run = proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if not (db / "catalog.sqlite").exists():
@@ -174,7 +176,7 @@ def kill_cycles(
             search_ok = not ids or bool(engine.search("a photo", k=1).hits)
         kept = {("image", i) for i in ids} | {("caption", i) for i in captioned}
         report.cycles.append(
-            KillCycle(wait, len(ids), problems, len(before - kept), search_ok, len(captioned))
+            KillCycle(wait, len(ids), problems, len(before - kept), search_ok, len(captioned), mid_run)
         )
         before = kept
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
