@@ -62,11 +62,12 @@ def kill_rows(model: str, work: Path, photos: Path) -> tuple[list[tuple], dict]:
 
     db = work / "kill-db"
     index = kill_cycles(
-        ["index", str(folder), "--model", model, "-q"], db, model, 20, (1.0, 7.0), before_each=new_files
+        ["index", str(folder), "--model", model, "-q"], db, model, 20, (4.5, 8.5), before_each=new_files
     )
-    # windows inside a run's length with the ONNX runtime: an index run of 42 new photos takes
-    # about 5-8 s here, a caption pass over 840 images from their stored vectors about 4 s
-    caption = kill_cycles(["caption", "-q"], db, model, 5, (0.5, 4.0), seed=2)
+    # windows around a run's commits with the ONNX runtime on 2 cores: an index run of 42 new
+    # photos commits at about 6-7 s and ends soon after; a caption pass over 840 images from
+    # their stored vectors commits from about 4 s (earlier kills cut runs before any commit)
+    caption = kill_cycles(["caption", "-q"], db, model, 5, (3.0, 7.0), seed=2)
     rebuild = kill_cycles(["reindex", "--model", model, "-q"], db, model, 5, (4.0, 30.0), seed=1)
     runs = (("index", index), ("caption", caption), ("reindex (rebuild beside, then switch)", rebuild))
     rows = []
