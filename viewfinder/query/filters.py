@@ -10,7 +10,7 @@ error, not query words."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 
 from ..errors import QueryError
@@ -50,8 +50,10 @@ class Filters:
 
     def merged(self, other: "Filters") -> "Filters":
         """These filters with `other`'s set values on top."""
-        values = {f.name: getattr(other, f.name) for f in fields(other) if getattr(other, f.name) is not None}
-        return Filters(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **values})
+        return replace(
+            self,
+            **{f.name: getattr(other, f.name) for f in fields(other) if getattr(other, f.name) is not None},
+        )
 
 
 def parse_date(key: str, text: str) -> float:

@@ -105,7 +105,7 @@ def rank(
     if collection != Collection.IMAGES or not words or any(p.kind != "text" for p in parts):
         mode = "vector"
     lexical = store.catalog.lexical_search(words, max(need * 5, 100)) if mode != "vector" else []
-    if allowed is not None:
+    if allowed is not None and lexical:  # vector-only searches need no set of 500,000 ids
         keep = set(allowed.tolist())
         lexical = [(i, score) for i, score in lexical if i in keep]
     lex_rank = {i: r for r, (i, _) in enumerate(lexical, start=1)}

@@ -88,11 +88,26 @@
   let items = [];  // the images shown, in order: the detail view's previous / next
 
   // the filter controls become the query language's own tokens (after:2023-06 camera:canon)
-  function filterTokens() {
+  // [key, value] of each filter control that holds something
+  function filterValues() {
     return Array.from(document.querySelectorAll("#filters input"))
-      .filter((i) => i.value.trim())
-      .map((i) => `${i.dataset.key}:${/\s/.test(i.value.trim()) ? `"${i.value.trim()}"` : i.value.trim()}`)
-      .join(" ");
+      .map((i) => [i.dataset.key, i.value.trim()])
+      .filter(([, value]) => value);
+  }
+
+  function filterTokens() {
+    return filterValues().map(([key, value]) => `${key}:${/\s/.test(value) ? `"${value}"` : value}`).join(" ");
+  }
+
+  // the JSON an API call answers, or null once its error is announced
+  async function fetchJson(url, options) {
+    try {
+      const resp = await fetch(url, options);
+      const data = await resp.json();
+      if (resp.ok) return data;
+      announce(`Error: ${data.error}`);
+    } catch (err) { announce(`Error: ${err}`); }
+    return null;
   }
 
   function buildForm() {
@@ -116,76 +131,58 @@
     form.forEach((v, key) => page.append(key, v));
     page.append("offset", String(offset));
     announce("Searching…");
-    const url = mode === "describe" ? "/search/image-to-text" : "/search";
-    try {
-      const resp = await fetch(url, { method: "POST", body: page });
-      const data = await resp.json();
-      if (!resp.ok) { announce(`Error: ${data.error}`); return; }
-      nextOffset = offset + data.hits.length;
-      render(data, offset > 0);
-    } catch (err) { announce(`Error: ${err}`); }
+    const data = await fetchJson(mode === "describe" ? "/search/image-to-text" : "/search", { method: "POST", body: page });
+    if (!data) return;
+    nextOffset = offset + data.hits.length;
+    render(data, offset > 0);
   }
 
   // -- browse: the library without a query, newest first, through the same filter controls --
   async function runBrowse(offset) {
     const params = new URLSearchParams({ offset: String(offset), limit: $("k").value });
-    document.querySelectorAll("#filters input").forEach((i) => { if (i.value.trim()) params.set(i.dataset.key, i.value.trim()); });
+    filterValues().forEach(([key, value]) => params.set(key, value));
     announce("Loading…");
-    try {
-      const resp = await fetch(`/browse?${params}`);
-      const data = await resp.json();
-      if (!resp.ok) { announce(`Error: ${data.error}`); return; }
-      nextOffset = offset + data.images.length;
-      if (offset === 0) clearResults();
-      data.images.forEach((image) => addImage(image, when(image) || "no date"));
-      announce(`${items.length} of ${data.total} images${data.total ? ", newest first" : " pass the filters"}.`);
-      $("status").className = "muted";
-      $("more").hidden = nextOffset >= data.total;
-    } catch (err) { announce(`Error: ${err}`); }
+    const data = await fetchJson(`/browse?${params}`);
+    if (!data) return;
+    nextOffset = offset + data.images.length;
+    if (offset === 0) clearResults();
+    data.images.forEach((image) => addImage(image, when(image) || "no date"));
+    announce(`${items.length} of ${data.total} images${data.total ? ", newest first" : " pass the filters"}.`);
+    $("status").className = "muted";
+    $("more").hidden = nextOffset >= data.total;
   }
 
   // -- duplicates: each group side by side, with the score that joined it --
   async function runDuplicates() {
     const level = $("level").value;
     announce("Looking for duplicates…");
-    try {
-      const resp = await fetch(`/duplicates?level=${level}`);
-      const groups = await resp.json();
-      if (!resp.ok) { announce(`Error: ${groups.error}`); return; }
-      clearResults();
-      $("more").hidden = true;
-      groups.forEach((group, n) => {
-        const li = document.createElement("li");
-        const h = document.createElement("h3");
-        h.id = `group-${n + 1}`;
-        h.textContent = group.level === "exact"
-          ? `${group.images.length} copies of the same file`
-          : `${group.images.length} images, joined at cosine ${group.score.toFixed(3)} (threshold ${group.threshold})`;
-        const ul = document.createElement("ul");
-        ul.setAttribute("aria-labelledby", h.id);
-        group.images.forEach((image) => {
-          const at = items.length;
-          items.push(image);
-          const fig = document.createElement("figure");
-          const btn = document.createElement("button");
-          btn.className = "hit"; btn.type = "button"; btn.title = "Show its details";
-          const img = document.createElement("img");
-          img.src = image.thumbnail_url; img.alt = image.path; img.loading = "lazy";
-          btn.append(img);
-          btn.addEventListener("click", () => showDetail(at));
-          const cap = document.createElement("figcaption");
-          cap.textContent = image.path;
-          fig.append(btn, cap);
-          const item = document.createElement("li");
-          item.append(fig);
-          ul.append(item);
-        });
-        li.append(h, ul);
-        $("groups").append(li);
+    const groups = await fetchJson(`/duplicates?level=${level}`);
+    if (!groups) return;
+    clearResults();
+    $("more").hidden = true;
+    groups.forEach((group, n) => {
+      const li = document.createElement("li");
+      const h = document.createElement("h3");
+      h.id = `group-${n + 1}`;
+      h.textContent = group.level === "exact"
+        ? `${group.images.length} copies of the same file`
+        : `${group.images.length} images, joined at cosine ${group.score.toFixed(3)} (threshold ${group.threshold})`;
+      const ul = document.createElement("ul");
+      ul.setAttribute("aria-labelledby", h.id);
+      group.images.forEach((image) => {
+        const fig = document.createElement("figure");
+        const cap = document.createElement("figcaption");
+        cap.textContent = image.path;
+        fig.append(hitButton(image, image.path), cap);
+        const item = document.createElement("li");
+        item.append(fig);
+        ul.append(item);
       });
-      announce(groups.length ? `${groups.length} group${groups.length === 1 ? "" : "s"} of duplicates.` : "No duplicates at this level.");
-      $("status").className = "muted";
-    } catch (err) { announce(`Error: ${err}`); }
+      li.append(h, ul);
+      $("groups").append(li);
+    });
+    announce(groups.length ? `${groups.length} group${groups.length === 1 ? "" : "s"} of duplicates.` : "No duplicates at this level.");
+    $("status").className = "muted";
   }
 
   $("panel").addEventListener("submit", (e) => {
@@ -223,22 +220,29 @@
     items = [];
   }
 
-  // one image in the grid: its thumbnail and a line under it; a click opens the detail view
-  function addImage(image, line) {
+  // an image's thumbnail as a button that opens the detail view; the image joins `items`
+  function hitButton(image, alt) {
     const at = items.length;
     items.push(image);
-    const li = document.createElement("li");
     const btn = document.createElement("button");
     btn.className = "hit"; btn.type = "button";
-    btn.title = image.score === undefined ? "Show its details" : "Show why it matched";  // named by the alt text and the line
+    btn.title = image.score === undefined ? "Show its details" : "Show why it matched";  // named by the alt text
     const img = document.createElement("img");
-    img.src = image.thumbnail_url; img.alt = image.alt; img.loading = "lazy";
+    img.src = image.thumbnail_url; img.alt = alt; img.loading = "lazy";
+    btn.append(img);
+    btn.addEventListener("click", () => showDetail(at));
+    return btn;
+  }
+
+  // one image in the grid: its thumbnail and a line under it
+  function addImage(image, line) {
+    const btn = hitButton(image, image.alt);
     const meta = document.createElement("div");
     meta.className = "meta";
     meta.textContent = line;
     if (image.verdict) meta.dataset.verdict = image.verdict;
-    btn.append(img, meta);
-    btn.addEventListener("click", () => showDetail(at));
+    btn.append(meta);
+    const li = document.createElement("li");
     li.append(btn);
     $("results").append(li);
   }
