@@ -18,6 +18,7 @@ Training pairs (train splits only; the evaluation sets are never trained on):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -31,7 +32,13 @@ from viewfinder.data.features import PairFeatures
 from viewfinder.eval.harness import PairEmbeddings, retrieval
 from viewfinder.models import load_encoder
 from viewfinder.models.classifier import class_names
-from viewfinder.models.mini import HeadsConfig, build_heads, shipped_heads_path, v1_heads_path
+from viewfinder.models.mini import (
+    HeadsConfig,
+    build_heads,
+    read_heads_config,
+    shipped_heads_path,
+    v1_heads_path,
+)
 from viewfinder.train.contrastive import TrainConfig, train
 
 DRAWINGS = ("tuxpaint", "openclipart", "emoji", "fashion")
@@ -200,35 +207,37 @@ def make_encoder(cfg: HeadsConfig, names: list[str]):
     return encoder
 
 
-def test_sets(features: Path) -> dict[str, tuple[PairFeatures, list[ImageTextPair]]]:
-    """Evaluation sets: real photos (gcompris test split, our photo queries, tuxpaint-data
-    templates) and the drawing test splits; image features from the extracted caches."""
+def test_sets(features: Path, split: str = "test") -> dict[str, tuple[PairFeatures, list[ImageTextPair]]]:
+    """Evaluation sets: real photos (gcompris' split, our photo queries, tuxpaint-data
+    templates) and the drawings' split; image features from the extracted caches. The photo
+    queries and templates have no val part: split="val" leaves them out."""
     out = {}
     images, caps = load(features, "gcompris")
-    photos, photo_caps = load(features, "photos")
-    templates, template_caps = load(features, "templates")
     drawings, drawing_caps = load(features, "drawings")
     chosen = {
-        "gcompris, all (test)": (images, {k: v for k, v in caps.items() if photo_split(k) == "test"}),
+        f"gcompris, all ({split})": (images, {k: v for k, v in caps.items() if photo_split(k) == split}),
         # the vocabulary activity's pictures are cartoons, the rest real photos
-        "gcompris real photos (test)": (
+        f"gcompris real photos ({split})": (
             images,
-            {k: v for k, v in caps.items() if photo_split(k) == "test" and "/lang/" not in k},
+            {k: v for k, v in caps.items() if photo_split(k) == split and "/lang/" not in k},
         ),
-        "gcompris vocabulary drawings (test)": (
+        f"gcompris vocabulary drawings ({split})": (
             images,
-            {k: v for k, v in caps.items() if photo_split(k) == "test" and "/lang/" in k},
+            {k: v for k, v in caps.items() if photo_split(k) == split and "/lang/" in k},
         ),
-        "our photo queries": (photos, photo_caps),
-        "tuxpaint-data photos": (templates, template_caps),
     }
+    if split == "test":
+        photos, photo_caps = load(features, "photos")
+        templates, template_caps = load(features, "templates")
+        chosen["our photo queries"] = (photos, photo_caps)
+        chosen["tuxpaint-data photos"] = (templates, template_caps)
     for dataset in ("tuxpaint", "openclipart", "emoji", "fashion"):
-        test = {
+        part = {
             k: v
             for k, v in drawing_caps.items()
-            if k.split("/")[0] == dataset and ImageTextPair(k, "", "", "", "").split == "test"
+            if k.split("/")[0] == dataset and ImageTextPair(k, "", "", "", "").split == split
         }
-        chosen[f"{dataset} (test)"] = (drawings, test)
+        chosen[f"{dataset} ({split})"] = (drawings, part)
     for name, (imgs, cap) in chosen.items():
         pairs = [ImageTextPair(k, c, g, "", "") for k, (c, g) in cap.items()]
         out[name] = (
@@ -243,22 +252,33 @@ def test_sets(features: Path) -> dict[str, tuple[PairFeatures, list[ImageTextPai
 PROMPT_ENSEMBLE = ("{}", "a photo of {}", "a picture of {}")
 
 
-def evaluate(encoder, sets: dict, prompts: tuple[str, ...] = ("{}",)) -> dict[str, dict]:
-    """Retrieval metrics on each set; with several `prompts`, each query is the normalised mean
-    of its phrasings' embeddings (a prompt ensemble)."""
+def evaluate(
+    encoder, sets: dict, prompts: tuple[str, ...] = ("{}",), features: Path | None = None
+) -> dict[str, dict]:
+    """Retrieval metrics on each set (every query English); with several `prompts`, each query is
+    the normalised mean of its phrasings' embeddings (a prompt ensemble). With `features` and
+    heads whose e5_share is set, queries add that share of the e5 path, as the product does."""
     import torch
 
     _, image_head = encoder.frozen_image_tower()
     _, text_head = encoder.frozen_text_tower()
     encoder.heads.eval()
     norm = torch.nn.functional.normalize
+    share = encoder.heads.config.e5_share if encoder.heads.config.multilingual and features else 0.0
     out = {}
     with torch.no_grad():
         for name, (feats, pairs) in sets.items():
             te = 0
             for template in prompts:
-                texts = torch.from_numpy(text_features(encoder, [template.format(c) for c in feats.captions]))
-                te = te + norm(text_head(texts), dim=-1)
+                phrased = [template.format(c) for c in feats.captions]
+                query = norm(text_head(torch.from_numpy(text_features(encoder, phrased))), dim=-1)
+                if share:
+                    e5 = norm(
+                        encoder.heads.e5_text(torch.from_numpy(e5_queries(encoder, phrased, features))),
+                        dim=-1,
+                    )
+                    query = norm(query + share * e5, dim=-1)
+                te = te + query
             ie = norm(image_head(torch.from_numpy(feats.image)), dim=-1).numpy()
             out[name] = retrieval(PairEmbeddings(pairs, ie, norm(te, dim=-1).numpy()))
     return out
@@ -464,6 +484,32 @@ def language_table(encoder, features: Path) -> list[str]:
     return lines
 
 
+E5_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def choose_e5_share(encoder, features: Path) -> None:
+    """How much of the e5 path English queries add to the English tower's vector: the share with
+    the best mean text->image MRR over the val splits, kept in the heads' config; the test sets
+    with none and with it are printed."""
+    val, test = test_sets(features, "val"), test_sets(features, "test")
+    means = {}
+    for share in E5_SHARES:
+        encoder.heads.config = dataclasses.replace(encoder.heads.config, e5_share=share)
+        metrics = evaluate(encoder, val, features=features)
+        # gcompris counted once, by its photos and its drawings, not again as a whole
+        scores = [m["text_to_image"]["MRR"] for name, m in metrics.items() if "all" not in name]
+        means[share] = float(np.mean(scores))
+    best = max(E5_SHARES, key=lambda share: means[share])
+    print("\nEnglish queries plus a share of the e5 path, mean val text->image MRR:")
+    print(", ".join(f"{share}: {mean:.3f}" for share, mean in means.items()) + f" -> {best}")
+    print("| English queries | " + " | ".join(f"{s} MRR / R@5" for s in test) + " |")
+    for share in sorted({0.0, best}):
+        encoder.heads.config = dataclasses.replace(encoder.heads.config, e5_share=share)
+        print(
+            f"| e5 share {share} | {metric_cells(evaluate(encoder, test, features=features))} |", flush=True
+        )
+
+
 def multilingual_stage(
     encoder, features: Path, english_rows: list[tuple[str, str, np.ndarray]], spec: str
 ) -> None:
@@ -474,13 +520,16 @@ def multilingual_stage(
     english = {pid: c for pid, (c, _) in {**drawing_caps, **photo_caps}.items()}
     images = {**drawings, **photos, **{pid: image for _, pid, image in english_rows}}
     train_multilingual(encoder, english, [(c, pid) for c, pid, _ in english_rows], images, features)
+    choose_e5_share(encoder, features)
     encoder.save(Path(spec.split("@", 1)[1]).parent)
     header = "| query language | " + " | ".join(("en",) + LANGUAGES) + " |"
-    bias = encoder.heads.language.bias.data.clone()
+    bias, config = encoder.heads.language.bias.data.clone(), encoder.heads.config
     encoder.heads.language.bias.data.fill_(1e4)  # every query through the English tower
+    encoder.heads.config = dataclasses.replace(config, e5_share=0.0)
     print("\nText->image MRR per query language, English tower only:\n" + header)
     print("\n".join(language_table(encoder, features)))
     encoder.heads.language.bias.data.copy_(bias)
+    encoder.heads.config = config
     print("\nwith the e5 path for queries the language test finds non-English:\n" + header)
     print("\n".join(language_table(encoder, features)), flush=True)
 
@@ -520,11 +569,12 @@ def evaluate_shipped(sets: dict, args, names: list[str]) -> None:
     for name in ("v1 (shipped heads)", "floor: v1 heads + class path, fixed even mix"):
         encoder, _, _ = run_variant(name, args.features, args.out, 0, names)
         print(f"| {name} | {metric_cells(evaluate(encoder, sets))} |", flush=True)
-    encoder = make_encoder(VARIANTS[CHOSEN][0], names)
+    encoder = make_encoder(read_heads_config(shipped_heads_path()), names)
     encoder.heads.load_state_dict(load_file(str(shipped_heads_path())))
     encoder.heads.eval()
-    print(f"| installed ({shipped_heads_path().name}) | {metric_cells(evaluate(encoder, sets))} |")
-    ensemble = metric_cells(evaluate(encoder, sets, PROMPT_ENSEMBLE))
+    installed = metric_cells(evaluate(encoder, sets, features=args.features))
+    print(f"| installed ({shipped_heads_path().name}) | {installed} |")
+    ensemble = metric_cells(evaluate(encoder, sets, PROMPT_ENSEMBLE, features=args.features))
     print(f"| installed, queries as a prompt ensemble {PROMPT_ENSEMBLE} | {ensemble} |", flush=True)
 
 

@@ -108,6 +108,21 @@ def test_english_queries_take_the_english_tower(mini):
     assert (logits[len(english) :] <= 0).mean() >= 0.8, dict(zip(other, logits[len(english) :].tolist()))
 
 
+def test_english_queries_add_a_share_of_the_e5_path(mini):
+    """English queries are the English tower's vector plus the shipped share of the e5 path's
+    (chosen on the val splits by scripts/train_mini.py); other languages take the e5 path alone."""
+    from viewfinder.models.base import normalise
+
+    share = mini.heads.config.e5_share
+    assert 0 < share <= 1
+    texts = ["a cat on a sofa", "ein Hund"]
+    e5 = normalise(mini.heads.project("e5_text", mini.e5.queries(texts)))
+    english = normalise(mini.heads.project("text", mini._text_tower()(texts)))
+    got = mini.encode_texts(texts)
+    assert np.abs(got[0] - normalise(english[:1] + share * e5[:1])[0]).max() < 1e-5
+    assert np.abs(got[1] - e5[1]).max() < 1e-5
+
+
 def test_v1_heads_stay_loadable():
     v1 = load_encoder("mini@v1", device="cpu")
     v1.ensure_loaded()

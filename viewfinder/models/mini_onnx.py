@@ -276,8 +276,9 @@ class MiniOnnxEncoder(Encoder):
             return normalise(english)
         e5 = self.e5.queries(texts)
         is_english = linear(e5, self.heads.w, "language")[:, 0] > 0
-        other = self.heads.project("e5_text", e5)
-        return np.where(is_english[:, None], normalise(english), normalise(other))
+        other = normalise(self.heads.project("e5_text", e5))
+        english = normalise(normalise(english) + self.heads.config.e5_share * other)
+        return np.where(is_english[:, None], english, other)
 
     def fingerprint(self) -> str:
         return files_fingerprint(self._heads_path)
