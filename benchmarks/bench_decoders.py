@@ -6,6 +6,7 @@ does when indexing). Can two decoders decode more than one? Does the hardware JP
     python benchmarks/bench_decoders.py --images 6000 torchvision nvimgcodec torchvision+nvimgcodec-hw
     python benchmarks/bench_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw
     python benchmarks/bench_decoders.py --with-model ViT-B/32 --graph torchvision   # model as one CUDA graph
+    python benchmarks/bench_decoders.py --images 512 --sizes 4032x3024 --batch 8 16 32 64 128 torchvision
 
 A decoder is named as gpu_jpeg.jpeg_decoder takes it, e.g. "nvimgcodec-hw:4" (4 host threads).
 """
@@ -13,6 +14,7 @@ A decoder is named as gpu_jpeg.jpeg_decoder takes it, e.g. "nvimgcodec-hw:4" (4 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import threading
 import time
@@ -112,7 +114,10 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=6000)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batch", type=int, nargs="+", default=[256], help="one row per batch size")
+    ap.add_argument(
+        "--sizes", nargs="+", default=["500x375", "1024x768"], help="JPEG sizes WxH, the images split evenly"
+    )
     ap.add_argument(
         "--with-model", choices=["ViT-B/32", "mini"], help="also run this model (random init) meanwhile"
     )
@@ -132,7 +137,8 @@ def main() -> None:
     )
     ap.add_argument("mixes", nargs="+", help="decoders joined by +, e.g. torchvision+nvimgcodec-hw")
     args = ap.parse_args()
-    files = make_jpegs(Path(tempfile.mkdtemp(prefix="vf-jpegs-")), args.images)
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
+    files = make_jpegs(Path(tempfile.mkdtemp(prefix="vf-jpegs-")), args.images, sizes)
     data = [torch.from_file(str(f), size=f.stat().st_size, dtype=torch.uint8) for f in files]
     enc = graph = None
     if args.with_model:
@@ -145,22 +151,21 @@ def main() -> None:
             flush=True,
         )
     rows = []
-    for mix in args.mixes:
-        for priority in args.priorities:
-            label = mix + (", high-priority streams" if priority == "high" else "")
-            try:
-                decoding, model = rate(mix.split("+"), data, args.batch, enc, graph, priority == "high")
-                rows.append((label, f"{decoding:,.0f}") + ((f"{model:,.0f}",) if enc is not None else ()))
-            except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
-                rows.append(
-                    (label, f"failed: {type(exc).__name__}: {exc}"[:100]) + (("",) if enc is not None else ())
-                )
-            print(rows[-1], flush=True)
+    for mix, priority, batch in itertools.product(args.mixes, args.priorities, args.batch):
+        label = mix + (", high-priority streams" if priority == "high" else "") + f", batch {batch}"
+        try:
+            decoding, model = rate(mix.split("+"), data, batch, enc, graph, priority == "high")
+            rows.append((label, f"{decoding:,.0f}") + ((f"{model:,.0f}",) if enc is not None else ()))
+        except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
+            rows.append(
+                (label, f"failed: {type(exc).__name__}: {exc}"[:100]) + (("",) if enc is not None else ())
+            )
+        print(rows[-1], flush=True)
     head = ("decoders (one thread each)", "decoded images/s") + (
         (f"{args.with_model} images/s meanwhile",) if enc is not None else ()
     )
     print_table(
-        f"{len(files)} JPEGs (500x375 and 1024x768), batch {args.batch}, decoders in one process on "
+        f"{len(files)} JPEGs ({' and '.join(args.sizes)}), decoders in one process on "
         f"{torch.cuda.get_device_name(0)}"
         + (
             f", {args.with_model} (random init{', CUDA graph' if graph else ''}) running meanwhile"
