@@ -16,7 +16,6 @@ threads' time split), and Engine.index with its catalogue writes."""
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import tempfile
 import time
@@ -26,8 +25,7 @@ from typing import Callable
 import numpy as np
 
 from viewfinder.config import Config
-from viewfinder.ingest import gpu_decode
-from viewfinder.ingest.gpu_decode import DECODE_BATCH, resize_crop
+from viewfinder.ingest.gpu_decode import resize_crop
 
 from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
 
@@ -394,13 +392,6 @@ def main() -> None:
     )
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument(
-        "--decode-batches",
-        type=int,
-        nargs="+",
-        default=[DECODE_BATCH],
-        help="the least JPEGs per nvJPEG call that readers' batches are merged to (1: not merged)",
-    )
-    ap.add_argument(
         "--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path"
     )
     args = ap.parse_args()
@@ -447,11 +438,8 @@ def main() -> None:
                     (name, what, rate, "", note)
                     for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
                 ]
-            for mix, decode_batch in itertools.product(args.decoders, args.decode_batches):
-                gpu_decode.DECODE_BATCH = decode_batch  # read by gpu_batches on each call
+            for mix in args.decoders:
                 decoders, by = tuple(mix.split("+")), "" if mix == "torchvision" else f", decoders {mix}"
-                if len(args.decode_batches) > 1:
-                    by += f", nvJPEG calls of >= {decode_batch} JPEGs"
                 for readers in args.readers or [READERS]:
                     vf, vutil = viewfinder_gpu_path(
                         enc, files, args.pipeline_batch, readers, repeat=args.repeat, decoders=decoders

@@ -50,20 +50,12 @@ LARGE_JPEG_BYTES = 1_500_000
 NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0
 
 
-# nvJPEG decodes at least this many JPEGs per call where the readers' batches allow: on an H200,
-# 12 MP JPEGs decoded at 385 / 597 / 645 / 680 / 691 images/s in calls of 8 / 24 / 64 / 128 / 256
-# (benchmarks/bench_decoders.py --sizes 4032x3024 --batch ...), and a reader's batch of phone
-# photos (at most READ_BATCH_BYTES, less its Pillow share) holds about 25
-DECODE_BATCH = 128
-
-
 @dataclass
 class RawBatch:
-    """What a worker hands back for one batch: the JPEG files' bytes in one shared-memory tensor
-    (several, once batches are merged for the decoder)."""
+    """What a worker hands back for one batch: the JPEG files' bytes in one shared-memory tensor."""
 
-    jpeg_buffers: list  # uint8 tensors
-    jpeg_spans: list[tuple[int, int, int]]  # (buffer, start, end), one per jpeg record
+    jpeg_bytes: object  # uint8 tensor
+    jpeg_spans: list[tuple[int, int]]  # (start, end) in jpeg_bytes, one per jpeg record
     jpeg_records: list[NewImage]
     jpeg_orientations: list[int]  # EXIF orientation (1-8), one per jpeg record: nvJPEG ignores it
     pillow_pixels: object  # uint8 (N,3,side,side) tensor or None
@@ -72,49 +64,7 @@ class RawBatch:
     seconds: float = 0.0  # the worker's time on it
 
     def jpegs(self) -> list:
-        return [self.jpeg_buffers[k][a:b] for k, a, b in self.jpeg_spans]
-
-    @property
-    def size(self) -> int:
-        """Images with pixels to come (JPEGs to decode and Pillow's)."""
-        pillow = 0 if self.pillow_pixels is None else len(self.pillow_pixels)
-        return len(self.jpeg_records) + pillow
-
-
-def merged(batches: Sequence[RawBatch]) -> RawBatch:
-    """Several readers' batches as one: their buffers are kept, not copied."""
-    import torch
-
-    if len(batches) == 1:
-        return batches[0]
-    buffers, spans = [], []
-    for b in batches:
-        spans += [(len(buffers) + k, start, end) for k, start, end in b.jpeg_spans]
-        buffers += b.jpeg_buffers
-    pixels = [b.pillow_pixels for b in batches if b.pillow_pixels is not None]
-    return RawBatch(
-        buffers,
-        spans,
-        [r for b in batches for r in b.jpeg_records],
-        [o for b in batches for o in b.jpeg_orientations],
-        torch.cat(pixels) if pixels else None,
-        [r for b in batches for r in b.pillow_records],
-        [r for b in batches for r in b.failed],
-        sum(b.seconds for b in batches),
-    )
-
-
-def coalesced(batches: Iterable[RawBatch], jpegs: int, most: int) -> Iterator[RawBatch]:
-    """The readers' batches merged until each holds at least `jpegs` JPEGs for the decoder (or
-    `most` images, or the input ends): a batch of small files passes through as it is."""
-    pending: list[RawBatch] = []
-    for batch in batches:
-        pending.append(batch)
-        if sum(len(b.jpeg_records) for b in pending) >= jpegs or sum(b.size for b in pending) >= most:
-            yield merged(pending)
-            pending = []
-    if pending:
-        yield merged(pending)
+        return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
 
 
 def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> tuple[NewImage, int] | None:
@@ -252,8 +202,8 @@ def read_batch(
     failed.sort(key=lambda r: position[r.path])  # reported in the order of the files
     pixels = [t for _, t in pillow if t is not None]
     return RawBatch(
-        [buf],
-        [(0, a, b) for a, b in spans],
+        buf,
+        spans,
         jpeg_records,
         orientations,
         torch.stack(pixels) if pixels else None,
@@ -498,8 +448,7 @@ def gpu_batches(
         # a clock entry per thread: two threads adding to one entry could lose each other's time
         step = f"decoder thread {i}: {name} call"
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
-    whole = coalesced(received, DECODE_BATCH, batch_size)
-    decoded = in_threads(stages.timed(whole, "decoder threads: wait for the readers"), work)
+    decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
     for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
         if done is not None and pixels is not None:
             torch.cuda.current_stream(device).wait_event(done)
