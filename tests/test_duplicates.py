@@ -111,3 +111,30 @@ def test_duplicates_over_the_api(dup_index):
         )
         assert client.get("/duplicates", params={"threshold": 2}).status_code == 422
         assert client.get("/duplicates", params={"level": "twins"}).status_code == 422
+
+
+@pytest.mark.slow
+def test_image_search_names_near_duplicates(dup_index):
+    """An image query's hits say which are the same picture (the resized copy) and which are
+    merely similar (another photo), in the JSON and in the explanation."""
+    db, folder = dup_index
+    out = subprocess.run(
+        [sys.executable, "-m", "viewfinder", "search", str(folder / "rocket.jpg"), "--db", str(db)]
+        + ["--json", "-k", "5"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    hits = {os.path.basename(h["path"]): h for h in json.loads(out.stdout)}
+    assert hits["rocket-small.jpg"]["likeness"] == "near-duplicate"
+    assert "near-duplicate (cosine >= 0.94)" in hits["rocket-small.jpg"]["explanation"]
+    assert hits["coffee.png"]["likeness"] is None
+    text = subprocess.run(
+        [sys.executable, "-m", "viewfinder", "search", "a rocket", "--db", str(db), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    text_hits = json.loads(text.stdout)
+    assert text_hits and all(h["likeness"] is None for h in text_hits)  # text queries: none

@@ -379,6 +379,7 @@ def _print_hits(result) -> None:
     for h in result.hits:
         where = h.text if h.kind == "text" else _elide(shown_path(h.path), room)
         where += f"  [{h.caption}]" if h.kind == "image" and h.caption else ""
+        where += f"  ({h.likeness})" if h.likeness else ""
         cells = [str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", where]
         table.add_row(*cells + ([h.heatmap["summary"].replace("strongest ", "")] if heat else []))
     console.print(table)

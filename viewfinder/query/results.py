@@ -46,6 +46,8 @@ class SearchHit:
     best_text: str | None = None  # for image hits: the stored text that fits the image best
     heatmap: dict | None = None  # where asked: query/regions.py Heatmap.to_dict()
     verdict: str = ""  # the confidence in words (query/confidence.py `verdict`)
+    # image->image hits: "near-duplicate" or "same scene" at `viewfinder duplicates`' thresholds
+    likeness: str | None = None
     extra: dict = field(default_factory=dict)
 
     def alt_text(self) -> str:

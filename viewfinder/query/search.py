@@ -14,6 +14,7 @@ from ..errors import QueryError
 from ..images import read_image
 from ..store import Collection, ImageRecord, Store
 from .confidence import ConfidenceModel, HitContext, QueryStats, ScoreTailConfidence, query_stats, verdict
+from .duplicates import LIKENESS, likeness
 from .filters import Filters
 from .parse import QueryPart, load_image_part
 from .regions import Heatmap, region_heatmap
@@ -225,6 +226,10 @@ def make_hit(
     if is_image:
         hit.path, hit.caption = record.path, record.caption
         hit.caption_confidence = record.caption_confidence
+        if q.direction == "image->image":
+            hit.likeness = likeness(score)
+            if hit.likeness:
+                hit.explanation += f"; {hit.likeness} (cosine >= {LIKENESS[hit.likeness]:.2f})"
     else:
         hit.text, hit.source = record.text, record.source
     return hit

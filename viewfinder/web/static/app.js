@@ -257,7 +257,7 @@
         texts.append(li);
         return;
       }
-      addImage(hit, `#${hit.rank} · ${hit.verdict}`);
+      addImage(hit, `#${hit.rank} · ${hit.verdict}${hit.likeness ? ` · ${hit.likeness}` : ""}`);
     });
     const shownCount = grid.children.length + texts.children.length;
     let msg = `${shownCount} result${shownCount === 1 ? "" : "s"} of ${data.collection_size}.`;
@@ -331,7 +331,7 @@
     $("detail-where-summary").textContent = "";
     if (!$("detail").open) { $("detail").showModal(); $("detail-close").focus(); }
     if (!scored) return;
-    $("detail-verdict").textContent = `${hit.verdict}: score ${hit.score.toFixed(3)}, confidence ${hit.confidence.toFixed(2)} (the chance that this image is what you asked for)`;
+    $("detail-verdict").textContent = `${hit.verdict}${hit.likeness ? ` (${hit.likeness} of your image)` : ""}: score ${hit.score.toFixed(3)}, confidence ${hit.confidence.toFixed(2)} (the chance that this image is what you asked for)`;
     const body = document.querySelector("#detail-parts tbody");
     body.replaceChildren();
     const total = Object.values(hit.contributions).reduce((s, v) => s + Math.abs(v), 0) || 1;
