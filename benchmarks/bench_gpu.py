@@ -392,6 +392,12 @@ def main() -> None:
     )
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd image towers")
     ap.add_argument(
+        "--format",
+        choices=["jpg", "png", "heic"],
+        default="jpg",
+        help="the files made; png and heic: only the Pillow-decode Engine.index rows (--cpu-workers)",
+    )
+    ap.add_argument(
         "--pipeline-only", action="store_true", help="only the ceiling and viewfinder's own GPU path"
     )
     args = ap.parse_args()
@@ -400,10 +406,10 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="vf-jpegs-"))
     t = time.perf_counter()
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
-    files = make_jpegs(folder, args.images, sizes)
+    files = make_jpegs(folder, args.images, sizes, ext=args.format)
     mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
     print(
-        f"made {len(files)} JPEGs ({', '.join(args.sizes)}; {mb:.1f} MB average) "
+        f"made {len(files)} {args.format.upper()} files ({', '.join(args.sizes)}; {mb:.1f} MB average) "
         f"in {time.perf_counter() - t:.0f} s",
         flush=True,
     )
@@ -432,15 +438,16 @@ def main() -> None:
         enc = build(device)
         ceiling = model_only(enc, args.model_batch, args.iters)
         rows.append((name, "model only (tensors on device)", f"{ceiling:,.0f}", "1.00", ""))
+        jpeg = args.format == "jpg"  # the CUDA path's own rows need JPEGs
         if device == "cuda":
-            if args.pipeline_only:
+            if args.pipeline_only and jpeg:
                 rows += [
                     (name, what, rate, "", note)
                     for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
                 ]
             for mix in args.decoders:
                 decoders, by = tuple(mix.split("+")), "" if mix == "torchvision" else f", decoders {mix}"
-                for readers in args.readers or [READERS]:
+                for readers in (args.readers or [READERS]) if jpeg else []:
                     vf, vutil = viewfinder_gpu_path(
                         enc, files, args.pipeline_batch, readers, repeat=args.repeat, decoders=decoders
                     )
@@ -453,7 +460,7 @@ def main() -> None:
                             vutil,
                         )
                     )
-                if args.pipeline_only:
+                if args.pipeline_only and jpeg:
                     vf, vutil = viewfinder_gpu_path(
                         enc,
                         files,
