@@ -34,8 +34,11 @@ from viewfinder.models import load_encoder
 from viewfinder.models.classifier import class_names
 from viewfinder.models.mini import (
     HeadsConfig,
+    adopted_fingerprints,
     build_heads,
+    files_fingerprint,
     read_heads_config,
+    save_heads,
     shipped_heads_path,
     v1_heads_path,
 )
@@ -513,17 +516,22 @@ def choose_e5_share(encoder, features: Path) -> None:
 
 
 def multilingual_stage(
-    encoder, features: Path, english_rows: list[tuple[str, str, np.ndarray]], spec: str
+    encoder,
+    features: Path,
+    english_rows: list[tuple[str, str, np.ndarray]],
+    spec: str,
+    adopts: set[str] = frozenset(),
 ) -> None:
     """Train the e5 path and the language test on the English training rows (caption, pair id,
-    image features) and the translations, save the heads, print the per-language tables."""
+    image features) and the translations, save the heads (recording `adopts`: fingerprints of
+    earlier heads with the same image side), print the per-language tables."""
     drawings, drawing_caps = load(features, "drawings")
     photos, photo_caps = load(features, "gcompris")
     english = {pid: c for pid, (c, _) in {**drawing_caps, **photo_caps}.items()}
     images = {**drawings, **photos, **{pid: image for _, pid, image in english_rows}}
     train_multilingual(encoder, english, [(c, pid) for c, pid, _ in english_rows], images, features)
     choose_e5_share(encoder, features)
-    encoder.save(Path(spec.split("@", 1)[1]).parent)
+    save_heads(encoder.heads, Path(spec.split("@", 1)[1]), adopts=json.dumps(sorted(adopts)))
     header = "| query language | " + " | ".join(("en",) + LANGUAGES) + " |"
     bias, config = encoder.heads.language.bias.data.clone(), encoder.heads.config
     encoder.heads.language.bias.data.fill_(1e4)  # every query through the English tower
@@ -541,6 +549,28 @@ def install(spec: str) -> None:
     print(f"installed {shipped_heads_path()} ({shipped_heads_path().stat().st_size / 1e6:.1f} MB)")
 
 
+# what an image's vector depends on: retraining anything else keeps the indexes built before
+IMAGE_SIDE = ("image.", "text.", "class_text", "gate")
+
+
+def same_image_side(heads: Path, earlier: list[Path]) -> set[str]:
+    """The fingerprints (and what they adopted) of `earlier` heads files, each checked to hold
+    the same image side as `heads`: indexes built with them stay valid for the heads trained
+    from here (only the query side changes)."""
+    from safetensors.torch import load_file
+
+    mine = {k: v for k, v in load_file(str(heads)).items() if k.startswith(IMAGE_SIDE)}
+    found = set()
+    for path in earlier:
+        theirs = {k: v for k, v in load_file(str(path)).items() if k.startswith(IMAGE_SIDE)}
+        if theirs.keys() != mine.keys() or any(not (theirs[k] == mine[k]).all() for k in mine):
+            raise SystemExit(
+                f"{path}: its image side differs from {heads}; indexes built with it need reindex"
+            )
+        found |= {files_fingerprint(path)} | adopted_fingerprints(path)
+    return found
+
+
 def rerun_multilingual(args, names: list[str]) -> None:
     """Only the multilingual stage, on the chosen variant's trained heads (--multilingual-only)."""
     from safetensors.torch import load_file
@@ -548,9 +578,10 @@ def rerun_multilingual(args, names: list[str]) -> None:
     path = args.out / re.sub(r"\W+", "-", CHOSEN) / "mini_heads.safetensors"
     encoder = make_encoder(VARIANTS[CHOSEN][0], names)
     encoder.heads.load_state_dict(load_file(str(path)))
+    adopts = same_image_side(path, [path] + args.adopt)
     train_rows, _ = rows_for(args.features, VARIANTS[CHOSEN][1], names)
     english_rows = [(t, pid, image) for image, texts, pid in train_rows for t in texts]
-    multilingual_stage(encoder, args.features, english_rows, f"mini@{path}")
+    multilingual_stage(encoder, args.features, english_rows, f"mini@{path}", adopts)
     if not args.no_install:
         install(f"mini@{path}")
 
@@ -595,6 +626,13 @@ def main() -> None:
     ap.add_argument("--no-install", action="store_true", help="do not copy the heads into the package")
     ap.add_argument(
         "--multilingual-only", action="store_true", help="redo the multilingual stage of the chosen heads"
+    )
+    ap.add_argument(
+        "--adopt",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="with --multilingual-only: earlier heads files (same image side) whose indexes stay valid",
     )
     ap.add_argument(
         "--shipped",

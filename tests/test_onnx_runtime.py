@@ -197,3 +197,26 @@ def test_cli_indexes_and_searches_without_torch(photos, tmp_path, env_cache):
     out = cli("index", str(folder), "--db", str(other), "--model", "open_clip:ViT-B-32/openai")
     assert out.returncode == 2 and "pip install 'viewfinder[torch]'" in out.stderr, out.stderr
     assert not other.exists()
+
+
+def test_an_index_from_earlier_heads_with_the_same_image_side_keeps_working(photos, tmp_path, env_cache):
+    """The shipped heads list the fingerprints of earlier heads whose image side they keep (only
+    the query side was retrained): such an index is rebound, not refused; any other is refused."""
+    from viewfinder import Engine
+    from viewfinder.errors import ModelMismatchError
+    from viewfinder.models.mini import adopted_fingerprints, shipped_heads_path
+
+    earlier = sorted(adopted_fingerprints(shipped_heads_path()))
+    assert earlier, "the shipped heads adopt the heads shipped before them"
+    folder = copy_photos(photos, tmp_path / "pics", PHOTOS)
+    with Engine.open(tmp_path / "db", cache_dir=env_cache) as engine:
+        engine.index(folder, progress=False)
+        new = engine.store.catalog.get_meta("model_fingerprint")
+        engine.store.catalog.rebind_fingerprint(earlier[0])
+    with Engine.open(tmp_path / "db", cache_dir=env_cache) as engine:
+        assert engine.search("a cat", k=1).hits[0].path.endswith("chelsea.png")
+        assert engine.store.catalog.get_meta("model_fingerprint") == new
+        engine.store.catalog.rebind_fingerprint("mini-000000000000000000000000")
+    with Engine.open(tmp_path / "db", cache_dir=env_cache) as engine:
+        with pytest.raises(ModelMismatchError):
+            engine.search("a cat", k=1)

@@ -222,6 +222,16 @@ def read_heads_config(path: Path) -> HeadsConfig:
     return HeadsConfig(**json.loads(meta.get("config", "{}")))
 
 
+def adopted_fingerprints(path: Path) -> set[str]:
+    """Fingerprints of earlier heads files whose image side these heads keep unchanged (only
+    the query side was retrained: the e5 path, the language test, the e5 share): an index built
+    with one of them keeps working and is rebound (scripts/train_mini.py --multilingual-only)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as fh:
+        return set(json.loads((fh.metadata() or {}).get("adopts", "[]")))
+
+
 def files_fingerprint(heads_path: Path) -> str:
     """mini's fingerprint, the same in both runtimes and cheap (no tower loaded): the heads
     file's bytes, and the name, version and file of each frozen tower the heads read. Computed
@@ -435,7 +445,14 @@ class MiniEncoder(TorchEncoder):
         return None if self._random_heads else calibration_file(self._heads_path)
 
     def adopts_fingerprint(self, stored: str) -> bool:
-        """Before the ONNX runtime (2026-11-25), mini's fingerprint hashed every loaded weight."""
+        """Heads whose image side is unchanged (`adopted_fingerprints`); and before the ONNX
+        runtime (2026-11-25), mini's fingerprint hashed every loaded weight."""
+        if (
+            not self._random_heads
+            and self._heads_path.exists()
+            and stored in adopted_fingerprints(self._heads_path)
+        ):
+            return True
         return not stored.startswith("mini-") and stored == self.weights_fingerprint()
 
     def frozen_image_tower(self):

@@ -25,6 +25,7 @@ from .mini import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     HeadsConfig,
+    adopted_fingerprints,
     calibration_file,
     files_fingerprint,
     onnx_model_path,
@@ -288,7 +289,10 @@ class MiniOnnxEncoder(Encoder):
 
     def adopts_fingerprint(self, stored: str) -> bool:
         """Indexes built before this runtime existed hold a hash of the loaded torch weights,
-        which only the torch runtime can recompute (once; the catalogue is then rebound)."""
+        which only the torch runtime can recompute (once; the catalogue is then rebound); and
+        heads whose image side is unchanged (`adopted_fingerprints`)."""
+        if self._heads_path.exists() and stored in adopted_fingerprints(self._heads_path):
+            return True
         if stored.startswith("mini-") or not torch_installed():
             return False
         from .mini import MiniEncoder
