@@ -158,3 +158,22 @@ def test_pq_code_size_follows_the_dimension():
 
     assert [pq_bytes(d) for d in (256, 512, 384, 768, 1000, 8, 3)] == [64, 128, 96, 128, 125, 2, 1]
     assert all(d % pq_bytes(d) == 0 for d in range(1, 2049))
+
+
+def test_saves_of_one_index_from_two_writers_at_once_both_succeed(tmp_path):
+    """A server rebuilding a stale index and `viewfinder index` in another process may save the
+    same files at the same moment (tests/test_reliability.py met it): each save must succeed and
+    leave a loadable index, with no temporary file behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = _unit(2000, 32)
+    index = VectorIndex(32, "flat")
+    index.add(np.arange(2000), data)
+    path = tmp_path / "i.faiss"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda v: index.save(path, version=v % 3), range(200)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.faiss", "i.faiss.json"]
+    loaded = next(
+        VectorIndex.load(path, version=v, dim=32) for v in range(3) if VectorIndex.load(path, v, 32)
+    )
+    assert len(loaded) == 2000

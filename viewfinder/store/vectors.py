@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -197,7 +198,7 @@ class VectorIndex:
 
         if self.index is None:
             return
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = _tmp_beside(path)
         try:
             faiss.write_index(self.index, str(tmp))
             os.replace(tmp, path)
@@ -268,7 +269,17 @@ def _train_ivfpq(dim: int, sample: np.ndarray, expected: int, max_train: int = 1
     return faiss.IndexIDMap2(index)
 
 
+def _tmp_beside(path: Path) -> Path:
+    """A temporary name next to `path` that no other writer uses: a server rebuilding a stale
+    index and `viewfinder index` in another process may save the same files at once, and with one
+    shared name one's rename took the other's file away (each rename is atomic; the last wins)."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    tmp = _tmp_beside(path)
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
