@@ -375,13 +375,16 @@ def _print_hits(result) -> None:
         )
     if heat:
         table.add_column("strongest")
-    room = max(20, console.width - (50 if heat else 30))
+    alike = any(h.likeness for h in result.hits)
+    if alike:
+        table.add_column("likeness", no_wrap=True)
+    room = max(20, console.width - 30 - (20 if heat else 0) - (16 if alike else 0))
     for h in result.hits:
         where = h.text if h.kind == "text" else _elide(shown_path(h.path), room)
         where += f"  [{h.caption}]" if h.kind == "image" and h.caption else ""
-        where += f"  ({h.likeness})" if h.likeness else ""
         cells = [str(h.rank), f"{h.score:.3f}", f"{h.confidence:.2f}", where]
-        table.add_row(*cells + ([h.heatmap["summary"].replace("strongest ", "")] if heat else []))
+        cells += [h.heatmap["summary"].replace("strongest ", "")] if heat else []
+        table.add_row(*cells + ([h.likeness or ""] if alike else []))
     console.print(table)
     if result.abstained:
         console.print(f"[yellow]{result.message}[/yellow]")
