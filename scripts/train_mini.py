@@ -333,14 +333,20 @@ def translated_pairs(split: str) -> list[tuple[str, str, str]]:
     return out
 
 
+_E5_CACHE: dict[Path, dict[str, np.ndarray]] = {}  # cache file -> its vectors, read once a run
+
+
 def e5_queries(encoder, texts: list[str], features: Path) -> np.ndarray:
     """e5 "query:" vectors of `texts`, cached beside the features (the e5 tower is frozen, and at
-    about 140 short sentences/s on 2 cores the ~68,000 training texts take 8 minutes)."""
+    about 140 short sentences/s on 2 cores the ~68,000 training texts take 8 minutes). The file
+    (180 MB) is read once per run: every evaluation asks for its queries' vectors."""
     cache_file = features / "e5-queries.npz"
-    cache: dict[str, np.ndarray] = {}
-    if cache_file.exists():
-        data = np.load(cache_file)
-        cache = dict(zip(data["texts"].tolist(), data["vecs"]))
+    if cache_file not in _E5_CACHE:
+        _E5_CACHE[cache_file] = {}
+        if cache_file.exists():
+            data = np.load(cache_file)
+            _E5_CACHE[cache_file].update(zip(data["texts"].tolist(), data["vecs"]))
+    cache = _E5_CACHE[cache_file]
     todo = list(dict.fromkeys(t for t in texts if t not in cache))
     for i in range(0, len(todo), 256):
         cache.update(zip(todo[i : i + 256], encoder.e5.queries(todo[i : i + 256])))

@@ -225,9 +225,12 @@ def read_heads_config(path: Path) -> HeadsConfig:
 def adopted_fingerprints(path: Path) -> set[str]:
     """Fingerprints of earlier heads files whose image side these heads keep unchanged (only
     the query side was retrained: the e5 path, the language test, the e5 share): an index built
-    with one of them keeps working and is rebound (scripts/train_mini.py --multilingual-only)."""
+    with one of them keeps working and is rebound (scripts/train_mini.py --multilingual-only).
+    Empty for a heads file that does not exist (random heads)."""
     from safetensors import safe_open
 
+    if not path.exists():
+        return set()
     with safe_open(str(path), "np") as fh:
         return set(json.loads((fh.metadata() or {}).get("adopts", "[]")))
 
@@ -447,11 +450,7 @@ class MiniEncoder(TorchEncoder):
     def adopts_fingerprint(self, stored: str) -> bool:
         """Heads whose image side is unchanged (`adopted_fingerprints`); and before the ONNX
         runtime (2026-11-25), mini's fingerprint hashed every loaded weight."""
-        if (
-            not self._random_heads
-            and self._heads_path.exists()
-            and stored in adopted_fingerprints(self._heads_path)
-        ):
+        if not self._random_heads and stored in adopted_fingerprints(self._heads_path):
             return True
         return not stored.startswith("mini-") and stored == self.weights_fingerprint()
 

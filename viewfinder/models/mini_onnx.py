@@ -291,7 +291,7 @@ class MiniOnnxEncoder(Encoder):
         """Indexes built before this runtime existed hold a hash of the loaded torch weights,
         which only the torch runtime can recompute (once; the catalogue is then rebound); and
         heads whose image side is unchanged (`adopted_fingerprints`)."""
-        if self._heads_path.exists() and stored in adopted_fingerprints(self._heads_path):
+        if stored in adopted_fingerprints(self._heads_path):
             return True
         if stored.startswith("mini-") or not torch_installed():
             return False
