@@ -4,6 +4,7 @@ JPEG collections, GPU utilisation sampling, and table printing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -95,8 +96,10 @@ def make_jpegs(
 
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [(folder / f"img_{i:05d}.{ext}", sizes[i % len(sizes)], seed + i) for i in range(n)]
+    # small chunks for a few slow files (a 12 MP HEIC takes most of a minute to encode)
+    chunk = max(1, min(16, n // (4 * (os.cpu_count() or 1))))
     with Pool() as pool:
-        return pool.map(_one_photo, jobs, chunksize=16)
+        return pool.map(_one_photo, jobs, chunksize=chunk)
 
 
 class GpuUtilisation:

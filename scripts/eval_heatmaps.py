@@ -1,10 +1,14 @@
 """Do region heatmaps point at the right place? Paste tuxpaint stamps (test split, never trained
-on) onto real wallpaper photos at a random known box, search each composite with the stamp's
-caption, and count how often the heatmap's peak falls inside the box, for the default method
-(a model's patches where it has them) and for occlusion. Random guessing hits the box as often as
-its share of the image's area.
+on) onto real wallpaper photos at random known boxes, search each composite with a stamp's
+caption, and count how often the heatmap's peak falls inside that stamp's box.
 
-    python scripts/eval_heatmaps.py                       # mini, 60 composites: about 4 min on 2 cores
+Two tests: one stamp a photo (random guessing hits the box as often as its share of the image's
+area; a query-blind saliency map already finds the one object there), and two stamps a photo with
+different captions, each searched in turn (a query-blind map can at best pick one of the two: it
+shows whether the heatmap follows the query). Rows: the query's own map (the model's patches
+where it has them, else occlusion), the saliency prior alone, and the two together (the default).
+
+    python scripts/eval_heatmaps.py                       # mini, 60 + 40 composites: about 5 min on 2 cores
     python scripts/eval_heatmaps.py --model open_clip:ViT-B-32/laion2b_s34b_b79k
     python scripts/eval_heatmaps.py --sheet docs/images/heatmaps.png   # also draw the first 8
 """
@@ -21,36 +25,91 @@ from PIL import Image
 
 from viewfinder.data.datasets import load_dataset, wallpapers
 from viewfinder.models import load_encoder
-from viewfinder.query.regions import overlay, region_heatmap
+from viewfinder.query.regions import FOCUS_WEIGHT, Heatmap, focus_map, overlay, query_map
 
 
-def composites(n: int, seed: int) -> list[tuple[Image.Image, str, tuple[int, int, int, int]]]:
-    """(composite, caption, pasted box) for n stamps on photos."""
+def composites(
+    n: int, seed: int, stamps_each: int = 1
+) -> list[tuple[Image.Image, list[tuple[str, tuple[int, int, int, int]]]]]:
+    """n photos, each with `stamps_each` stamps of different captions pasted at non-overlapping
+    places: (composite, [(caption, pasted box), ...])."""
     rng = random.Random(seed)
     stamps = [p for p in load_dataset("tuxpaint", "test") if p.source == "file"]
     backgrounds = wallpapers()
     out = []
-    for _ in range(n):
-        stamp = rng.choice(stamps)
+    while len(out) < n:
+        chosen = rng.sample(stamps, stamps_each)
+        if len({s.caption for s in chosen}) < stamps_each:
+            continue
         with Image.open(rng.choice(backgrounds)) as bg_im:
             bg = bg_im.convert("RGB")
         bg.thumbnail((640, 640))
-        with Image.open(stamp.locator) as st_im:
-            st = st_im.convert("RGBA")
-        scale = rng.uniform(0.25, 0.45) * min(bg.size) / max(st.size)
-        st = st.resize(
-            (max(1, int(st.width * scale)), max(1, int(st.height * scale))), Image.Resampling.LANCZOS
-        )
-        x, y = rng.randint(0, bg.width - st.width), rng.randint(0, bg.height - st.height)
-        bg.paste(st, (x, y), st)
-        out.append((bg, stamp.caption, (x, y, x + st.width, y + st.height)))
+        pasted: list[tuple[str, tuple[int, int, int, int]]] = []
+        for stamp in chosen:
+            with Image.open(stamp.locator) as st_im:
+                st = st_im.convert("RGBA")
+            scale = rng.uniform(0.25, 0.45 if stamps_each == 1 else 0.4) * min(bg.size) / max(st.size)
+            st = st.resize(
+                (max(1, int(st.width * scale)), max(1, int(st.height * scale))), Image.Resampling.LANCZOS
+            )
+            for _ in range(50):
+                x, y = rng.randint(0, bg.width - st.width), rng.randint(0, bg.height - st.height)
+                box = (x, y, x + st.width, y + st.height)
+                if not any(_overlap(box, other) for _, other in pasted):
+                    bg.paste(st, (x, y), st)
+                    pasted.append((stamp.caption, box))
+                    break
+        if len(pasted) == stamps_each:
+            out.append((bg, pasted))
     return out
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _inside(raw: np.ndarray, image: Image.Image, box: tuple[int, int, int, int]) -> bool:
+    px, py = Heatmap(raw).peak()
+    return box[0] <= px * image.width <= box[2] and box[1] <= py * image.height <= box[3]
+
+
+def evaluate(encoder, cases, methods: list[tuple[str, int]], shown: list) -> list[str]:
+    """Table rows: for each method the query's map, the prior alone and both, over every
+    (composite, stamp) pair."""
+    queries = encoder.encode_texts([caption for _, pasted in cases for caption, _ in pasted])
+    total = len(queries)
+    blind, rows = 0, []
+    for method, cells in methods:
+        alone = both = 0
+        started = time.perf_counter()
+        q = iter(queries)
+        for image, pasted in cases:
+            for _, box in pasted:
+                raw = query_map(encoder, image, next(q), cells, method)
+                prior = focus_map(image, raw.shape)
+                combined = raw + FOCUS_WEIGHT * prior
+                alone += _inside(raw, image, box)
+                both += _inside(combined, image, box)
+                if method == methods[0][0]:
+                    blind += _inside(prior, image, box)
+                if len(shown) < 8 and method == "auto":
+                    shown.append(overlay(image, Heatmap((combined - combined.min()) / np.ptp(combined))))
+        per = (time.perf_counter() - started) / total
+        name = f"occlusion, {cells} cells" if method == "occlusion" else "the model's patches (`auto`)"
+        rows.append(f"| {name} | {_rate(alone, total)} | {_rate(both, total)} | {per:.2f} |")
+    rows.append(f"| saliency prior alone (ignores the query) | | {_rate(blind, total)} | |")
+    return rows
+
+
+def _rate(hits: int, total: int) -> str:
+    return f"{hits / total:.2f} ({hits}/{total})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mini")
-    ap.add_argument("--n", type=int, default=60)
+    ap.add_argument("--n", type=int, default=60, help="photos with one stamp")
+    ap.add_argument("--pairs", type=int, default=40, help="photos with two stamps")
     ap.add_argument(
         "--cells", nargs="+", type=int, default=[8], help="occlusion grid cells along the longer side"
     )
@@ -60,25 +119,30 @@ def main() -> None:
 
     encoder = load_encoder(args.model)
     encoder.ensure_loaded()
-    cases = composites(args.n, args.seed)
-    share = np.mean([(b[2] - b[0]) * (b[3] - b[1]) / (im.width * im.height) for im, _, b in cases])
-    queries = encoder.encode_texts([caption for _, caption, _ in cases])
-    print(f"{args.n} composites, model {args.model}; random hits the box {share:.1%} of the time")
-    print("| method | peak inside the pasted box | seconds per image (2 cores) |")
-    print("|---|---|---|")
-    shown = []
     methods = [("auto", args.cells[0])] + [("occlusion", cells) for cells in args.cells]
-    for method, cells in methods:
-        hits, started = 0, time.perf_counter()
-        for (image, _, (x0, y0, x1, y1)), query in zip(cases, queries):
-            heat = region_heatmap(encoder, image, query, cells, method)
-            px, py = heat.peak()
-            hits += x0 <= px * image.width <= x1 and y0 <= py * image.height <= y1
-            if len(shown) < 8:  # the default method's first 8
-                shown.append(overlay(image, heat))
-        per = (time.perf_counter() - started) / len(cases)
-        name = f"occlusion, {cells} cells" if method == "occlusion" else "default (`auto`)"
-        print(f"| {name} | {hits / len(cases):.2f} ({hits}/{len(cases)}) | {per:.2f} |", flush=True)
+    shown: list = []
+    for stamps_each, n in ((1, args.n), (2, args.pairs)):
+        if not n:
+            continue
+        cases = composites(n, args.seed, stamps_each)
+        share = np.mean(
+            [
+                (b[2] - b[0]) * (b[3] - b[1]) / (im.width * im.height)
+                for im, pasted in cases
+                for _, b in pasted
+            ]
+        )
+        print(
+            f"\n{n} photos with {stamps_each} stamp(s) each, model {args.model}, seed {args.seed}; "
+            f"random hits the box {share:.1%} of the time"
+        )
+        print(
+            "| query's map | peak in the box: the query's map | with the saliency prior (default) "
+            "| seconds a map (2 cores) |"
+        )
+        print("|---|---|---|---|")
+        for row in evaluate(encoder, cases, methods, shown):
+            print(row, flush=True)
     if args.sheet and shown:
         thumbs = [im.copy() for im in shown]
         for t in thumbs:

@@ -90,6 +90,51 @@ def test_mini_patch_relevance_is_the_gradient_of_the_score(photos):
         assert both[1] - both[0] == pytest.approx(0.02 * shares.ravel()[k], rel=0.2, abs=1e-5)
 
 
+def two_photos_on_grey(photos) -> tuple[Image.Image, dict[str, tuple[int, int, int, int]]]:
+    """The cat and the coffee cup of the sample, shrunk and pasted onto a plain canvas."""
+    canvas = Image.new("RGB", (640, 400), (128, 128, 128))
+    boxes = {}
+    for name, query, (x, y) in (
+        ("chelsea.png", "a cat", (40, 60)),
+        ("coffee.png", "a cup of coffee", (380, 180)),
+    ):
+        with Image.open(next(photos.rglob(name))) as im:
+            im = im.convert("RGB")
+        im.thumbnail((180, 180))
+        canvas.paste(im, (x, y))
+        boxes[query] = (x, y, x + im.width, y + im.height)
+    return canvas, boxes
+
+
+def inside(heat: Heatmap, image: Image.Image, box: tuple[int, int, int, int]) -> bool:
+    x, y = heat.peak()
+    return box[0] <= x * image.width <= box[2] and box[1] <= y * image.height <= box[3]
+
+
+def test_saliency_prior_peaks_on_the_objects(photos):
+    from viewfinder.models.focus import focus_model
+
+    canvas, boxes = two_photos_on_grey(photos)
+    prior = focus_model().grid(canvas, (10, 16))
+    assert prior.shape == (10, 16) and 0.0 <= prior.min() < prior.max() <= 1.0
+    assert any(inside(Heatmap(prior), canvas, box) for box in boxes.values())
+    assert prior.max() > 3 * np.median(prior)  # most of the canvas is empty and draws no eye
+
+
+def test_mini_heatmap_follows_the_query_between_two_objects(photos):
+    """With the saliency prior each query's peak lands on its own object; the query's map alone
+    misses the cup (where the measured gain of the prior comes from, docs/confidence.md)."""
+    from viewfinder.models import load_encoder
+
+    enc = load_encoder("mini", runtime="onnx")
+    canvas, boxes = two_photos_on_grey(photos)
+    for query, box in boxes.items():
+        vector = enc.encode_texts([query])[0]
+        assert inside(region_heatmap(enc, canvas, vector), canvas, box), query
+    cup = enc.encode_texts(["a cup of coffee"])[0]
+    assert not inside(region_heatmap(enc, canvas, cup, focus=False), canvas, boxes["a cup of coffee"])
+
+
 def test_summary_words():
     def at(r, c, rows=3, cols=3):
         v = np.zeros((rows, cols))
