@@ -27,7 +27,15 @@ import numpy as np
 from viewfinder.config import Config
 from viewfinder.ingest.gpu_decode import resize_crop
 
-from common import GpuUtilisation, make_jpegs, print_table, random_mini, random_vit_b_32, synchronize
+from common import (
+    GpuUtilisation,
+    hard_linked,
+    make_jpegs,
+    print_table,
+    random_mini,
+    random_vit_b_32,
+    synchronize,
+)
 
 READERS = Config().workers  # the default reader process count
 
@@ -224,12 +232,8 @@ def viewfinder_index(
     size: what `viewfinder index DIR` does on this machine; `copies` links of each file."""
     from viewfinder import Engine
 
-    if copies > 1:  # hard links: more files to index from the same bytes (and page cache)
-        linked = Path(tempfile.mkdtemp(prefix="vf-links-"))
-        for f in sorted(folder.iterdir()):
-            for c in range(copies):
-                os.link(f, linked / f"{c}_{f.name}")
-        folder = linked
+    if copies > 1:
+        folder = hard_linked(folder, copies)
     reports = []
     for _ in range(2):  # each pass into a new catalogue; the second is reported
         with GpuUtilisation() as util:

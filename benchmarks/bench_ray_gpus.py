@@ -31,7 +31,7 @@ from pathlib import Path
 from viewfinder import Engine
 from viewfinder.config import Config
 
-from common import make_jpegs, print_table, random_mini, random_vit_b_32
+from common import hard_linked, make_jpegs, print_table, random_mini, random_vit_b_32
 
 
 class _LastRayLine(logging.Handler):
@@ -77,6 +77,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--images", type=int, default=32000)
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="index this many hard links of each JPEG (a longer run)"
+    )
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--models", nargs="*", help="of ViT-B/32 and mini (default both)")
     ap.add_argument("--vocab", type=Path, default=None, help="MiniLM vocab.txt where the package is absent")
@@ -93,6 +96,9 @@ def main() -> None:
     t = time.perf_counter()
     make_jpegs(folder, args.images)
     print(f"made {args.images} JPEGs (500x375 and 1024x768) in {time.perf_counter() - t:.0f} s", flush=True)
+    if args.repeat > 1:
+        folder = hard_linked(folder, args.repeat)
+    files = args.images * args.repeat
     device = torch.cuda.get_device_name(0) if host_gpus else "CPU"
     print(f"host: {host_gpus} x {device}, {os.cpu_count()} cores ({per_gpu} per GPU)", flush=True)
     builds = {
@@ -133,7 +139,7 @@ def main() -> None:
                 )
             )
     print_table(
-        f"viewfinder index --ray on one host, {args.images} JPEGs, random-init models",
+        f"viewfinder index --ray on one host, {files} JPEG files, random-init models",
         ("model", "GPUs", "what", "images/s", "efficiency", "note"),
         rows,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -100,6 +101,16 @@ def make_jpegs(
     chunk = max(1, min(16, n // (4 * (os.cpu_count() or 1))))
     with Pool() as pool:
         return pool.map(_one_photo, jobs, chunksize=chunk)
+
+
+def hard_linked(folder: Path, copies: int) -> Path:
+    """A new folder with `copies` hard links of each file in `folder`: more files to index from
+    the same bytes (and page cache) than the machine has time to generate."""
+    linked = Path(tempfile.mkdtemp(prefix="vf-links-"))
+    for f in sorted(folder.iterdir()):
+        for c in range(copies):
+            os.link(f, linked / f"{c}_{f.name}")
+    return linked
 
 
 class GpuUtilisation:
