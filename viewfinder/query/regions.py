@@ -27,8 +27,8 @@ from PIL import Image
 from ..models.focus import focus_model
 
 GREY = (124, 116, 104)  # the ImageNet mean colour: greyed cells carry no signal
-# the saliency prior's weight against the query's map; chosen on one set of composites (seed 0)
-# among 0.5, 1 and 2, checked on another (docs/confidence.md)
+# the saliency prior's weight against the query's map: chosen among 0.5, 1 and 2 on photos with
+# two stamps (seed 0), where the query must pick one; checked on others (docs/confidence.md)
 FOCUS_WEIGHT = 1.0
 
 
