@@ -96,9 +96,9 @@ def region_heatmap(
 def query_map(
     encoder, image: Image.Image, query: np.ndarray, cells: int = 8, method: str = "auto"
 ) -> np.ndarray:
-    """The query's own map, standardised. method "auto": from the model's patches where it has
-    them, else by occlusion on a grid of `cells` cells along the longer side; "occlusion": always
-    that."""
+    """The query's own map, made of standardised parts. method "auto": from the model's patches
+    where it has them, else by occlusion on a grid of `cells` cells along the longer side;
+    "occlusion": always that."""
     patches = encoder.patch_relevance(image, query) if method == "auto" else None
     if patches is None:
         return _standard(occlusion(encoder, image, query, cells))
