@@ -6,10 +6,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+
+def ctrl_c_works() -> None:
+    """Popen preexec_fn: SIGINT back to its default in the child, so that Python turns Ctrl-C
+    into KeyboardInterrupt there even when the test run was started as a background job (which
+    ignores SIGINT, and children inherit that: the Ctrl-C tests then saw no interrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 TINY_OPEN_CLIP = {
     "embed_dim": 32,

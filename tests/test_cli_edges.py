@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import copy_photos
+from conftest import copy_photos, ctrl_c_works
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,10 @@ def test_ctrl_c_during_index_says_what_is_kept(tmp_path, photos, tiny_spec):
     db = tmp_path / "db"
     cmd = [sys.executable, "-m", "viewfinder", "index", str(folder), "--db", str(db), "--model", tiny_spec]
     proc = subprocess.Popen(
-        [*cmd, "--batch-size", "1", "--workers", "1", "-q"], stderr=subprocess.PIPE, text=True
+        [*cmd, "--batch-size", "1", "--workers", "1", "-q"],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_works,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:

@@ -13,7 +13,7 @@ import pytest
 from viewfinder import Engine
 from viewfinder.errors import NotFoundError
 
-from conftest import copy_photos
+from conftest import copy_photos, ctrl_c_works
 
 
 def _next(reports: queue.Queue, timeout: float = 60.0):
@@ -75,6 +75,7 @@ def test_cli_watch_picks_up_a_new_file_and_stops_on_ctrl_c(tmp_path, photos, tin
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_works,
     )
     watchdog = threading.Timer(120, proc.kill)  # a missed event fails the test instead of hanging it
     watchdog.start()
