@@ -25,7 +25,7 @@ from PIL import Image
 
 from viewfinder.data.datasets import load_dataset, wallpapers
 from viewfinder.models import load_encoder
-from viewfinder.query.regions import FOCUS_WEIGHT, Heatmap, focus_map, overlay, query_map
+from viewfinder.query.regions import FOCUS_WEIGHT, Heatmap, focus_map, overlay, query_map, scaled
 
 
 def composites(
@@ -69,8 +69,7 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 
 
 def _inside(raw: np.ndarray, image: Image.Image, box: tuple[int, int, int, int]) -> bool:
-    px, py = Heatmap(raw).peak()
-    return box[0] <= px * image.width <= box[2] and box[1] <= py * image.height <= box[3]
+    return Heatmap(raw).peak_inside(box, image.width, image.height)
 
 
 def evaluate(encoder, cases, methods: list[tuple[str, int]], shown: list) -> list[str]:
@@ -84,16 +83,17 @@ def evaluate(encoder, cases, methods: list[tuple[str, int]], shown: list) -> lis
         started = time.perf_counter()
         q = iter(queries)
         for image, pasted in cases:
+            prior = None  # one saliency pass a photo, whichever stamp is searched
             for _, box in pasted:
                 raw = query_map(encoder, image, next(q), cells, method)
-                prior = focus_map(image, raw.shape)
+                prior = focus_map(image, raw.shape) if prior is None else prior
                 combined = raw + FOCUS_WEIGHT * prior
                 alone += _inside(raw, image, box)
                 both += _inside(combined, image, box)
                 if method == methods[0][0]:
                     blind += _inside(prior, image, box)
                 if len(shown) < 8 and method == "auto":
-                    shown.append(overlay(image, Heatmap((combined - combined.min()) / np.ptp(combined))))
+                    shown.append(overlay(image, scaled(combined)))
         per = (time.perf_counter() - started) / total
         name = f"occlusion, {cells} cells" if method == "occlusion" else "the model's patches (`auto`)"
         rows.append(f"| {name} | {_rate(alone, total)} | {_rate(both, total)} | {per:.2f} |")

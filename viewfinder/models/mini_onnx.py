@@ -59,6 +59,19 @@ class ResizeCropUint8:
         return np.asarray(image.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
+def squashed_pixels(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The whole image squeezed to size x size (nothing cropped away), as (1, 3, size, size)
+    uint8: what the explanation passes look at."""
+    square = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(square, np.uint8).transpose(2, 0, 1)[None]
+
+
+def normalised(pixels: np.ndarray, mean, std) -> np.ndarray:
+    """uint8 (N, 3, H, W) pixels scaled to [0, 1], then per channel (x - mean) / std."""
+    mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (mean, std))
+    return (pixels.astype(np.float32) / 255.0 - mean) / std
+
+
 class TextTower:
     """all-MiniLM-L6-v2 as sentence-transformers uses it: the Rust tokenizer it was trained with,
     the BERT encoder as an ONNX graph (`session`, from onnx_graphs.bert_encoder), mean pooling
@@ -228,15 +241,11 @@ class MiniOnnxEncoder(Encoder):
         """From uint8 pixels: DINOv2's tokens (batch, 1 + patches, 384), and the classifier's
         penultimate features and logits where the heads read them (else an empty list)."""
         dino, classifier = self._image_towers()
-        x = pixels.astype(np.float32) / 255.0
-        mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
-        (hidden,) = dino.run(["hidden"], {"input_image": (x - mean) / std})
+        (hidden,) = dino.run(["hidden"], {"input_image": normalised(pixels, IMAGENET_MEAN, IMAGENET_STD)})
         if classifier is None:
             return hidden, []
-        cmean, cstd = (
-            np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (CLASSIFIER_MEAN, CLASSIFIER_STD)
-        )
-        return hidden, classifier.run(["pooled", "logits"], {"pixels": (x - cmean) / cstd})
+        pixels = normalised(pixels, CLASSIFIER_MEAN, CLASSIFIER_STD)
+        return hidden, classifier.run(["pooled", "logits"], {"pixels": pixels})
 
     def backbone_features(self, pixels: np.ndarray) -> np.ndarray:
         """As MiniEncoder.backbone_features: DINOv2 CLS + mean patch token, then the classifier's
@@ -250,8 +259,7 @@ class MiniOnnxEncoder(Encoder):
         gradient taken by finite differences over its 384 dimensions (one batch through the
         heads). One pass of each tower; a 16 x 16 grid. Measured in query/regions.py."""
         self.ensure_loaded()
-        square = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
-        hidden, extra = self._tower_outputs(np.asarray(square, np.uint8).transpose(2, 0, 1)[None])
+        hidden, extra = self._tower_outputs(squashed_pixels(image))
         patches, dim, step = hidden[0, 1:], hidden.shape[2], 1e-2
         mean_patch = patches.mean(axis=0)
         base = np.concatenate([hidden[0, 0], mean_patch, *(e[0] for e in extra)])

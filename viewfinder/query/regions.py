@@ -49,6 +49,12 @@ class Heatmap:
         r, c = np.unravel_index(int(np.argmax(self.values)), self.values.shape)
         return (c + 0.5) / self.cols, (r + 0.5) / self.rows
 
+    def peak_inside(self, box: tuple[int, int, int, int], width: int, height: int) -> bool:
+        """Whether the strongest cell's centre falls in `box` (x0, y0, x1, y1, pixels) of a
+        width x height image."""
+        x, y = self.peak()
+        return box[0] <= x * width <= box[2] and box[1] <= y * height <= box[3]
+
     def summary(self) -> str:
         """Where it is strongest, in words ("strongest in the upper left")."""
         x, y = self.peak()
@@ -90,7 +96,7 @@ def region_heatmap(
     raw = query_map(encoder, image, query, cells, method)
     if focus:
         raw = raw + FOCUS_WEIGHT * focus_map(image, raw.shape)
-    return _scaled(raw)
+    return scaled(raw)
 
 
 def query_map(
@@ -148,7 +154,8 @@ def _standard(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / (values.std() + 1e-9)
 
 
-def _scaled(raw: np.ndarray) -> Heatmap:
+def scaled(raw: np.ndarray) -> Heatmap:
+    """`raw` scaled to [0, 1] within the image (all zero where it is flat)."""
     lo, hi = float(raw.min()), float(raw.max())
     return Heatmap((raw - lo) / (hi - lo) if hi - lo > 1e-9 else np.zeros_like(raw, dtype=float))
 
