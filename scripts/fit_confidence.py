@@ -7,8 +7,9 @@ collections are built from one split alone and from the split plus up to 2,000 o
 training images (two sizes), and every query is judged with its relevant items present and again
 removed. Directions: text->image (a caption's images), image->text (an image's caption among the
 collection's captions), image->image (other images with the same caption, the query image left
-out). The validation splits fit one logistic model per direction (viewfinder/eval/calibration.py)
-and its abstention threshold for the stated precision; the test splits measure it.
+out; `--image-relevance category`: the other images of its category). The validation splits fit
+one logistic model per direction (viewfinder/eval/calibration.py) and its abstention threshold
+for the stated precision; the test splits measure it.
 
 Writes viewfinder/models/weights/mini_heads.calibration.json (unless --no-install), prints the
 tables of docs/confidence.md, and draws docs/images/confidence_reliability.png."""
@@ -84,11 +85,17 @@ class Embedder:
 
 
 def collection_hits(
-    emb: Embedder, query_rows: list, extra_rows: list, seed: int, strict: bool = False
+    emb: Embedder,
+    query_rows: list,
+    extra_rows: list,
+    seed: int,
+    strict: bool = False,
+    image_relevance: str = "caption",
 ) -> dict[str, LabelledHits]:
     """Labelled hits of every direction for queries from `query_rows`, over a collection of
     `query_rows` + `extra_rows`; absent cases remove the query's category (`strict`: only the
-    items with its caption)."""
+    items with its caption). An image query's relevant images are the others with its caption
+    (`image_relevance="category"`: of its category, measured worse, docs/confidence.md)."""
     rows = query_rows + extra_rows
     captions = [r[1] for r in rows]
     images = emb.images(np.stack([r[3] for r in rows]))
@@ -134,7 +141,10 @@ def collection_hits(
     out["image->image"] = labelled_hits(
         images[:n_q],
         images,
-        [members[c] - {i} for i, c in enumerate(captions[:n_q])],
+        [
+            (members[c] if image_relevance == "caption" else by_category[category(c)]) - {i}
+            for i, c in enumerate(captions[:n_q])
+        ],
         "image->image",
         exclude=[{i} for i in range(n_q)],
         absent_removes=absent([by_category[category(c)] for c in captions[:n_q]]),
@@ -144,7 +154,7 @@ def collection_hits(
 
 
 def split_hits(
-    emb: Embedder, sets: dict, split: str, seed: int, strict: bool = False
+    emb: Embedder, sets: dict, split: str, seed: int, strict: bool = False, image_relevance: str = "caption"
 ) -> dict[str, dict[str, LabelledHits]]:
     """set -> direction -> hits, over the split alone and the split plus training images."""
     rng = np.random.default_rng(seed)
@@ -153,8 +163,8 @@ def split_hits(
         rows = sets[name][split]
         train = sets[name]["train"]
         extra = [train[i] for i in rng.permutation(len(train))[:EXTRA_TRAIN]]
-        alone = collection_hits(emb, rows, [], seed, strict)
-        larger = collection_hits(emb, rows, extra, seed + 1, strict)
+        alone = collection_hits(emb, rows, [], seed, strict, image_relevance)
+        larger = collection_hits(emb, rows, extra, seed + 1, strict, image_relevance)
         out[name] = {d: alone[d].extend(larger[d]) for d in DIRECTIONS}
         print(
             f"  {split} {name}: {len(rows)} queries, collections of {len(rows)} and {len(rows) + len(extra)}"
@@ -216,14 +226,20 @@ def main() -> None:
         default=0.8,
         help="share of non-abstaining queries whose subject is in the collection, on held-out data",
     )
+    ap.add_argument(
+        "--image-relevance",
+        choices=["caption", "category"],
+        default="caption",
+        help="an image query's relevant images: those with its caption (default) or its category",
+    )
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "confidence_reliability.png")
     args = ap.parse_args()
 
     sets = load_sets(args.features)
     emb = Embedder()
-    val = split_hits(emb, sets, "val", seed=0)
-    test = split_hits(emb, sets, "test", seed=100)
+    val = split_hits(emb, sets, "val", seed=0, image_relevance=args.image_relevance)
+    test = split_hits(emb, sets, "test", seed=100, image_relevance=args.image_relevance)
     fits = {d: fit_direction(merged(val, d), args.precision) for d in DIRECTIONS}
     calibrated = CalibratedConfidence(
         fits, source=f"scripts/fit_confidence.py on the val splits of {', '.join(SETS)}"
@@ -246,7 +262,7 @@ def main() -> None:
             cells.append(f"{e[0]:.3f} / {e[1]:.3f} -> **{e[2]:.3f} / {e[3]:.3f}**")
         print(f"| {d} | " + " | ".join(cells) + " |")
 
-    strict = split_hits(emb, sets, "test", seed=100, strict=True)
+    strict = split_hits(emb, sets, "test", seed=100, strict=True, image_relevance=args.image_relevance)
     print(
         "\nAbstention on the test splits (threshold chosen on val: the subject present in "
         f"{args.precision:.0%} of the queries answered)"

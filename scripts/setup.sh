@@ -12,7 +12,7 @@ if [ "$PROFILE" = core ]; then
   DEBS="opencv-doc mate-backgrounds"
   EXTRAS="server,sample,places"
 else
-  DEBS="opencv-doc mate-backgrounds tuxpaint-stamps-default tuxpaint-data gcompris-qt-data openclipart-png dataset-fashion-mnist fonts-noto-color-emoji tesseract-ocr tesseract-ocr-eng chromium chromium-driver"
+  DEBS="opencv-doc mate-backgrounds tuxpaint-stamps-default tuxpaint-data gcompris-qt-data openclipart-png dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core tesseract-ocr tesseract-ocr-eng chromium chromium-driver"
   EXTRAS="server,captions,train,eval,dist,test"
 fi
 missing=""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from viewfinder.data.datasets import photo_split, tuxpaint_translations
+from viewfinder.data.datasets import CLDR_ANNOTATIONS, emoji_translations, photo_split, tuxpaint_translations
 from viewfinder.data.gcompris import RCC_DIR, load_gcompris, read_rcc
 
 needs_gcompris = pytest.mark.skipif(not RCC_DIR.is_dir(), reason="needs Debian's gcompris-qt-data")
@@ -45,3 +45,11 @@ def test_tuxpaint_translations():
     table = tuxpaint_translations()
     elephant = next(v for k, v in table.items() if k.endswith("/elephant.png") or k.endswith("/elephant.svg"))
     assert elephant["de"] == "Ein Elefant." and elephant["fr"]
+
+
+@pytest.mark.skipif(not CLDR_ANNOTATIONS.is_dir(), reason="needs unicode-cldr-core")
+def test_emoji_translations():
+    table = emoji_translations()
+    cat = table["emoji/1F431"]  # the cat face, by its code point as the emoji set names it
+    assert cat["en"] == "cat face" and cat["fr"] == "tête de chat" and cat["de"] == "Katzengesicht"
+    assert cat["zh_CN"] and cat["zh_TW"] and "fr_CA" not in cat  # regional variants left out

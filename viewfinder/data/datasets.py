@@ -25,6 +25,8 @@ from ..images import to_rgb
 TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+# Debian unicode-cldr-core: each emoji's short name in ~100 languages (CLDR annotations)
+CLDR_ANNOTATIONS = Path("/usr/share/unicode/cldr/common/annotations")
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
     "T-shirt",
@@ -203,6 +205,23 @@ def emoji(font: Path = EMOJI_FONT) -> list[ImageTextPair]:
             continue
         pairs.append(ImageTextPair(f"emoji/{cp:X}", name.lower(), "emoji", "emoji", ch))
     return pairs
+
+
+def emoji_translations(root: Path = CLDR_ANNOTATIONS) -> dict[str, dict[str, str]]:
+    """Pair id ("emoji/1F431") -> {language: CLDR's short name} ("fr": "tête de chat"), from one
+    annotation file per language; regional variants (fr_CA, ...) are left out, Chinese is named
+    as tuxpaint names it (zh_CN, zh_TW)."""
+    import xml.etree.ElementTree as ET
+
+    out: dict[str, dict[str, str]] = {}
+    for path in sorted(root.glob("*.xml")) if root.is_dir() else []:
+        lang = {"zh": "zh_CN", "zh_Hant": "zh_TW"}.get(path.stem, path.stem)
+        if "_" in lang and lang not in ("zh_CN", "zh_TW") or lang == "root":
+            continue
+        for node in ET.parse(path).getroot().iter("annotation"):
+            if node.get("type") == "tts" and len(node.get("cp", "")) == 1 and (node.text or "").strip():
+                out.setdefault(f"emoji/{ord(node.get('cp')):X}", {})[lang] = node.text.strip()
+    return out
 
 
 def render_emoji(ch: str, font: Path = EMOJI_FONT) -> Image.Image:
