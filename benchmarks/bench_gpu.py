@@ -16,6 +16,7 @@ threads' time split), and Engine.index with its catalogue writes."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -176,6 +177,7 @@ def viewfinder_gpu_path(
     repeat: int = 1,
     batches: Callable | None = None,
     decoders: tuple[str, ...] = ("torchvision",),
+    cpu_share: float | None = None,
 ) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
@@ -202,6 +204,7 @@ def viewfinder_gpu_path(
             workers=readers,
             decoders=decoders,
             timings=clock,
+            cpu_share=cpu_share,
         ):
             if model:
                 enc.encode_image_tensors(pixels)
@@ -226,6 +229,7 @@ def viewfinder_index(
     gpu_decode: bool = True,
     workers: int | None = None,
     copies: int = 1,
+    pillow_share: float | None = None,
 ) -> tuple[float, str]:
     """`Engine.index` itself: the CUDA path (or, gpu_decode=False, Pillow in `workers` decode
     processes) plus the SQLite catalogue, the FAISS index and its checkpoint, default batch
@@ -244,6 +248,7 @@ def viewfinder_index(
                     device=enc.device,
                     gpu_decoders=decoders,
                     gpu_decode=gpu_decode,
+                    gpu_pillow_share=pillow_share,
                     **({"workers": workers} if workers else {}),
                 ),
                 encoder=enc,
@@ -389,6 +394,13 @@ def main() -> None:
         help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py)",
     )
     ap.add_argument(
+        "--pillow-shares",
+        nargs="*",
+        default=["auto"],
+        help="shares of the large JPEGs that the readers decode with Pillow (setting gpu_pillow_share), "
+        "a CUDA path and an Engine.index row each; auto: the default",
+    )
+    ap.add_argument(
         "--cpu-workers",
         type=int,
         nargs="*",
@@ -449,11 +461,21 @@ def main() -> None:
                     (name, what, rate, "", note)
                     for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
                 ]
-            for mix in args.decoders:
-                decoders, by = tuple(mix.split("+")), "" if mix == "torchvision" else f", decoders {mix}"
+            for mix, share in itertools.product(args.decoders, args.pillow_shares):
+                decoders = tuple(mix.split("+"))
+                cpu_share = None if share == "auto" else float(share)
+                by = ("" if mix == "torchvision" else f", decoders {mix}") + (
+                    "" if cpu_share is None else f", Pillow share {cpu_share:g}"
+                )
                 for readers in (args.readers or [READERS]) if jpeg else []:
                     vf, vutil = viewfinder_gpu_path(
-                        enc, files, args.pipeline_batch, readers, repeat=args.repeat, decoders=decoders
+                        enc,
+                        files,
+                        args.pipeline_batch,
+                        readers,
+                        repeat=args.repeat,
+                        decoders=decoders,
+                        cpu_share=cpu_share,
                     )
                     rows.append(
                         (
@@ -464,7 +486,7 @@ def main() -> None:
                             vutil,
                         )
                     )
-                if args.pipeline_only and jpeg:
+                if args.pipeline_only and jpeg and cpu_share is None:
                     vf, vutil = viewfinder_gpu_path(
                         enc,
                         files,
@@ -477,7 +499,9 @@ def main() -> None:
                     rows.append(
                         (name, f"the same, no model (decode + resize only){by}", f"{vf:,.0f}", "", vutil)
                     )
-                ix, ixnote = viewfinder_index(enc, folder, decoders, copies=args.repeat)
+                ix, ixnote = viewfinder_index(
+                    enc, folder, decoders, copies=args.repeat, pillow_share=cpu_share
+                )
                 rows.append(
                     (
                         name,

@@ -41,6 +41,9 @@ class Config:
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
     gpu_decode: bool = True  # on CUDA, decode JPEGs on the GPU (ingest/gpu_decode.py)
     gpu_decoders: tuple[str, ...] = ("torchvision",)  # GPU JPEG decoders, a thread each (ingest/gpu_jpeg.py)
+    # of large JPEGs on the GPU path, the share reader processes decode with Pillow beside the GPU
+    # decoders; None: from the rates measured on an H100 host (ingest/gpu_decode.auto_cpu_share)
+    gpu_pillow_share: float | None = None
     compile: bool = False  # torch.compile the image tower (Encoder.compile_image_tower)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
     exact_limit: int = 100_000  # up to this many vectors "auto" searches exactly (docs/benchmarks.md)

@@ -227,6 +227,7 @@ class Engine:
             on_error=on_error,
             gpu_decode=cfg.gpu_decode,
             gpu_decoders=cfg.gpu_decoders,
+            gpu_pillow_share=cfg.gpu_pillow_share,
         )
 
     def index_distributed(

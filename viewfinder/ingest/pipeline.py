@@ -271,6 +271,7 @@ class EmbedOptions:
     on_error: Callable[[str], None] | None = None
     gpu_decode: bool = True
     gpu_decoders: Sequence[str] = ("torchvision",)
+    gpu_pillow_share: float | None = None  # None: gpu_decode.auto_cpu_share
 
 
 def index_folder(folder: Path, store: Store, encoder, options: EmbedOptions) -> IndexReport:
@@ -305,6 +306,7 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
             fallback=transform,
             workers=gpu_readers(files, options.workers),
             decoders=options.gpu_decoders,
+            cpu_share=options.gpu_pillow_share,
         )
         return loader, None, None  # the GPU batches arrive normalised
     loader = cpu_batches(files, transform, options.batch_size, options.workers, options.max_pixels)
