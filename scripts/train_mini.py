@@ -51,7 +51,7 @@ VARIANTS = {
     "v1 (shipped heads)": (HeadsConfig(), ()),
     "floor: v1 heads + class path, fixed even mix": (HeadsConfig(class_path=True), ()),
     "DINOv2 + classifier features + class path (v2)": (
-        HeadsConfig(image_features="dino+classifier", class_path=True, multilingual=True),
+        HeadsConfig(image_features="dino+classifier", class_path=True, multilingual=True, e5_share_head=True),
         ("drawings", "photos", "wallpapers", "composites"),
     ),
     "DINOv2 + class path, learnt gate": (
@@ -260,7 +260,8 @@ def evaluate(
 ) -> dict[str, dict]:
     """Retrieval metrics on each set (every query English); with several `prompts`, each query is
     the normalised mean of its phrasings' embeddings (a prompt ensemble). With `features` and
-    heads whose e5_share is set, queries add that share of the e5 path, as the product does."""
+    heads whose e5_share is set, queries add that share of the e5 path (or of the e5 head of their
+    own, `e5_share_head`), as the product does."""
     import torch
 
     _, image_head = encoder.frozen_image_tower()
@@ -276,10 +277,12 @@ def evaluate(
                 phrased = [template.format(c) for c in feats.captions]
                 query = norm(text_head(torch.from_numpy(text_features(encoder, phrased))), dim=-1)
                 if share:
-                    e5 = norm(
-                        encoder.heads.e5_text(torch.from_numpy(e5_queries(encoder, phrased, features))),
-                        dim=-1,
+                    head = (
+                        encoder.heads.e5_english
+                        if encoder.heads.config.e5_share_head
+                        else encoder.heads.e5_text
                     )
+                    e5 = norm(head(torch.from_numpy(e5_queries(encoder, phrased, features))), dim=-1)
                     query = norm(query + share * e5, dim=-1)
                 te = te + query
             ie = norm(image_head(torch.from_numpy(feats.image)), dim=-1).numpy()
@@ -319,17 +322,17 @@ ENGLISH_SENTENCES = 20000
 MULTILINGUAL_EPOCHS = 20
 
 
-def translated_pairs(split: str) -> list[tuple[str, str, str]]:
-    """(pair id, language, text) for the tuxpaint, emoji and gcompris pairs of `split` with
-    translations. Emoji names come in ~120 languages (CLDR); only TEST_LANGUAGES' and English are
-    taken, since each text costs an e5 encoding (about 7 ms on 2 cores)."""
+def translated_pairs(split: str, emoji: bool = True) -> list[tuple[str, str, str]]:
+    """(pair id, language, text) for the tuxpaint, emoji (unless `emoji=False`) and gcompris pairs
+    of `split` with translations. Emoji names come in ~120 languages (CLDR); only TEST_LANGUAGES'
+    and English are taken, since each text costs an e5 encoding (about 7 ms on 2 cores)."""
     from viewfinder.data.datasets import emoji_translations, gcompris_translations, tuxpaint_translations
 
     out = []
     for pid, table in tuxpaint_translations().items():
         if ImageTextPair(pid, "", "", "", "").split == split:
             out += [(pid, lang, text) for lang, text in table.items()]
-    for pid, table in emoji_translations().items():
+    for pid, table in emoji_translations().items() if emoji else []:
         if ImageTextPair(pid, "", "", "", "").split == split:
             out += [(pid, lang, text) for lang, text in table.items() if lang in TEST_LANGUAGES + ("en",)]
     for pid, table in gcompris_translations().items():
@@ -368,12 +371,14 @@ def train_multilingual(
     images: dict[str, np.ndarray],
     features: Path,
     seed: int = 0,
+    emoji: bool = False,
 ) -> None:
-    """Fit the e5 head and the language test on English training captions (`english_rows`:
-    caption, pair id) and the translations' train split. The head's output is pulled towards
-    where the English head puts the English caption (distillation) and, contrastively, towards
-    the pair's image through the frozen image head: the image term lifted every language's MRR
-    (docs/mini.md), since the English head is itself an imperfect target."""
+    """Fit the e5 head and the language test on English training captions
+    (`english_rows`: caption, pair id) and the translations' train split (`emoji`: with the emoji
+    names'). The head's output is pulled towards where the English head puts the English caption
+    (distillation) and, contrastively, towards the pair's image through the frozen image head: the
+    image term lifted every language's MRR (docs/mini.md), since the English head is itself an
+    imperfect target."""
     import random
 
     import torch
@@ -384,7 +389,7 @@ def train_multilingual(
     sample = rng.sample(english_rows, min(ENGLISH_SENTENCES, len(english_rows)))
     rows += [(t, t, "en", pid) for t, pid in sample]
     by_lang: dict[str, list] = {}
-    for pid, lang, text in translated_pairs("train"):
+    for pid, lang, text in translated_pairs("train", emoji):
         if pid in english_captions and pid in images:
             by_lang.setdefault(lang, []).append((text, english_captions[pid], pid))
     for lang, items in by_lang.items():
@@ -421,6 +426,7 @@ def train_multilingual(
             opt.zero_grad()
             loss.backward()
             opt.step()
+    heads.eval()
     english = [i for i, r in enumerate(rows) if r[2] in ENGLISH]
     picked = rng.sample(english, min(4000, len(english)))
     for lang in TEST_LANGUAGES:
@@ -429,7 +435,6 @@ def train_multilingual(
     chosen = torch.tensor(picked)
     is_english = torch.tensor([float(rows[i][2] in ENGLISH) for i in picked])
     fit_language_test(heads.language, e5[chosen], is_english)
-    heads.eval()
 
 
 def fit_language_test(layer, e5, english) -> None:
@@ -537,15 +542,21 @@ def multilingual_stage(
     spec: str,
     adopts: set[str] = frozenset(),
 ) -> None:
-    """Train the e5 path and the language test on the English training rows (caption, pair id,
+    """Train the e5 paths and the language test on the English training rows (caption, pair id,
     image features) and the translations, save the heads (recording `adopts`: fingerprints of
-    earlier heads with the same image side), print the per-language tables."""
+    earlier heads with the same image side), print the per-language tables. Two e5 heads: the
+    one English queries add a share of, trained on tuxpaint's and gcompris' translations, and
+    the path of other languages, trained on the emoji names' too (which lifted every language on
+    emoji but, as English's share, cost English MRR on tuxpaint and gcompris: docs/mini.md)."""
     drawings, drawing_caps = load(features, "drawings")
     photos, photo_caps = load(features, "gcompris")
     english = {pid: c for pid, (c, _) in {**drawing_caps, **photo_caps}.items()}
     images = {**drawings, **photos, **{pid: image for _, pid, image in english_rows}}
-    train_multilingual(encoder, english, [(c, pid) for c, pid, _ in english_rows], images, features)
+    rows = [(c, pid) for c, pid, _ in english_rows]
+    train_multilingual(encoder, english, rows, images, features)
+    encoder.heads.e5_english.load_state_dict(encoder.heads.e5_text.state_dict())
     choose_e5_share(encoder, features)
+    train_multilingual(encoder, english, rows, images, features, emoji=True)
     save_heads(encoder.heads, Path(spec.split("@", 1)[1]), adopts=json.dumps(sorted(adopts)))
     header = "| query language | " + " | ".join(("en",) + LANGUAGES) + " |"
     bias, config = encoder.heads.language.bias.data.clone(), encoder.heads.config
@@ -592,7 +603,9 @@ def rerun_multilingual(args, names: list[str]) -> None:
 
     path = args.out / re.sub(r"\W+", "-", CHOSEN) / "mini_heads.safetensors"
     encoder = make_encoder(VARIANTS[CHOSEN][0], names)
-    encoder.heads.load_state_dict(load_file(str(path)))
+    # heads trained before the English share had its own e5 head lack it: the stage trains it
+    missing = encoder.heads.load_state_dict(load_file(str(path)), strict=False).missing_keys
+    assert all(k.startswith("e5_english.") for k in missing), missing
     adopts = same_image_side(path, [path] + args.adopt)
     train_rows, _ = rows_for(args.features, VARIANTS[CHOSEN][1], names)
     english_rows = [(t, pid, image) for image, texts, pid in train_rows for t in texts]

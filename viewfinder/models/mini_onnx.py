@@ -286,7 +286,8 @@ class MiniOnnxEncoder(Encoder):
         e5 = self.e5.queries(texts)
         is_english = linear(e5, self.heads.w, "language")[:, 0] > 0
         other = normalise(self.heads.project("e5_text", e5))
-        english = normalise(normalise(english) + self.heads.config.e5_share * other)
+        share = normalise(self.heads.project("e5_english", e5)) if self.heads.config.e5_share_head else other
+        english = normalise(normalise(english) + self.heads.config.e5_share * share)
         return np.where(is_english[:, None], english, other)
 
     def fingerprint(self) -> str:
