@@ -25,7 +25,7 @@ from ..images import to_rgb
 TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
-# Debian unicode-cldr-core: each emoji's short name in ~100 languages (CLDR annotations)
+# Debian unicode-cldr-core: each emoji's short name in ~120 languages (CLDR annotations)
 CLDR_ANNOTATIONS = Path("/usr/share/unicode/cldr/common/annotations")
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
@@ -216,7 +216,7 @@ def emoji_translations(root: Path = CLDR_ANNOTATIONS) -> dict[str, dict[str, str
     out: dict[str, dict[str, str]] = {}
     for path in sorted(root.glob("*.xml")) if root.is_dir() else []:
         lang = {"zh": "zh_CN", "zh_Hant": "zh_TW"}.get(path.stem, path.stem)
-        if "_" in lang and lang not in ("zh_CN", "zh_TW") or lang == "root":
+        if ("_" in lang and lang not in ("zh_CN", "zh_TW")) or lang == "root":
             continue
         for node in ET.parse(path).getroot().iter("annotation"):
             if node.get("type") == "tts" and len(node.get("cp", "")) == 1 and (node.text or "").strip():
