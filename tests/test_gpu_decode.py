@@ -225,3 +225,14 @@ def test_gpu_decoders_setting_reads_a_toml_list(tmp_path):
 
     (tmp_path / "vf.toml").write_text('gpu_decoders = ["torchvision", "nvimgcodec-hw:4"]\n')
     assert load_config(tmp_path / "vf.toml").gpu_decoders == ("torchvision", "nvimgcodec-hw:4")
+
+
+def test_gpu_pillow_share_setting_is_a_share(tmp_path):
+    from viewfinder.config import Config, load_config
+
+    (tmp_path / "vf.toml").write_text("gpu_pillow_share = 0.15\n")
+    assert load_config(tmp_path / "vf.toml").gpu_pillow_share == 0.15
+    assert Config().gpu_pillow_share is None  # the rate formula (auto_cpu_share)
+    (tmp_path / "vf.toml").write_text("gpu_pillow_share = 15\n")
+    with pytest.raises(ValueError, match="gpu_pillow_share"):
+        load_config(tmp_path / "vf.toml")

@@ -72,6 +72,13 @@ class Config:
             clean["show_paths"] = str(clean["show_paths"]).strip().lower() in ("1", "true", "yes", "on")
         if isinstance(clean.get("rate_limit"), str):
             clean["rate_limit"] = int(str(clean["rate_limit"]))
+        if "gpu_pillow_share" in clean:
+            share = float(str(clean["gpu_pillow_share"]))
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(
+                    f"setting gpu_pillow_share: {share} is not a share; use 0 to 1, or leave it out"
+                )
+            clean["gpu_pillow_share"] = share
         for name in ("allowed_roots", "gpu_decoders"):  # lists in TOML
             if name in clean:
                 clean[name] = tuple(str(r) for r in clean[name])  # type: ignore[union-attr]
