@@ -285,9 +285,12 @@ class MiniOnnxEncoder(Encoder):
             return normalise(english)
         e5 = self.e5.queries(texts)
         is_english = linear(e5, self.heads.w, "language")[:, 0] > 0
-        other = normalise(self.heads.project("e5_text", e5))
-        share = normalise(self.heads.project("e5_english", e5)) if self.heads.config.e5_share_head else other
-        english = normalise(normalise(english) + self.heads.config.e5_share * share)
+        cfg = self.heads.config
+        other = share = normalise(self.heads.project("e5_text", e5))
+        if cfg.e5_share_head:
+            share = normalise(self.heads.project("e5_english", e5))
+            other = normalise(other + cfg.e5_ensemble * share)
+        english = normalise(normalise(english) + cfg.e5_share * share)
         return np.where(is_english[:, None], english, other)
 
     def fingerprint(self) -> str:
