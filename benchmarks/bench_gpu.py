@@ -179,7 +179,6 @@ def viewfinder_gpu_path(
     decoders: tuple[str, ...] = ("torchvision",),
     cpu_share: float | None = None,
     decode_mb: int | None = None,
-    in_order: bool = False,
 ) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
@@ -208,7 +207,6 @@ def viewfinder_gpu_path(
             timings=clock,
             cpu_share=cpu_share,
             decode_mb=decode_mb,
-            in_order=in_order,
         ):
             if model:
                 enc.encode_image_tensors(pixels)
@@ -414,11 +412,6 @@ def main() -> None:
         "a call, as before 2026-11-26), a CUDA path and an Engine.index row each; auto: the default",
     )
     ap.add_argument(
-        "--in-order",
-        action="store_true",
-        help="also the CUDA path with reader batches delivered in file order (as before 2026-11-26)",
-    )
-    ap.add_argument(
         "--cpu-workers",
         type=int,
         nargs="*",
@@ -479,7 +472,6 @@ def main() -> None:
                     (name, what, rate, "", note)
                     for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
                 ]
-            orders = (False, True) if args.in_order else (False,)
             for mix, share, mb in itertools.product(args.decoders, args.pillow_shares, args.decode_mb):
                 decoders = tuple(mix.split("+"))
                 cpu_share = None if share == "auto" else float(share)
@@ -489,8 +481,7 @@ def main() -> None:
                     + ("" if cpu_share is None else f", Pillow share {cpu_share:g}")
                     + ("" if decode_mb is None else f", decode calls <= {decode_mb} MB")
                 )
-                runs = [(readers, order) for readers in args.readers or [READERS] for order in orders]
-                for readers, in_order in runs if jpeg else []:
+                for readers in (args.readers or [READERS]) if jpeg else []:
                     vf, vutil = viewfinder_gpu_path(
                         enc,
                         files,
@@ -500,14 +491,11 @@ def main() -> None:
                         decoders=decoders,
                         cpu_share=cpu_share,
                         decode_mb=decode_mb,
-                        in_order=in_order,
                     )
-                    ordered = ", batches in file order" if in_order else ""
                     rows.append(
                         (
                             name,
-                            f"viewfinder CUDA path: {readers} reader processes{by}{ordered}, "
-                            "after the first batch",
+                            f"viewfinder CUDA path: {readers} reader processes{by}, after the first batch",
                             f"{vf:,.0f}",
                             f"{vf / ceiling:.2f}",
                             vutil,

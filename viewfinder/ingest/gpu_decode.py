@@ -470,7 +470,6 @@ def gpu_batches(
     timings: dict[str, float] | None = None,
     cpu_share: float | None = None,
     decode_mb: int | None = None,
-    in_order: bool = False,
 ) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
@@ -478,10 +477,7 @@ def gpu_batches(
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
     large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers)`).
-    `decode_mb`: decoded megabytes one GPU decode call may make (None: `decode_call_bytes`).
-    Reader batches come as they are ready, not in file order, unless `in_order`: with file order,
-    one slow reader held up the batches the others had ready, and those others, their prefetch
-    slots full, waited."""
+    `decode_mb`: decoded megabytes one GPU decode call may make (None: `decode_call_bytes`)."""
     import torch
 
     from .gpu_jpeg import jpeg_decoder
@@ -503,7 +499,6 @@ def gpu_batches(
         num_workers=workers,
         worker_init_fn=functools.partial(die_with_parent, os.getpid()),
         prefetch_factor=2 if workers else None,
-        in_order=in_order,
     )
     # Threads: one receives batches from the reader processes, one per decoder decodes them, one
     # resizes them, and the caller's runs the model; each hands over through a short queue. The
