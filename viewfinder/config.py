@@ -86,8 +86,7 @@ class Config:
             megabytes = int(str(clean["gpu_decode_mb"]))
             if megabytes < 1:
                 raise ValueError(
-                    f"setting gpu_decode_mb: {megabytes} is not a size; use 1 or more megabytes, "
-                    "or leave it out"
+                    f"setting gpu_decode_mb: {megabytes} is not a size; use 1 or more megabytes, or leave it out"
                 )
             clean["gpu_decode_mb"] = megabytes
         for name in ("allowed_roots", "gpu_decoders"):  # lists in TOML
