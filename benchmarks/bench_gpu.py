@@ -178,7 +178,6 @@ def viewfinder_gpu_path(
     batches: Callable | None = None,
     decoders: tuple[str, ...] = ("torchvision",),
     cpu_share: float | None = None,
-    decode_mb: int | None = None,
 ) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
@@ -206,7 +205,6 @@ def viewfinder_gpu_path(
             decoders=decoders,
             timings=clock,
             cpu_share=cpu_share,
-            decode_mb=decode_mb,
         ):
             if model:
                 enc.encode_image_tensors(pixels)
@@ -232,7 +230,6 @@ def viewfinder_index(
     workers: int | None = None,
     copies: int = 1,
     pillow_share: float | None = None,
-    decode_mb: int | None = None,
 ) -> tuple[float, str]:
     """`Engine.index` itself: the CUDA path (or, gpu_decode=False, Pillow in `workers` decode
     processes) plus the SQLite catalogue, the FAISS index and its checkpoint, default batch
@@ -252,7 +249,6 @@ def viewfinder_index(
                     gpu_decoders=decoders,
                     gpu_decode=gpu_decode,
                     gpu_pillow_share=pillow_share,
-                    gpu_decode_mb=decode_mb,
                     **({"workers": workers} if workers else {}),
                 ),
                 encoder=enc,
@@ -405,13 +401,6 @@ def main() -> None:
         "a CUDA path and an Engine.index row each; auto: the default",
     )
     ap.add_argument(
-        "--decode-mb",
-        nargs="*",
-        default=["auto"],
-        help="decoded megabytes a GPU decode call may make (setting gpu_decode_mb; 1: one reader batch "
-        "a call, as before 2026-11-26), a CUDA path and an Engine.index row each; auto: the default",
-    )
-    ap.add_argument(
         "--cpu-workers",
         type=int,
         nargs="*",
@@ -472,14 +461,11 @@ def main() -> None:
                     (name, what, rate, "", note)
                     for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
                 ]
-            for mix, share, mb in itertools.product(args.decoders, args.pillow_shares, args.decode_mb):
+            for mix, share in itertools.product(args.decoders, args.pillow_shares):
                 decoders = tuple(mix.split("+"))
                 cpu_share = None if share == "auto" else float(share)
-                decode_mb = None if mb == "auto" else int(mb)
-                by = (
-                    ("" if mix == "torchvision" else f", decoders {mix}")
-                    + ("" if cpu_share is None else f", Pillow share {cpu_share:g}")
-                    + ("" if decode_mb is None else f", decode calls <= {decode_mb} MB")
+                by = ("" if mix == "torchvision" else f", decoders {mix}") + (
+                    "" if cpu_share is None else f", Pillow share {cpu_share:g}"
                 )
                 for readers in (args.readers or [READERS]) if jpeg else []:
                     vf, vutil = viewfinder_gpu_path(
@@ -490,7 +476,6 @@ def main() -> None:
                         repeat=args.repeat,
                         decoders=decoders,
                         cpu_share=cpu_share,
-                        decode_mb=decode_mb,
                     )
                     rows.append(
                         (
@@ -501,7 +486,7 @@ def main() -> None:
                             vutil,
                         )
                     )
-                if args.pipeline_only and jpeg and cpu_share is None and decode_mb is None:
+                if args.pipeline_only and jpeg and cpu_share is None:
                     vf, vutil = viewfinder_gpu_path(
                         enc,
                         files,
@@ -515,7 +500,7 @@ def main() -> None:
                         (name, f"the same, no model (decode + resize only){by}", f"{vf:,.0f}", "", vutil)
                     )
                 ix, ixnote = viewfinder_index(
-                    enc, folder, decoders, copies=args.repeat, pillow_share=cpu_share, decode_mb=decode_mb
+                    enc, folder, decoders, copies=args.repeat, pillow_share=cpu_share
                 )
                 rows.append(
                     (
