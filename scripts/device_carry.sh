@@ -2,7 +2,8 @@
 # What the lent GPU machine lacks for `index --ray` benchmarks, packed to travel (64 MiB in all):
 # Ray, faiss, open_clip and their missing needs as Python 3.12 wheels, unpacked, pruned of what
 # indexing never loads (Java jars, RLlib, Serve, LLM, the dashboard's web UI), binaries stripped,
-# in .carry/site12.tar.xz (about 32 MB); and MiniLM's vocab.txt for the random-init mini.
+# in .carry/site12.tar.xz (about 32 MB); TorchCodec's image decoders; and MiniLM's vocab.txt for
+# the random-init mini.
 # Versions from constraints.txt. On the device: tar -xJf .carry/site12.tar.xz -C /tmp/site
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,15 @@ rm -rf ray/jars ray/rllib ray/serve ray/llm ray/dashboard/client/build
 find . -name '*.js.map' -delete
 strip --strip-unneeded ray/core/src/ray/gcs/gcs_server ray/core/src/ray/raylet/raylet ray/_raylet.so
 tar -cf - . | xz -T2 -9 > "$out/site12.tar.xz"
+# TorchCodec's image decoders (gpu_decoders = ["torchcodec"]) apart, in .carry/torchcodec12.tar.xz
+# (about 5 MB): its FFmpeg-bound video libraries stay behind, it loads them only where FFmpeg is
+"$root/.venv/bin/python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  --implementation cp --platform manylinux_2_28_x86_64 -c "$root/constraints.txt" -d "$tmp/tc" torchcodec
+mkdir -p "$tmp/tcsite"
+unzip -q -o "$tmp"/tc/*.whl -d "$tmp/tcsite"
+rm -f "$tmp"/tcsite/torchcodec/libtorchcodec_core?.so "$tmp"/tcsite/torchcodec/libtorchcodec_custom_ops?.so
+rm -f "$tmp"/tcsite/torchcodec/_core/*.cpp "$tmp"/tcsite/torchcodec/_core/*.h
+tar -C "$tmp/tcsite" -cf - . | xz -T2 -9 > "$out/torchcodec12.tar.xz"
 "$root/.venv/bin/python" -c "
 import shutil; from viewfinder.models.mini import text_model_path
 shutil.copy(text_model_path() / 'vocab.txt', '$out/vocab.txt')"

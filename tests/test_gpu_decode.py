@@ -76,6 +76,20 @@ def test_jpeg_decoders_by_name(tmp_path):
             jpeg_decoder(bad, "cpu")
 
 
+def test_torchcodec_decodes_as_torchvision_does(tmp_path, photos):
+    """The same libjpeg-turbo on a CPU: the same pixels (on a GPU both use nvJPEG; the CUDA test
+    below compares them there)."""
+    pytest.importorskip("torchcodec", reason="TorchCodec is not installed (pip install 'viewfinder[gpu]')")
+    import torch
+
+    from viewfinder.ingest.gpu_jpeg import jpeg_decoder
+
+    files = sorted(copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg"]).iterdir())
+    data = [torch.from_file(str(p), size=p.stat().st_size, dtype=torch.uint8) for p in files]
+    for ours, ref in zip(jpeg_decoder("torchcodec", "cpu")(data), jpeg_decoder("torchvision", "cpu")(data)):
+        assert torch.equal(ours, ref)
+
+
 def test_gpu_batches_refuse_bombs_before_decoding(tmp_path, tiny_spec):
     from PIL import Image
 
@@ -177,23 +191,27 @@ def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
     assert upright_diff < 0.1 < sideways_diff
 
 
-def _nvimgcodec_missing() -> bool:
+def _missing(module: str) -> bool:
+    import importlib.util
+
     try:
-        from nvidia import nvimgcodec  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:  # its parent package is missing too
         return True
-    return False
 
 
 @pytest.mark.skipif(
     not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)"
 )
-@pytest.mark.parametrize("decoders", [("torchvision",), ("nvimgcodec-hw",), ("torchvision", "nvimgcodec-hw")])
+@pytest.mark.parametrize(
+    "decoders", [("torchvision",), ("torchcodec",), ("nvimgcodec-hw",), ("torchvision", "nvimgcodec-hw")]
+)
 def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, decoders):
     """The GPU decoders, the threads and the streams on a real GPU: same records, same pixels (up
     to the decoders' rounding) as the CPU run that CI checks against Pillow."""
-    if "nvimgcodec-hw" in decoders and _nvimgcodec_missing():
-        pytest.skip("nvImageCodec is not installed (pip install 'viewfinder[gpu]')")
+    for name, module in (("nvimgcodec-hw", "nvidia.nvimgcodec"), ("torchcodec", "torchcodec")):
+        if name in decoders and _missing(module):
+            pytest.skip(f"{module} is not installed (pip install 'viewfinder[gpu]')")
     x, y = np.meshgrid(np.linspace(0, 255, 640), np.linspace(0, 255, 480))
     for i in range(10):
         im = Image.fromarray(np.stack([x, y, (x + y * i) % 256], -1).astype(np.uint8))

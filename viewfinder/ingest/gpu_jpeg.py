@@ -3,6 +3,9 @@ decoder benchmarks.
 
 - "torchvision": nvJPEG through torchvision.io.decode_jpeg, which batch-decodes baseline JPEGs on
   the hardware JPEG engines of A100/H100-class GPUs; one decode per process at a time.
+- "torchcodec": nvJPEG through TorchCodec (`pip install viewfinder[gpu]`), the successor of
+  torchvision's image decoders (deprecated in torchvision 0.29), with its own nvJPEG and fewer
+  synchronisations.
 - "nvimgcodec": NVIDIA nvImageCodec (`pip install viewfinder[gpu]`), each image on the backend it
   prefers.
 - "nvimgcodec-hw": nvImageCodec held to the hardware JPEG engines, with CUDA decoding for what
@@ -19,13 +22,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-DECODERS = ("torchvision", "nvimgcodec", "nvimgcodec-hw")
+DECODERS = ("torchvision", "torchcodec", "nvimgcodec", "nvimgcodec-hw")
 
 
 def jpeg_decoder(spec: str, device: str) -> Callable[[list], list]:
     """The decoder `spec` on `device`: a name from DECODERS, for nvImageCodec optionally followed
-    by ":N", its own host threads (default 0: one per core). ImportError when nvImageCodec is
-    missing."""
+    by ":N", its own host threads (default 0: one per core). ImportError when TorchCodec or
+    nvImageCodec is missing."""
     name, _, threads = spec.partition(":")
     if not (threads or "0").isdigit():
         raise ValueError(
@@ -34,6 +37,8 @@ def jpeg_decoder(spec: str, device: str) -> Callable[[list], list]:
         )
     if name == "torchvision":
         return _torchvision(device)
+    if name == "torchcodec":
+        return _torchcodec(device)
     if name not in DECODERS:
         raise ValueError(
             f"unknown GPU JPEG decoder {name!r} (setting gpu_decoders): use one of {', '.join(DECODERS)}"
@@ -46,6 +51,20 @@ def _torchvision(device: str) -> Callable[[list], list]:
 
     def decode(jpegs: list) -> list:
         return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=False)
+
+    return decode
+
+
+def _torchcodec(device: str) -> Callable[[list], list]:
+    try:
+        from torchcodec.decoders import decode_jpeg
+    except ImportError as exc:
+        raise ImportError(
+            "GPU JPEG decoder 'torchcodec' needs TorchCodec: pip install 'viewfinder[gpu]'"
+        ) from exc
+
+    def decode(jpegs: list) -> list:
+        return decode_jpeg(list(jpegs), mode="RGB", device=device)
 
     return decode
 
