@@ -170,8 +170,14 @@ def test_upright_turns_as_pillow_does(orientation):
     assert got.shape == want.shape and (got == want).all()
 
 
-def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
-    """nvJPEG ignores EXIF: a phone photo stored sideways must still reach the model upright."""
+@pytest.mark.parametrize("decoder", ["torchvision", "torchcodec"])
+def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec, decoder):
+    """torchvision's nvJPEG ignores EXIF, TorchCodec's applies it: either way a phone photo stored
+    sideways reaches the model upright, turned once."""
+    if decoder == "torchcodec":
+        pytest.importorskip(
+            "torchcodec", reason="TorchCodec is not installed (pip install 'viewfinder[gpu]')"
+        )
     import torch
 
     from viewfinder.ingest.prepare import decode_for_model
@@ -182,7 +188,9 @@ def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec):
     src.save(tmp_path / "turned.jpg", exif=exif, quality=95)
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
-    ((pixels, (record,)),) = batches_of(scan(tmp_path), transform, mean, std, batch_size=4, workers=0)
+    ((pixels, (record,)),) = batches_of(
+        scan(tmp_path), transform, mean, std, batch_size=4, workers=0, decoders=(decoder,)
+    )
     ref_record, ref = decode_for_model(scan(tmp_path)[0], transform, MAX_PIXELS)
     ref = (ref.float() / 255.0 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
     assert (record.width, record.height) == (ref_record.width, ref_record.height)

@@ -330,9 +330,10 @@ class _GpuStages:
         with torch.cuda.stream(on) if self.cuda else contextlib.nullcontext():
             try:
                 t = time.perf_counter()
-                decoded = decoder(raw.jpegs())
+                images = decoder(raw.jpegs())
                 _tick(self.clock, step, t)
-                images = [upright(im, o) for im, o in zip(decoded, raw.jpeg_orientations)]
+                if not getattr(decoder, "upright", False):
+                    images = [upright(im, o) for im, o in zip(images, raw.jpeg_orientations)]
                 ready = torch.cuda.Event() if self.cuda and on is not self.stream else None
                 if ready is not None:
                     ready.record(on)

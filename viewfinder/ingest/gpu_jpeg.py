@@ -15,7 +15,8 @@ of the mixes beat torchvision alone in the pipeline: docs/benchmarks.md).
 
 Each decoder takes a batch of JPEG files as uint8 CPU tensors and returns them decoded, as uint8
 (3,H,W) tensors on the device in the same order, queued on the caller's current CUDA stream, not
-turned by their EXIF orientation (the caller does that for every decoder alike). It raises
+turned by their EXIF orientation (the caller does that for every decoder alike) unless the
+decoder's `upright` attribute says it turns them itself (TorchCodec always does). It raises
 RuntimeError when it cannot decode one of them."""
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def _torchcodec(device: str) -> Callable[[list], list]:
     def decode(jpegs: list) -> list:
         return decode_jpeg(list(jpegs), mode="RGB", device=device)
 
+    decode.upright = True  # type: ignore[attr-defined]  (it applies the EXIF orientation; no switch)
     return decode
 
 
