@@ -487,17 +487,24 @@ def main() -> None:
                         )
                     )
                 if args.pipeline_only and jpeg and cpu_share is None:
+                    readers = (args.readers or [READERS])[-1]  # as the row above (before 2026-11-26: 4)
                     vf, vutil = viewfinder_gpu_path(
                         enc,
                         files,
                         args.pipeline_batch,
-                        READERS,
+                        readers,
                         model=False,
                         repeat=args.repeat,
                         decoders=decoders,
                     )
                     rows.append(
-                        (name, f"the same, no model (decode + resize only){by}", f"{vf:,.0f}", "", vutil)
+                        (
+                            name,
+                            f"the same, no model (decode + resize only), {readers} readers{by}",
+                            f"{vf:,.0f}",
+                            "",
+                            vutil,
+                        )
                     )
                 ix, ixnote = viewfinder_index(
                     enc, folder, decoders, copies=args.repeat, pillow_share=cpu_share
