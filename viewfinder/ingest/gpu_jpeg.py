@@ -4,8 +4,7 @@ decoder benchmarks.
 - "torchvision": nvJPEG through torchvision.io.decode_jpeg, which batch-decodes baseline JPEGs on
   the hardware JPEG engines of A100/H100-class GPUs; one decode per process at a time.
 - "torchcodec": nvJPEG through TorchCodec (`pip install viewfinder[gpu]`), the successor of
-  torchvision's image decoders (deprecated in torchvision 0.29), with its own nvJPEG and fewer
-  synchronisations.
+  torchvision's image decoders (deprecated in torchvision 0.29), which bundles its own nvJPEG.
 - "nvimgcodec": NVIDIA nvImageCodec (`pip install viewfinder[gpu]`), each image on the backend it
   prefers.
 - "nvimgcodec-hw": nvImageCodec held to the hardware JPEG engines, with CUDA decoding for what
