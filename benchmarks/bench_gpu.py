@@ -283,7 +283,7 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     for i in range(batch, 5 * batch, batch):
         read_batch(stats[i : i + batch], 10**9, transform)
     read_rate = 4 * batch / (time.perf_counter() - t)
-    rows.append(("stage: read + header check + SHA-256, one process", f"{read_rate:,.0f}", ""))
+    rows.append(("stage: read + header check + content hash (BLAKE3), one process", f"{read_rate:,.0f}", ""))
     loader = torch.utils.data.DataLoader(
         _Batches(stats, batch, 10**9, transform),
         batch_size=None,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the lent GPU machine lacks for `index --ray` benchmarks, packed to travel (64 MiB in all):
-# Ray, faiss, open_clip and their missing needs as Python 3.12 wheels, unpacked, pruned of what
+# Ray, faiss, open_clip, blake3 and their missing needs as Python 3.12 wheels, unpacked, pruned of what
 # indexing never loads (Java jars, RLlib, Serve, LLM, the dashboard's web UI), binaries stripped,
 # in .carry/site12.tar.xz (about 32 MB); TorchCodec's image decoders; and MiniLM's vocab.txt for
 # the random-init mini.
@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$root/.venv/bin/python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 -c "$root/constraints.txt" -d "$tmp/whl" \
-  ray faiss-cpu open_clip_torch ftfy regex wcwidth jsonschema jsonschema-specifications referencing rpds-py
+  ray faiss-cpu open_clip_torch ftfy regex wcwidth jsonschema jsonschema-specifications referencing rpds-py blake3
 mkdir -p "$tmp/site" "$out"
 for w in "$tmp"/whl/*.whl; do unzip -q -o "$w" -d "$tmp/site"; done
 cd "$tmp/site"

@@ -119,7 +119,11 @@ def test_show_an_image_by_id_or_path(small_index):
     out = vf("show", folder / "rocket.jpg", "--db", db, "--json")
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
-    assert info["path"].endswith("rocket.jpg") and info["width"] > 0 and len(info["sha256"]) == 64
+    assert (
+        info["path"].endswith("rocket.jpg")
+        and info["width"] > 0
+        and info["content_hash"].startswith("blake3:")
+    )
     by_id = vf("show", info["id"], "--db", db)
     assert by_id.returncode == 0 and "rocket.jpg" in by_id.stdout and "indexed_at: 20" in by_id.stdout
     missing = vf("show", "999999", "--db", db)

@@ -3,6 +3,7 @@
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +66,35 @@ def test_incremental_reindex_add_change_delete_rename(tmp_path, folder, photos, 
         assert after[str(folder / "rocket.jpg")] == ids_before[str(folder / "rocket.jpg")]
         moon = eng.search(str(folder / "coffee.png"), k=1).hits[0]
         assert moon.path == str(folder / "coffee.png") and moon.score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_renames_are_found_by_the_sha256_hashes_of_older_catalogues(tmp_path, folder, tiny_spec):
+    """Catalogues from before BLAKE3 hold SHA-256 hashes: a file renamed or touched since is
+    checked against them with SHA-256, and keeps its vector; new rows get BLAKE3."""
+    import hashlib
+
+    with _open(tmp_path, tiny_spec) as eng:
+        eng.index(folder, progress=False)
+        conn = eng.store.catalog.conn
+        for image_id, path in conn.execute("SELECT id, path FROM images").fetchall():
+            old = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            conn.execute("UPDATE images SET content_hash=? WHERE id=?", (old, image_id))
+        conn.commit()
+        ids_before = {h.path: h.id for h in eng.search("x", k=10).hits}
+        os.rename(folder / "horse.png", folder / "pony.png")
+        later = time.time() + 5
+        os.utime(folder / "rocket.jpg", (later, later))
+        rep = eng.index(folder, progress=False)
+        assert (rep.embedded, rep.moved) == (0, 2)
+        after = {h.path: h.id for h in eng.search("x", k=10).hits}
+        assert after[str(folder / "pony.png")] == ids_before[str(folder / "horse.png")]
+        assert after[str(folder / "rocket.jpg")] == ids_before[str(folder / "rocket.jpg")]
+        shutil.copy2(folder / "chelsea.png", folder / "chelsea copy.png")
+        eng.index(folder, progress=False)
+        (stored,) = conn.execute(
+            "SELECT content_hash FROM images WHERE path=?", (str(folder / "chelsea copy.png"),)
+        ).fetchone()
+        assert stored.startswith("blake3:")
 
 
 def test_bad_files_are_recorded_and_do_not_stop_the_run(tmp_path, folder, tiny_spec):

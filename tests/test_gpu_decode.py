@@ -58,7 +58,7 @@ def test_gpu_batches_match_the_pillow_path(tmp_path, photos, tiny_spec):
         ref = enc.encode_images([Image.open(path)])[0]
         assert float(v @ ref) > 0.98, path  # bicubic resampling on tensors vs Pillow: close, not bit-equal
     ok = next(r for r in records if r.path.endswith("rocket.jpg"))
-    assert ok.width and ok.height and len(ok.sha256) == 64
+    assert ok.width and ok.height and ok.content_hash.startswith("blake3:") and len(ok.content_hash) == 71
 
 
 def test_jpeg_decoders_by_name(tmp_path):
@@ -236,7 +236,7 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
         ):
             for i, r in enumerate(records):
                 rows[r.path] = (
-                    (r.sha256, r.width, r.height, r.error),
+                    (r.content_hash, r.width, r.height, r.error),
                     pixels[i].cpu() if not r.error else None,
                 )
         runs[device] = rows

@@ -56,6 +56,23 @@ def test_migration_from_first_schema(tmp_path):
     assert cat.conn.execute("SELECT rowid FROM image_fts WHERE image_fts MATCH 'x'").fetchall() == [(rec.id,)]
 
 
+def test_sha256_column_becomes_content_hash_with_its_values(tmp_path):
+    path = tmp_path / "v7.sqlite"
+    conn = sqlite3.connect(path)
+    for migration in MIGRATIONS[:7]:
+        for statement in filter(str.strip, migration.split(";\n")):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=7")
+    conn.execute(
+        "INSERT INTO images(path, size, mtime, sha256, indexed_at) VALUES('/x.jpg', 1, 1, 'ab12', 1)"
+    )
+    conn.commit()
+    conn.close()
+    cat = ImageCatalog(path)
+    assert cat.images_under("/")["/x.jpg"].content_hash == "ab12"
+    assert cat.content_hashes() == [(1, "ab12")]
+
+
 def test_lexical_search_follows_captions_and_deletes(tmp_path):
     cat = ImageCatalog(tmp_path / "c.sqlite")
     ids = cat.write_batch(

@@ -578,7 +578,11 @@ class Engine:
         """A JPEG thumbnail of an indexed image, made once and cached under the index folder
         (keyed by content, so a changed file gets a new one)."""
         rec = self.store.catalog.get_image(image_id)
-        cache = Path(self.config.db) / "thumbnails" / f"{image_id}-{(rec.sha256 or 'x')[:16]}.jpg"
+        cache = (
+            Path(self.config.db)
+            / "thumbnails"
+            / f"{image_id}-{(rec.content_hash or 'x').split(':')[-1][:16]}.jpg"
+        )
         if not cache.exists():
             try:
                 im = read_image(Path(rec.path), self.config.max_pixels, draft_size=THUMB_SIZE).image

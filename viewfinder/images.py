@@ -49,17 +49,34 @@ def enable_heif() -> bool:
 @dataclass(frozen=True)
 class DecodedImage:
     image: Image.Image
-    sha256: str
+    content_hash: str
     width: int  # of the file, before any draft downscaling
     height: int
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+# Content hashes are BLAKE3, written "blake3:<hex>": a third of SHA-256's time on one core, and on
+# a GPU host the readers hash every byte of every phone photo (2 GB/s between them). Catalogues
+# from before 2026-11-26 hold bare SHA-256 hex; a file is checked against those with SHA-256.
+HASH_PREFIX = "blake3:"
+
+
+def content_hash(data) -> str:
+    """The content hash of `data` (bytes or any buffer)."""
+    from blake3 import blake3
+
+    return HASH_PREFIX + blake3(data).hexdigest()
+
+
+def content_hash_file(path: Path, like: str | None = None) -> str:
+    """The file's content hash, in the algorithm of `like` (a stored hash) when given."""
+    from blake3 import blake3
+
+    sha256 = like is not None and not like.startswith(HASH_PREFIX)
+    h = hashlib.sha256() if sha256 else blake3()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    return ("" if sha256 else HASH_PREFIX) + h.hexdigest()
 
 
 def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None = None) -> DecodedImage:
@@ -67,7 +84,7 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None
     (transparency composited on white, 16-bit and float scaled to 8 bits)."""
     if not data:
         raise BadImageError(f"{name}: empty file (0 bytes); delete it or replace it with a real image")
-    digest = hashlib.sha256(data).hexdigest()
+    digest = content_hash(data)
     if Path(name).suffix.lower() in (".heic", ".heif", ".avif"):
         enable_heif()
     try:

@@ -66,7 +66,7 @@ class EmbedActor:
             "path": np.array([r.path for r in records]),
             "size": np.array([r.size for r in records], np.int64),
             "mtime": np.array([r.mtime for r in records], np.float64),
-            "sha256": np.array([r.sha256 or "" for r in records]),
+            "content_hash": np.array([r.content_hash or "" for r in records]),
             "width": np.array([r.width or 0 for r in records], np.int64),
             "height": np.array([r.height or 0 for r in records], np.int64),
             "error": np.array([r.error or "" for r in records]),
@@ -97,12 +97,12 @@ def _merge_shard(path: Path, store: Store, report: IndexReport, replace: dict[st
         data = {k: npz[k].tolist() for k in npz.files if k != "vector"}  # an NpzFile re-reads per access
         vecs = npz["vector"]
     records = [
-        NewImage(p, size, mtime, sha or None, width or None, height or None, err or None)
-        for p, size, mtime, sha, width, height, err in zip(
+        NewImage(p, size, mtime, digest or None, width or None, height or None, err or None)
+        for p, size, mtime, digest, width, height, err in zip(
             data["path"],
             data["size"],
             data["mtime"],
-            data["sha256"],
+            data["content_hash"],
             data["width"],
             data["height"],
             data["error"],

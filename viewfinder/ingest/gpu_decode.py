@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import queue
 import threading
@@ -33,7 +32,7 @@ from PIL import Image
 from PIL.ExifTags import Base as ExifTag
 
 from ..errors import ImageTooLargeError
-from ..images import check_pixels
+from ..images import check_pixels, content_hash
 from ..store import NewImage
 from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat
@@ -87,7 +86,7 @@ def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> tuple[NewIm
         check_pixels(stat.path, w, h, max_pixels)
     except ImageTooLargeError as exc:
         return NewImage(stat.path, stat.size, stat.mtime, error=str(exc)), 1
-    return NewImage(stat.path, stat.size, stat.mtime, hashlib.sha256(slot).hexdigest(), w, h), orientation
+    return NewImage(stat.path, stat.size, stat.mtime, content_hash(slot), w, h), orientation
 
 
 # EXIF orientation -> the tensor operation on (C,H,W) that shows the image upright, as Pillow's

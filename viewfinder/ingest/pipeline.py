@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ViewfinderError
-from ..images import DRAFT_SIZE, sha256_file
+from ..images import DRAFT_SIZE, content_hash_file
 from ..store import Collection, NewImage, Store
 from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat, scan
@@ -73,7 +73,7 @@ def plan_index(files: Sequence[FileStat], known: dict) -> IndexPlan:
     vanished = {path: rec for path, rec in known.items() if path not in on_disk}
     by_size: dict[int, list] = {}
     for rec in vanished.values():
-        if rec.sha256 and rec.error is None:
+        if rec.content_hash and rec.error is None:
             by_size.setdefault(rec.size, []).append(rec)
     for f in files:
         rec = known.get(f.path)
@@ -83,14 +83,14 @@ def plan_index(files: Sequence[FileStat], known: dict) -> IndexPlan:
         if (
             rec is not None
             and rec.size == f.size
-            and rec.sha256
+            and rec.content_hash
             and rec.error is None
-            and _same_hash(f, rec.sha256)
+            and _same_hash(f, rec.content_hash)
         ):
             plan.moves.append((rec.id, f))  # touched, same bytes
             continue
         if rec is None and f.size in by_size:
-            match = next((r for r in by_size[f.size] if _same_hash(f, r.sha256)), None)
+            match = next((r for r in by_size[f.size] if _same_hash(f, r.content_hash)), None)
             if match is not None:
                 by_size[f.size].remove(match)
                 del vanished[match.path]
@@ -103,9 +103,9 @@ def plan_index(files: Sequence[FileStat], known: dict) -> IndexPlan:
     return plan
 
 
-def _same_hash(f: FileStat, sha: str) -> bool:
+def _same_hash(f: FileStat, stored: str) -> bool:
     try:
-        return sha256_file(Path(f.path)) == sha
+        return content_hash_file(Path(f.path), like=stored) == stored
     except OSError:
         return False
 

@@ -33,7 +33,7 @@ def decode_for_model(
             f.mtime,
             error=f"{shown_path(f.path)}: cannot be processed ({type(exc).__name__}: {exc})",
         ), None
-    return NewImage(f.path, f.size, f.mtime, dec.sha256, dec.width, dec.height), tensor
+    return NewImage(f.path, f.size, f.mtime, dec.content_hash, dec.width, dec.height), tensor
 
 
 def die_with_parent(parent: int, _worker_id: int = 0) -> None:

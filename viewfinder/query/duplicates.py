@@ -1,6 +1,6 @@
 """Duplicate groups of an image collection, at three levels:
 
-- exact: the same bytes (the catalogue's SHA-256);
+- exact: the same bytes (the catalogue's content hash);
 - near: the same picture re-encoded, resized, cropped a little or turned by EXIF: image vectors at
   cosine >= NEAR_THRESHOLD;
 - similar: the same scene, another shot: cosine >= SIMILAR_THRESHOLD.
@@ -76,7 +76,7 @@ def linked_groups(ids: np.ndarray, vectors: np.ndarray, threshold: float) -> lis
 
 
 def exact_groups(rows: Iterable[tuple[int, str]]) -> list[list[int]]:
-    """(id, sha256) rows -> ids sharing a hash, largest groups first."""
+    """(id, content hash) rows -> ids sharing a hash, largest groups first."""
     by_hash: dict[str, list[int]] = {}
     for image_id, sha in rows:
         by_hash.setdefault(sha, []).append(int(image_id))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ModelMismatchError, NotFoundError, storage_error
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Each entry upgrades the schema from version i to i + 1; never edit one that has shipped.
 # Statements end with ";" at the end of a line (trigger bodies keep theirs on one line).
@@ -95,6 +95,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN orientation INTEGER;
     UPDATE images SET taken_source=NULL WHERE taken_source='exif';
     """,
+    # BLAKE3 content hashes ("blake3:<hex>"); the SHA-256 ones already stored stay as they are
+    """
+    ALTER TABLE images RENAME COLUMN sha256 TO content_hash;
+    DROP INDEX images_sha256;
+    CREATE INDEX images_content_hash ON images(content_hash);
+    """,
 ]
 
 
@@ -117,7 +123,7 @@ class ImageRecord:
     path: str
     size: int
     mtime: float
-    sha256: str | None
+    content_hash: str | None  # "blake3:<hex>", or SHA-256 hex where indexed before 2026-11-26
     width: int | None
     height: int | None
     indexed_at: float
@@ -148,7 +154,7 @@ class NewImage:
     path: str
     size: int
     mtime: float
-    sha256: str | None = None
+    content_hash: str | None = None
     width: int | None = None
     height: int | None = None
     error: str | None = None
@@ -162,9 +168,9 @@ class TextRecord:
 
 
 _IMAGE_COLUMNS = (
-    "id, path, size, mtime, sha256, width, height, indexed_at, error, caption, caption_source, ocr_text, "
-    "caption_confidence, taken_at, taken_source, camera, lens, latitude, longitude, city, metro, region, "
-    "country, country_code, taken_offset, orientation"
+    "id, path, size, mtime, content_hash, width, height, indexed_at, error, caption, caption_source, "
+    "ocr_text, caption_confidence, taken_at, taken_source, camera, lens, latitude, longitude, city, metro, "
+    "region, country, country_code, taken_offset, orientation"
 )
 
 
@@ -278,9 +284,9 @@ class ImageCatalog:
         return int(self.conn.execute("SELECT COUNT(*) FROM images WHERE error IS NOT NULL").fetchone()[0])
 
     def content_hashes(self) -> list[tuple[int, str]]:
-        """(id, SHA-256) of every image that was read without error."""
+        """(id, content hash) of every image that was read without error."""
         return self.conn.execute(
-            "SELECT id, sha256 FROM images WHERE error IS NULL AND sha256 IS NOT NULL ORDER BY id"
+            "SELECT id, content_hash FROM images WHERE error IS NULL AND content_hash IS NOT NULL ORDER BY id"
         ).fetchall()
 
     def images_under(self, root: str) -> dict[str, ImageRecord]:
@@ -331,14 +337,23 @@ class ImageCatalog:
             self._delete(list(replace_ids))
             for im in images:
                 cur = self.conn.execute(
-                    "INSERT INTO images(path, size, mtime, sha256, width, height, indexed_at, error) "
+                    "INSERT INTO images(path, size, mtime, content_hash, width, height, indexed_at, error) "
                     "VALUES(CAST(? AS TEXT),?,?,?,?,?,?,CAST(? AS TEXT)) "
                     "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, "
-                    "sha256=excluded.sha256, "
+                    "content_hash=excluded.content_hash, "
                     "width=excluded.width, height=excluded.height, indexed_at=excluded.indexed_at, "
                     "error=excluded.error, taken_source=NULL "  # new content: read its header again
                     "RETURNING id",
-                    (_text(im.path), im.size, im.mtime, im.sha256, im.width, im.height, now, _text(im.error)),
+                    (
+                        _text(im.path),
+                        im.size,
+                        im.mtime,
+                        im.content_hash,
+                        im.width,
+                        im.height,
+                        now,
+                        _text(im.error),
+                    ),
                 )
                 image_id = int(cur.fetchone()[0])
                 ids.append(image_id)
