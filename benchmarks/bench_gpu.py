@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from viewfinder.config import Config
-from viewfinder.ingest.gpu_decode import resize_crop
+from viewfinder.ingest.gpu_decode import READ_BATCH_BYTES, resize_crop
 
 from common import (
     GpuUtilisation,
@@ -268,6 +268,7 @@ def _side(enc) -> int:
     return int(enc.uint8_transform()[0](Image.new("RGB", (256, 256))).shape[-1])
 
 
+READ_BATCH_MB = READ_BATCH_BYTES >> 20
 HASHES = {"blake3": "BLAKE3 (shipped)", "sha256": "SHA-256 (before 2026-11-26)"}
 
 
@@ -287,6 +288,22 @@ def content_hash_as(name: str):
         yield
     finally:
         images.content_hash = gpu_decode.content_hash = shipped
+
+
+@contextlib.contextmanager
+def read_batches_of(megabytes: int):
+    """The GPU path's reader batches hold at most `megabytes` of files meanwhile (shipped:
+    gpu_decode.READ_BATCH_BYTES)."""
+    import functools
+
+    from viewfinder.ingest import gpu_decode
+
+    shipped = gpu_decode.byte_bounded
+    gpu_decode.byte_bounded = functools.partial(shipped, max_bytes=megabytes << 20)
+    try:
+        yield
+    finally:
+        gpu_decode.byte_bounded = shipped
 
 
 def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]]:
@@ -432,6 +449,14 @@ def main() -> None:
         help="content hashes the CUDA path's readers use, a CUDA path and an Engine.index row each",
     )
     ap.add_argument(
+        "--read-batch-mb",
+        type=int,
+        nargs="*",
+        default=[READ_BATCH_MB],
+        help="megabytes of files a reader batch of the CUDA path holds, a CUDA path and an Engine.index "
+        "row each",
+    )
+    ap.add_argument(
         "--cpu-workers",
         type=int,
         nargs="*",
@@ -492,14 +517,16 @@ def main() -> None:
                     (name, what, rate, "", note)
                     for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
                 ]
-            for mix, share, hashed in itertools.product(args.decoders, args.pillow_shares, args.hashes):
-                with content_hash_as(hashed):
+            combos = itertools.product(args.decoders, args.pillow_shares, args.hashes, args.read_batch_mb)
+            for mix, share, hashed, read_mb in combos:
+                with content_hash_as(hashed), read_batches_of(read_mb):
                     decoders = tuple(mix.split("+"))
                     cpu_share = None if share == "auto" else float(share)
                     by = (
                         ("" if mix == "torchvision" else f", decoders {mix}")
                         + ("" if cpu_share is None else f", Pillow share {cpu_share:g}")
                         + ("" if hashed == "blake3" else f", hashing {HASHES[hashed]}")
+                        + ("" if read_mb == READ_BATCH_MB else f", reader batches <= {read_mb} MB")
                     )
                     for readers in (args.readers or [READERS]) if jpeg else []:
                         vf, vutil = viewfinder_gpu_path(
