@@ -194,3 +194,24 @@ def test_saves_of_one_index_from_two_writers_at_once_both_succeed(tmp_path):
         VectorIndex.load(path, version=v, dim=32) for v in range(3) if VectorIndex.load(path, v, 32)
     )
     assert len(loaded) == 2000
+
+
+def test_a_new_file_is_hashed_once_per_algorithm_against_vanished_rows(tmp_path, monkeypatch):
+    """Ten vanished rows of the same size (SHA-256 and BLAKE3 ones): the new file is read once
+    for each algorithm, not once per row, and found as the move of the row it matches."""
+    from viewfinder.images import content_hash
+    from viewfinder.ingest import pipeline
+    from viewfinder.ingest.walk import FileStat
+    from viewfinder.store.catalog import ImageRecord
+
+    new = tmp_path / "moved.jpg"
+    new.write_bytes(b"x" * 100)
+    calls = []
+    real = pipeline.content_hash_file
+    monkeypatch.setattr(pipeline, "content_hash_file", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    known = {
+        f"/gone/{i}.jpg": ImageRecord(i, f"/gone/{i}.jpg", 100, 1.0, h, 1, 1, 1.0, None)
+        for i, h in enumerate(["ab" * 32] * 5 + ["blake3:" + "cd" * 32] * 4 + [content_hash(b"x" * 100)])
+    }
+    plan = pipeline.plan_index([FileStat(str(new), 100, 2.0)], known)
+    assert [rid for rid, _ in plan.moves] == [9] and len(calls) == 2

@@ -60,23 +60,30 @@ class DecodedImage:
 HASH_PREFIX = "blake3:"
 
 
-def content_hash(data) -> str:
-    """The content hash of `data` (bytes or any buffer)."""
+def _hasher(like: str | None = None):
+    """(a new hash object, the prefix its hex digest is written with): BLAKE3, or SHA-256 where
+    `like` is a stored SHA-256."""
+    if like is not None and not like.startswith(HASH_PREFIX):
+        return hashlib.sha256(), ""
     from blake3 import blake3
 
-    return HASH_PREFIX + blake3(data).hexdigest()
+    return blake3(), HASH_PREFIX
+
+
+def content_hash(data) -> str:
+    """The content hash of `data` (bytes or any buffer)."""
+    h, prefix = _hasher()
+    h.update(data)
+    return prefix + h.hexdigest()
 
 
 def content_hash_file(path: Path, like: str | None = None) -> str:
     """The file's content hash, in the algorithm of `like` (a stored hash) when given."""
-    from blake3 import blake3
-
-    sha256 = like is not None and not like.startswith(HASH_PREFIX)
-    h = hashlib.sha256() if sha256 else blake3()
+    h, prefix = _hasher(like)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return ("" if sha256 else HASH_PREFIX) + h.hexdigest()
+    return prefix + h.hexdigest()
 
 
 def decode_bytes(data: bytes, name: str, max_pixels: int, draft_size: int | None = None) -> DecodedImage:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ViewfinderError
-from ..images import DRAFT_SIZE, content_hash_file
+from ..images import DRAFT_SIZE, HASH_PREFIX, content_hash_file
 from ..store import Collection, NewImage, Store
 from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat, scan
@@ -90,7 +90,8 @@ def plan_index(files: Sequence[FileStat], known: dict) -> IndexPlan:
             plan.moves.append((rec.id, f))  # touched, same bytes
             continue
         if rec is None and f.size in by_size:
-            match = next((r for r in by_size[f.size] if _same_hash(f, r.content_hash)), None)
+            hashed: dict[bool, str | None] = {}  # the file read once per algorithm, not once per candidate
+            match = next((r for r in by_size[f.size] if _same_hash(f, r.content_hash, hashed)), None)
             if match is not None:
                 by_size[f.size].remove(match)
                 del vanished[match.path]
@@ -103,11 +104,17 @@ def plan_index(files: Sequence[FileStat], known: dict) -> IndexPlan:
     return plan
 
 
-def _same_hash(f: FileStat, stored: str) -> bool:
-    try:
-        return content_hash_file(Path(f.path), like=stored) == stored
-    except OSError:
-        return False
+def _same_hash(f: FileStat, stored: str, hashed: dict | None = None) -> bool:
+    """Whether the file's bytes hash to `stored` (in its algorithm); `hashed` keeps the file's
+    hashes between calls, by algorithm (None: it could not be read)."""
+    hashed = {} if hashed is None else hashed
+    blake3 = stored.startswith(HASH_PREFIX)
+    if blake3 not in hashed:
+        try:
+            hashed[blake3] = content_hash_file(Path(f.path), like=stored)
+        except OSError:
+            hashed[blake3] = None
+    return hashed[blake3] == stored
 
 
 def _decode_batch(

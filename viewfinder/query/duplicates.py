@@ -78,6 +78,6 @@ def linked_groups(ids: np.ndarray, vectors: np.ndarray, threshold: float) -> lis
 def exact_groups(rows: Iterable[tuple[int, str]]) -> list[list[int]]:
     """(id, content hash) rows -> ids sharing a hash, largest groups first."""
     by_hash: dict[str, list[int]] = {}
-    for image_id, sha in rows:
-        by_hash.setdefault(sha, []).append(int(image_id))
+    for image_id, digest in rows:
+        by_hash.setdefault(digest, []).append(int(image_id))
     return sorted((g for g in by_hash.values() if len(g) > 1), key=len, reverse=True)
