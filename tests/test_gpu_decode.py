@@ -262,3 +262,103 @@ def test_gpu_pillow_share_setting_is_a_share(tmp_path):
     (tmp_path / "vf.toml").write_text("gpu_pillow_share = 15\n")
     with pytest.raises(ValueError, match="gpu_pillow_share"):
         load_config(tmp_path / "vf.toml")
+
+
+def test_reader_batches_of_large_photos_join_into_one_decode_call(tmp_path, photos, tiny_spec, monkeypatch):
+    """Each reader batch holds one file here (as a batch of 12 MP photos holds ~30 of 256): those
+    waiting join a decode call up to the model batch, within the decoded-bytes budget, and
+    nothing changes but the batch sizes."""
+    import functools
+
+    from viewfinder.ingest import gpu_decode
+
+    names = ["rocket.jpg", "fruits.jpg", "apple.jpg", "chelsea.png", "aloeL.jpg", "orange.jpg"]
+    folder = copy_photos(photos, tmp_path / "pics", names)
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    files = scan(folder)
+
+    def run(**kw):
+        return [
+            (pixels, [r.path for r in records])
+            for pixels, records in batches_of(files, transform, mean, std, batch_size=4, workers=0, **kw)
+        ]
+
+    apart = run(decode_mb=1)  # each JPEG decodes to more than 1 MB: no two join
+    monkeypatch.setattr(gpu_decode, "byte_bounded", functools.partial(gpu_decode.byte_bounded, max_bytes=1))
+    one_file_each = run(decode_mb=1)
+    together = run(decode_mb=1024)
+    # no two JPEGs within 1 MB; the PNG, decoded by its reader, adds no GPU pixels and may ride along
+    assert all(sum(path.endswith(".jpg") for path in p) == 1 for _, p in one_file_each if len(p) > 1)
+    assert sum(len(p) for _, p in one_file_each) == len(files)
+    assert all(len(p) <= 4 for _, p in together)  # which join depends on what is waiting
+    rows = {p: px for pixels, paths in apart for p, px in zip(paths, pixels)}
+    joined_rows = {p: px for pixels, paths in together for p, px in zip(paths, pixels)}
+    assert rows.keys() == joined_rows.keys() == {f.path for f in files}
+    for path, px in joined_rows.items():
+        assert float((px - rows[path]).abs().max()) == 0.0, path
+
+
+def test_join_keeps_each_part_in_its_order(tmp_path, photos, tiny_spec):
+    import queue
+
+    from viewfinder.ingest.gpu_decode import join, join_waiting, read_batch
+
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "chelsea.png", "apple.jpg", "aloeL.jpg"])
+    transform, _, _ = load_encoder(tiny_spec, device="cpu").uint8_transform()
+    files = scan(folder)
+    parts = [read_batch(files[:2], MAX_PIXELS, transform), read_batch(files[2:], MAX_PIXELS, transform)]
+    both = join(parts)
+    assert [bytes(j.numpy()) for j in both.jpegs()] == [bytes(j.numpy()) for p in parts for j in p.jpegs()]
+    assert both.jpeg_records == parts[0].jpeg_records + parts[1].jpeg_records
+    assert both.pillow_records == parts[0].pillow_records + parts[1].pillow_records
+    assert len(both) == 4 and both.decoded_bytes() == sum(p.decoded_bytes() for p in parts)
+
+    def waiting(*items):
+        q = queue.Queue()
+        for item in items:
+            q.put(item)
+        return q
+
+    # what is waiting joins; the first batch that would pass a budget is handed back, not joined
+    call, left = join_waiting(parts[0], waiting(parts[1]), max_images=4, max_bytes=1 << 40)
+    assert len(call) == 4 and left is None
+    call, left = join_waiting(parts[0], waiting(parts[1]), max_images=3, max_bytes=1 << 40)
+    assert len(call) == 2 and left is parts[1]
+    call, left = join_waiting(parts[0], waiting(parts[1]), max_images=8, max_bytes=parts[0].decoded_bytes())
+    assert len(call) == 2 and left is parts[1]
+    call, left = join_waiting(parts[0], waiting(), max_images=8, max_bytes=1 << 40)  # nothing waits
+    assert call is parts[0] and left is None
+    end = object()  # the end of the batches is handed back too
+    call, left = join_waiting(parts[0], waiting(end), max_images=8, max_bytes=1 << 40)
+    assert call is parts[0] and left is end
+
+
+def test_joined_as_ready_yields_every_batch_once_in_order(tmp_path, photos, tiny_spec):
+    from viewfinder.ingest.gpu_decode import joined_as_ready, read_batch
+
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "apple.jpg", "aloeL.jpg", "orange.jpg"])
+    transform, _, _ = load_encoder(tiny_spec, device="cpu").uint8_transform()
+    files = scan(folder)
+    batches = [read_batch([f], MAX_PIXELS, transform) for f in files]
+    calls = list(joined_as_ready(iter(batches), max_images=2, max_bytes=1 << 40))
+    assert all(len(c) <= 2 for c in calls)
+    assert [r.path for c in calls for r in c.jpeg_records] == [f.path for f in files]
+
+    def failing():
+        yield batches[0]
+        raise OSError("reader died")
+
+    with pytest.raises(OSError, match="reader died"):
+        list(joined_as_ready(failing(), max_images=2, max_bytes=1 << 40))
+
+
+def test_gpu_decode_mb_setting_is_a_size(tmp_path):
+    from viewfinder.config import Config, load_config
+
+    (tmp_path / "vf.toml").write_text("gpu_decode_mb = 2048\n")
+    assert load_config(tmp_path / "vf.toml").gpu_decode_mb == 2048
+    assert Config().gpu_decode_mb is None  # a sixteenth of the GPU's memory (decode_call_bytes)
+    (tmp_path / "vf.toml").write_text("gpu_decode_mb = 0\n")
+    with pytest.raises(ValueError, match="gpu_decode_mb"):
+        load_config(tmp_path / "vf.toml")
