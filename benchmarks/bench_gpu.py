@@ -179,7 +179,6 @@ def viewfinder_gpu_path(
     batches: Callable | None = None,
     decoders: tuple[str, ...] = ("torchvision",),
     cpu_share: float | None = None,
-    decode_mb: int | None = None,
 ) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
@@ -207,7 +206,6 @@ def viewfinder_gpu_path(
             decoders=decoders,
             timings=clock,
             cpu_share=cpu_share,
-            decode_mb=decode_mb,
         ):
             if model:
                 enc.encode_image_tensors(pixels)
@@ -233,7 +231,6 @@ def viewfinder_index(
     workers: int | None = None,
     copies: int = 1,
     pillow_share: float | None = None,
-    decode_mb: int | None = None,
 ) -> tuple[float, str]:
     """`Engine.index` itself: the CUDA path (or, gpu_decode=False, Pillow in `workers` decode
     processes) plus the SQLite catalogue, the FAISS index and its checkpoint, default batch
@@ -253,7 +250,6 @@ def viewfinder_index(
                     gpu_decoders=decoders,
                     gpu_decode=gpu_decode,
                     gpu_pillow_share=pillow_share,
-                    gpu_decode_mb=decode_mb,
                     **({"workers": workers} if workers else {}),
                 ),
                 encoder=enc,
@@ -461,13 +457,6 @@ def main() -> None:
         "row each",
     )
     ap.add_argument(
-        "--decode-mb",
-        nargs="*",
-        default=["auto"],
-        help="decoded megabytes a GPU decode call may make (setting gpu_decode_mb; 1: one reader batch "
-        "a call), a CUDA path and an Engine.index row each; auto: the default",
-    )
-    ap.add_argument(
         "--cpu-workers",
         type=int,
         nargs="*",
@@ -528,20 +517,16 @@ def main() -> None:
                     (name, what, rate, "", note)
                     for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
                 ]
-            combos = itertools.product(
-                args.decoders, args.pillow_shares, args.hashes, args.read_batch_mb, args.decode_mb
-            )
-            for mix, share, hashed, read_mb, mb in combos:
+            combos = itertools.product(args.decoders, args.pillow_shares, args.hashes, args.read_batch_mb)
+            for mix, share, hashed, read_mb in combos:
                 with content_hash_as(hashed), read_batches_of(read_mb):
                     decoders = tuple(mix.split("+"))
                     cpu_share = None if share == "auto" else float(share)
-                    decode_mb = None if mb == "auto" else int(mb)
                     by = (
                         ("" if mix == "torchvision" else f", decoders {mix}")
                         + ("" if cpu_share is None else f", Pillow share {cpu_share:g}")
                         + ("" if hashed == "blake3" else f", hashing {HASHES[hashed]}")
                         + ("" if read_mb == READ_BATCH_MB else f", reader batches <= {read_mb} MB")
-                        + ("" if decode_mb is None else f", decode calls <= {decode_mb} MB")
                     )
                     for readers in (args.readers or [READERS]) if jpeg else []:
                         vf, vutil = viewfinder_gpu_path(
@@ -552,7 +537,6 @@ def main() -> None:
                             repeat=args.repeat,
                             decoders=decoders,
                             cpu_share=cpu_share,
-                            decode_mb=decode_mb,
                         )
                         rows.append(
                             (
@@ -564,7 +548,7 @@ def main() -> None:
                                 vutil,
                             )
                         )
-                    if args.pipeline_only and jpeg and cpu_share is None and decode_mb is None:
+                    if args.pipeline_only and jpeg and cpu_share is None:
                         readers = (args.readers or [READERS])[-1]  # as the row above (before 2026-11-26: 4)
                         vf, vutil = viewfinder_gpu_path(
                             enc,
@@ -585,7 +569,7 @@ def main() -> None:
                             )
                         )
                     ix, ixnote = viewfinder_index(
-                        enc, folder, decoders, copies=args.repeat, pillow_share=cpu_share, decode_mb=decode_mb
+                        enc, folder, decoders, copies=args.repeat, pillow_share=cpu_share
                     )
                     rows.append(
                         (

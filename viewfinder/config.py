@@ -44,9 +44,6 @@ class Config:
     # of large JPEGs on the GPU path, the share reader processes decode with Pillow beside the GPU
     # decoders; None: from the rates measured on an H100 host (ingest/gpu_decode.auto_cpu_share)
     gpu_pillow_share: float | None = None
-    # decoded megabytes one GPU decode call may make, joining reader batches of large photos;
-    # None: a sixteenth of the GPU's memory (ingest/gpu_decode.decode_call_bytes)
-    gpu_decode_mb: int | None = None
     compile: bool = False  # torch.compile the image tower (Encoder.compile_image_tower)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
     exact_limit: int = 100_000  # up to this many vectors "auto" searches exactly (docs/benchmarks.md)
@@ -82,14 +79,6 @@ class Config:
                     f"setting gpu_pillow_share: {share} is not a share; use 0 to 1, or leave it out"
                 )
             clean["gpu_pillow_share"] = share
-        if "gpu_decode_mb" in clean:
-            megabytes = int(str(clean["gpu_decode_mb"]))
-            if megabytes < 1:
-                raise ValueError(
-                    f"setting gpu_decode_mb: {megabytes} is not a size; use 1 or more megabytes, "
-                    "or leave it out"
-                )
-            clean["gpu_decode_mb"] = megabytes
         for name in ("allowed_roots", "gpu_decoders"):  # lists in TOML
             if name in clean:
                 clean[name] = tuple(str(r) for r in clean[name])  # type: ignore[union-attr]

@@ -228,7 +228,6 @@ class Engine:
             gpu_decode=cfg.gpu_decode,
             gpu_decoders=cfg.gpu_decoders,
             gpu_pillow_share=cfg.gpu_pillow_share,
-            gpu_decode_mb=cfg.gpu_decode_mb,
         )
 
     def index_distributed(

@@ -5,9 +5,7 @@ Five stages run at once (measured on an H100, docs/benchmarks.md):
 - worker processes read a whole batch of files, check headers against the pixel limit, note the
   EXIF orientation and hash them, and hand the JPEG bytes back as one shared-memory tensor (one
   handle per batch, not one pickle per file); other formats are decoded there by Pillow;
-- a thread receives those batches from the workers; each decode call takes the next one joined
-  with those already waiting behind it (nvJPEG decodes 12 MP photos at 436 images/s in calls of
-  32 and 652 in calls of 256 on an H100; a reader batch holds about 30 of them);
+- a thread receives those batches from the workers;
 - a decoder thread (one per configured decoder) decodes batch after batch and only turns the
   images upright besides: torchvision runs one decode at a time per process and returns only
   when it is done, so other work in this thread would leave the hardware decoder idle (with it
@@ -55,11 +53,10 @@ NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0
 
 @dataclass
 class RawBatch:
-    """What a worker hands back for one batch: the JPEG files' bytes in one shared-memory tensor
-    (a batch joined from several holds one tensor per reader batch)."""
+    """What a worker hands back for one batch: the JPEG files' bytes in one shared-memory tensor."""
 
-    jpeg_bytes: list  # uint8 tensors
-    jpeg_spans: list[tuple[int, int, int]]  # (tensor, start, end) in jpeg_bytes, one per jpeg record
+    jpeg_bytes: object  # uint8 tensor
+    jpeg_spans: list[tuple[int, int]]  # (start, end) in jpeg_bytes, one per jpeg record
     jpeg_records: list[NewImage]
     jpeg_orientations: list[int]  # EXIF orientation (1-8), one per jpeg record: nvJPEG ignores it
     pillow_pixels: object  # uint8 (N,3,side,side) tensor or None
@@ -68,118 +65,7 @@ class RawBatch:
     seconds: float = 0.0  # the worker's time on it
 
     def jpegs(self) -> list:
-        return [self.jpeg_bytes[k][a:b] for k, a, b in self.jpeg_spans]
-
-    def decoded_bytes(self) -> int:
-        """Bytes of the RGB pixels its JPEGs decode to."""
-        return sum(3 * (r.width or 0) * (r.height or 0) for r in self.jpeg_records)
-
-    def __len__(self) -> int:
-        return len(self.jpeg_records) + len(self.pillow_records) + len(self.failed)
-
-
-def join(batches: Sequence[RawBatch]) -> RawBatch:
-    """One batch holding `batches`' files in order (each part in jpeg, Pillow, failed order)."""
-    import torch
-
-    if len(batches) == 1:
-        return batches[0]
-    spans, offset = [], 0
-    for raw in batches:
-        spans += [(k + offset, a, b) for k, a, b in raw.jpeg_spans]
-        offset += len(raw.jpeg_bytes)
-    pixels = [raw.pillow_pixels for raw in batches if raw.pillow_pixels is not None]
-    return RawBatch(
-        [buf for raw in batches for buf in raw.jpeg_bytes],
-        spans,
-        [r for raw in batches for r in raw.jpeg_records],
-        [o for raw in batches for o in raw.jpeg_orientations],
-        torch.cat(pixels) if pixels else None,
-        [r for raw in batches for r in raw.pillow_records],
-        [r for raw in batches for r in raw.failed],
-        sum(raw.seconds for raw in batches),
-    )
-
-
-def join_waiting(
-    first: RawBatch, waiting: queue.Queue, max_images: int, max_bytes: int
-) -> tuple[RawBatch, object | None]:
-    """`first` joined with the batches already in `waiting`, in order, while the call stays within
-    `max_images` files and `max_bytes` of decoded JPEG pixels; never waits for one. Returns the
-    joined batch and the item taken from `waiting` that did not join (None if none)."""
-    parts, files, pixels = [first], len(first), first.decoded_bytes()
-    while True:
-        try:
-            item = waiting.get_nowait()
-        except queue.Empty:
-            return join(parts), None
-        if not isinstance(item, RawBatch) or (
-            files + len(item) > max_images or pixels + item.decoded_bytes() > max_bytes
-        ):
-            return join(parts), item
-        parts.append(item)
-        files, pixels = files + len(item), pixels + item.decoded_bytes()
-
-
-def joined_as_ready(
-    batches: Iterable[RawBatch], max_images: int, max_bytes: int, depth: int = 8
-) -> Iterator[RawBatch]:
-    """The readers' batches, each joined with those already waiting behind it (`join_waiting`):
-    when the readers are ahead, nvJPEG gets larger calls, which it decodes faster (module
-    docstring); when they are behind, a call never waits for more (gathering a fixed number
-    left the decoder waiting for the readers 18-37% of the time: docs/benchmarks.md). A thread
-    of its own receives the batches, up to `depth` ahead."""
-    waiting: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                waiting.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def receive() -> None:
-        try:
-            for raw in batches:
-                if not put(raw):
-                    return
-            put(end)
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
-            put(_Raised(exc))
-
-    thread = threading.Thread(target=receive, name="reader-batches", daemon=True)
-    thread.start()
-    held: object | None = None
-    try:
-        while True:
-            item = waiting.get() if held is None else held
-            if item is end:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            call, held = join_waiting(item, waiting, max_images, max_bytes)
-            yield call
-    finally:
-        stop.set()
-        thread.join()
-        if hasattr(batches, "close"):
-            batches.close()
-
-
-def decode_call_bytes(device: str, megabytes: int | None = None) -> int:
-    """Decoded bytes one GPU decode call may make: `megabytes`, or a sixteenth of the GPU's
-    memory (5 GB, about 130 phone photos, on an 80 GB H100), or 1 GB on a CPU."""
-    import torch
-
-    if megabytes is not None:
-        return megabytes << 20
-    if torch.device(device).type == "cuda":
-        return torch.cuda.get_device_properties(torch.device(device)).total_memory // 16
-    return 1 << 30
+        return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
 
 
 def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> tuple[NewImage, int] | None:
@@ -317,8 +203,8 @@ def read_batch(
     failed.sort(key=lambda r: position[r.path])  # reported in the order of the files
     pixels = [t for _, t in pillow if t is not None]
     return RawBatch(
-        [buf],
-        [(0, a, b) for a, b in spans],
+        buf,
+        spans,
         jpeg_records,
         orientations,
         torch.stack(pixels) if pixels else None,
@@ -437,7 +323,7 @@ class _GpuStages:
     def decode(self, raw: RawBatch, decoder: Callable, step: str, on) -> tuple[RawBatch, list, object]:
         """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
         jpeg_records' order, an event the resize stream must wait for or None); a batch it refuses
-        goes to Pillow, so one odd file costs its (joined) batch speed, not its embeddings."""
+        goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
         import torch
 
         if not raw.jpeg_records:
@@ -523,15 +409,13 @@ def gpu_batches(
     decoders: Sequence[str] = ("torchvision",),
     timings: dict[str, float] | None = None,
     cpu_share: float | None = None,
-    decode_mb: int | None = None,
 ) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
-    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers)`).
-    `decode_mb`: decoded megabytes one GPU decode call may make (None: `decode_call_bytes`)."""
+    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers)`)."""
     import torch
 
     from .gpu_jpeg import jpeg_decoder
@@ -559,17 +443,14 @@ def gpu_batches(
     # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
     # memory is not reused) before the resize kernels run; others have streams of their own,
     # which the resize stream waits for.
+    received = in_background(loader, "reader-batches")
     work = {}
     for i, name in enumerate(decoders):
         fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
         # a clock entry per thread: two threads adding to one entry could lose each other's time
         step = f"decoder thread {i}: {name} call"
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
-    calls = stages.timed(
-        joined_as_ready(loader, batch_size, decode_call_bytes(device, decode_mb)),
-        "decoder threads: wait for the readers",
-    )
-    decoded = in_threads(calls, work)
+    decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
     for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
         if done is not None and pixels is not None:
             torch.cuda.current_stream(device).wait_event(done)

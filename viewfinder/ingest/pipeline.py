@@ -279,7 +279,6 @@ class EmbedOptions:
     gpu_decode: bool = True
     gpu_decoders: Sequence[str] = ("torchvision",)
     gpu_pillow_share: float | None = None  # None: gpu_decode.auto_cpu_share
-    gpu_decode_mb: int | None = None  # None: gpu_decode.decode_call_bytes
 
 
 def index_folder(folder: Path, store: Store, encoder, options: EmbedOptions) -> IndexReport:
@@ -315,7 +314,6 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
             workers=gpu_readers(files, options.workers),
             decoders=options.gpu_decoders,
             cpu_share=options.gpu_pillow_share,
-            decode_mb=options.gpu_decode_mb,
         )
         return loader, None, None  # the GPU batches arrive normalised
     loader = cpu_batches(files, transform, options.batch_size, options.workers, options.max_pixels)
