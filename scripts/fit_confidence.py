@@ -7,9 +7,11 @@ collections are built from one split alone and from the split plus up to 2,000 o
 training images (two sizes), and every query is judged with its relevant items present and again
 removed. Directions: text->image (a caption's images), image->text (an image's caption among the
 collection's captions), image->image (other images with the same caption, the query image left
-out; `--image-relevance category`: the other images of its category). The validation splits fit
-one logistic model per direction (viewfinder/eval/calibration.py) and its abstention threshold
-for the stated precision; the test splits measure it.
+out; `--image-relevance category`: the other images of its category). image->image also gets
+real photos with their near-duplicates and other shots of their scene (scripts/eval_duplicates.py's
+collection, among gcompris' training photos), where those are what is relevant. The validation
+splits fit one logistic model per direction (viewfinder/eval/calibration.py) and its abstention
+threshold for the stated precision; the test splits measure it.
 
 Writes viewfinder/models/weights/mini_heads.calibration.json (unless --no-install), prints the
 tables of docs/confidence.md, and draws docs/images/confidence_reliability.png."""
@@ -21,8 +23,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from viewfinder.data.datasets import ImageTextPair, photo_split
+from viewfinder.data.datasets import ImageTextPair, photo_split, split_of
 from viewfinder.eval.calibration import (
     LabelledHits,
     abstention,
@@ -38,6 +41,10 @@ from viewfinder.models.mini import calibration_file, shipped_heads_path
 from viewfinder.query.confidence import DIRECTIONS, CalibratedConfidence, ScoreTailConfidence
 
 SETS = ("tuxpaint", "openclipart", "emoji", "fashion", "gcompris")
+# image->image only: a photo's copies and re-encodings and the other shots of its scene are its
+# relevant images; the sets above have few images that share a caption, and none of the same
+# picture, so alone they taught the fit that a photo's other shot is a weak match
+VARIANTS = "photo variants"
 # "subject absent" removes the query's whole category where the set has categories (a frog query
 # in a collection with no animals), since a collection that only lacks the exact captioned item
 # still holds look-alikes (a toad); emoji has no categories, so only its captioned items go.
@@ -46,18 +53,44 @@ EXTRA_TRAIN = 2000
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_sets(features: Path) -> dict[str, dict[str, list[tuple[str, str, str, np.ndarray]]]]:
-    """set -> split -> [(id, caption, category, frozen image features)]."""
+def load_sets(
+    emb: "Embedder", features: Path
+) -> dict[str, dict[str, list[tuple[str, str, str, np.ndarray]]]]:
+    """set -> split -> [(id, caption, category, mini's image vector)]."""
     out: dict[str, dict[str, list]] = {s: {"train": [], "val": [], "test": []} for s in SETS}
     for name in ("drawings", "drawings-rest", "gcompris"):
         data = np.load(features / f"{name}.npz", allow_pickle=False)
         caps = json.loads((features / f"{name}.captions.json").read_text())
-        images = data["image"].astype(np.float32)  # one read: each data[key] decompresses anew
+        images = emb.images(data["image"])  # one read: each data[key] decompresses anew
         for i, pid in enumerate(data["ids"].tolist()):
             dataset = pid.split("/")[0]
             split = photo_split(pid) if dataset == "gcompris" else ImageTextPair(pid, "", "", "", "").split
             caption, group = caps[pid]
             out[dataset][split].append((pid, caption, "" if dataset in NO_CATEGORIES else group, images[i]))
+    return out
+
+
+def variant_rows(emb: "Embedder", folder: Path) -> dict[str, list[tuple[str, str, str, np.ndarray]]]:
+    """scripts/eval_duplicates.py's real photos (the demo sample's 42 photos, each with a copy and
+    four re-encodings; opencv-doc's shots of three scenes), built under `folder`, as split ->
+    [(path, its picture or scene, the same, mini's vector)], split half and half by picture."""
+    from eval_duplicates import build
+    from PIL import ImageOps
+
+    _, _, scene = build(folder)
+    paths = sorted(scene)
+    vectors = []
+    for start in range(0, len(paths), 32):
+        images = []
+        for path in paths[start : start + 32]:
+            with Image.open(path) as im:
+                images.append(ImageOps.exif_transpose(im).convert("RGB"))
+        vectors.append(emb.encoder.encode_images(images))
+    vectors = np.concatenate(vectors)
+    out: dict[str, list] = {"val": [], "test": []}
+    for path, vector in zip(paths, vectors):
+        key = scene[path]
+        out["val" if split_of(key, val=0.5, test=0.5) == "val" else "test"].append((path, key, key, vector))
     return out
 
 
@@ -91,6 +124,7 @@ def collection_hits(
     seed: int,
     strict: bool = False,
     image_relevance: str = "caption",
+    directions: tuple[str, ...] = DIRECTIONS,
 ) -> dict[str, LabelledHits]:
     """Labelled hits of every direction for queries from `query_rows`, over a collection of
     `query_rows` + `extra_rows`; absent cases remove the query's category (`strict`: only the
@@ -98,7 +132,7 @@ def collection_hits(
     (`image_relevance="category"`: of its category, measured worse, docs/confidence.md)."""
     rows = query_rows + extra_rows
     captions = [r[1] for r in rows]
-    images = emb.images(np.stack([r[3] for r in rows]))
+    images = np.stack([r[3] for r in rows])  # embedded by load_sets
     category_of = {r[1]: r[2] for r in rows}
     n_q = len(query_rows)
     unique = list(dict.fromkeys(captions))
@@ -121,23 +155,25 @@ def collection_hits(
 
     out = {}
     query_caps = list(dict.fromkeys(captions[:n_q]))
-    out["text->image"] = labelled_hits(
-        emb.texts(query_caps),
-        images,
-        [members[c] for c in query_caps],
-        "text->image",
-        absent_removes=absent([by_category[category(c)] for c in query_caps]),
-        seed=seed,
-    )
-    text_index = {c: j for j, c in enumerate(unique)}
-    out["image->text"] = labelled_hits(
-        images[:n_q],
-        emb.texts(unique),
-        [{text_index[c]} for c in captions[:n_q]],
-        "image->text",
-        absent_removes=absent([text_by_category[category(c)] for c in captions[:n_q]]),
-        seed=seed,
-    )
+    if "text->image" in directions:
+        out["text->image"] = labelled_hits(
+            emb.texts(query_caps),
+            images,
+            [members[c] for c in query_caps],
+            "text->image",
+            absent_removes=absent([by_category[category(c)] for c in query_caps]),
+            seed=seed,
+        )
+    if "image->text" in directions:
+        text_index = {c: j for j, c in enumerate(unique)}
+        out["image->text"] = labelled_hits(
+            images[:n_q],
+            emb.texts(unique),
+            [{text_index[c]} for c in captions[:n_q]],
+            "image->text",
+            absent_removes=absent([text_by_category[category(c)] for c in captions[:n_q]]),
+            seed=seed,
+        )
     out["image->image"] = labelled_hits(
         images[:n_q],
         images,
@@ -159,13 +195,15 @@ def split_hits(
     """set -> direction -> hits, over the split alone and the split plus training images."""
     rng = np.random.default_rng(seed)
     out = {}
-    for name in SETS:
+    for name in SETS + (VARIANTS,):
         rows = sets[name][split]
-        train = sets[name]["train"]
+        # the photo variants among gcompris' training photos: a small photo library
+        train = sets["gcompris" if name == VARIANTS else name]["train"]
         extra = [train[i] for i in rng.permutation(len(train))[:EXTRA_TRAIN]]
-        alone = collection_hits(emb, rows, [], seed, strict, image_relevance)
-        larger = collection_hits(emb, rows, extra, seed + 1, strict, image_relevance)
-        out[name] = {d: alone[d].extend(larger[d]) for d in DIRECTIONS}
+        directions = ("image->image",) if name == VARIANTS else DIRECTIONS
+        alone = collection_hits(emb, rows, [], seed, strict, image_relevance, directions)
+        larger = collection_hits(emb, rows, extra, seed + 1, strict, image_relevance, directions)
+        out[name] = {d: alone[d].extend(larger[d]) for d in directions}
         print(
             f"  {split} {name}: {len(rows)} queries, collections of {len(rows)} and {len(rows) + len(extra)}"
         )
@@ -178,7 +216,8 @@ def merged(per_set: dict[str, dict[str, LabelledHits]], direction: str) -> Label
     worse: text->image right top hits abstaining 0.13 -> 0.38)."""
     hits = LabelledHits()
     for by_dir in per_set.values():
-        hits = hits.extend(by_dir[direction])
+        if direction in by_dir:
+            hits = hits.extend(by_dir[direction])
     return hits
 
 
@@ -232,26 +271,36 @@ def main() -> None:
         default="caption",
         help="an image query's relevant images: those with its caption (default) or its category",
     )
+    ap.add_argument(
+        "--variants",
+        type=Path,
+        default=ROOT / "build" / "duplicates",
+        help="where scripts/eval_duplicates.py's photo collection is built",
+    )
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "confidence_reliability.png")
     args = ap.parse_args()
 
-    sets = load_sets(args.features)
     emb = Embedder()
+    sets = load_sets(emb, args.features)
+    sets[VARIANTS] = variant_rows(emb, args.variants)
     val = split_hits(emb, sets, "val", seed=0, image_relevance=args.image_relevance)
     test = split_hits(emb, sets, "test", seed=100, image_relevance=args.image_relevance)
     fits = {d: fit_direction(merged(val, d), args.precision) for d in DIRECTIONS}
     calibrated = CalibratedConfidence(
-        fits, source=f"scripts/fit_confidence.py on the val splits of {', '.join(SETS)}"
+        fits, source=f"scripts/fit_confidence.py on the val splits of {', '.join(SETS + (VARIANTS,))}"
     )
     before = ScoreTailConfidence()
 
     print("\nECE (10 bins) on the test splits, all top-10 hits / rank-1 hits only; before -> after")
-    print("| direction | " + " | ".join(SETS) + " |")
-    print("|---" * (len(SETS) + 1) + "|")
+    print("| direction | " + " | ".join(SETS + (VARIANTS,)) + " |")
+    print("|---" * (len(SETS) + 2) + "|")
     for d in DIRECTIONS:
         cells = []
-        for name in SETS:
+        for name in SETS + (VARIANTS,):
+            if d not in test[name]:
+                cells.append("-")
+                continue
             hits = test[name][d]
             top = select(hits, hits.top)
             e = [
@@ -273,7 +322,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for d in DIRECTIONS:
-        for name in SETS + ("all",):
+        for name in SETS + (VARIANTS, "all"):
+            if name in test and d not in test[name]:
+                continue
             hits = merged(test, d) if name == "all" else test[name][d]
             hard = merged(strict, d) if name == "all" else strict[name][d]
             top, hard_top = select(hits, hits.top), select(hard, hard.top)
@@ -286,6 +337,17 @@ def main() -> None:
                     f"{r.right_top_abstain_rate:.2f} ({r.right_top_queries}) | {r.kept_precision:.2f} | "
                     f"{r.kept_present:.2f} |"
                 )
+
+    print(
+        "\nimage->image queries with no other image of their caption (images of their kind remain; "
+        "neither present nor absent, so not fitted on): share that abstain, calibrated"
+    )
+    for name in SETS:
+        top = select(test[name]["image->image"], test[name]["image->image"].top)
+        unknown = ~top.answerable & ~top.absent
+        if unknown.any():
+            abstains = np.array([calibrated.abstains(ctx, stats) for ctx, stats in top.contexts])
+            print(f"  {name}: {abstains[unknown].mean():.2f} of {int(unknown.sum())}")
 
     draw(test, {"before": before, "calibrated": calibrated}, args.figure)
     print(f"\nwrote {args.figure}")

@@ -16,9 +16,11 @@ from viewfinder.eval.calibration import (
 )
 from viewfinder.models.mini import calibration_file, shipped_heads_path
 from viewfinder.query.confidence import (
+    FEATURES,
     CalibratedConfidence,
     HitContext,
     ScoreTailConfidence,
+    hit_features,
     load_confidence,
     query_stats,
 )
@@ -84,6 +86,50 @@ def test_fit_separates_present_from_absent_and_round_trips(tmp_path):
     )
     other = HitContext(ctx.score, 1, ctx.score, ctx.next_score, "image->image")
     assert model.confidence(other, stats) == ScoreTailConfidence().confidence(other, stats)
+
+
+def test_a_calibration_fitted_on_fewer_features_keeps_working():
+    """Calibration files list the features they were fitted on; one written before later features
+    were added reads only those, and a list that is not FEATURES' start is refused."""
+    import json
+
+    old = {
+        "features": list(FEATURES[:7]),
+        "directions": {
+            "text->image": {
+                "relevant": {"coef": [10.0, 0, 0, 0, 0, 0, 0], "intercept": -5.0},
+                "present": {"coef": [10.0, 0, 0, 0, 0, 0, 0], "intercept": -5.0},
+                "abstain_below": 0.5,
+                "target_precision": 0.8,
+            }
+        },
+    }
+    model = CalibratedConfidence.from_json(json.dumps(old))
+    stats = query_stats(np.array([0.1, 0.2, 0.3]), 3)
+    hit = HitContext(0.7, 1, 0.7, 0.2, "text->image")
+    assert len(hit_features(hit, stats)) == len(FEATURES) > 7
+    assert model.confidence(hit, stats) == pytest.approx(1 / (1 + np.exp(-(10 * 0.7 - 5))))
+    assert json.loads(model.to_json())["features"] == old["features"]
+    old["features"] = list(FEATURES[1:8])
+    with pytest.raises(ValueError, match="not a start of"):
+        CalibratedConfidence.from_json(json.dumps(old))
+
+
+def test_presence_is_learnt_only_from_queries_whose_answer_is_known():
+    """An image query with no other image of its caption is neither "present" nor "absent":
+    it must not teach the presence model (nor move the threshold)."""
+    rng = np.random.default_rng(1)
+    dim, n = 32, 200
+    items = rng.normal(size=(n, dim)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    targets = rng.choice(n, 60, replace=False)
+    queries = items[targets] + 0.6 * rng.normal(size=(60, dim)).astype(np.float32) / np.sqrt(dim)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    known = labelled_hits(queries[:40], items, [{int(t)} for t in targets[:40]], "image->image")
+    # near copies of stored items whose own relevant set is empty: they look like right answers
+    unknown = labelled_hits(queries[40:], items, [set() for _ in targets[40:]], "image->image")
+    alone, together = fit_direction(known), fit_direction(known.extend(unknown))
+    assert together.present == alone.present and together.abstain_below == alone.abstain_below
 
 
 def test_score_tail_fallback_where_no_calibration(tmp_path):

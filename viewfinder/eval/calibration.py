@@ -187,10 +187,11 @@ class AbstentionReport:
 
 
 def abstention(model: ConfidenceModel, top: LabelledHits) -> AbstentionReport:
-    """`top`: the rank-1 hits only."""
+    """`top`: the rank-1 hits only. The shares of kept queries count those whose answer is known
+    (a relevant item present, or the subject removed; fit_direction says why)."""
     abstains = np.array([model.abstains(ctx, stats) for ctx, stats in top.contexts])
     right = top.relevant
-    kept = ~abstains
+    kept = ~abstains & (top.answerable | top.absent)
     return AbstentionReport(
         float(abstains[top.absent].mean()) if top.absent.any() else float("nan"),
         float(abstains[right].mean()) if right.any() else float("nan"),
@@ -221,9 +222,16 @@ def fit_direction(hits: LabelledHits, precision: float = 0.8) -> DirectionFit:
     """Fit one direction on validation hits: P(hit relevant) on every hit, P(subject present) on
     the rank-1 hits, and the abstention threshold on the latter such that, when the search does
     not abstain, the query's subject is in the collection at least `precision` of the time (on
-    these hits, where about half the queries have their subject removed)."""
+    these hits, where about half the queries have their subject removed).
+
+    Presence is learnt only from queries whose answer is known: a relevant item present, or the
+    subject removed. An image query with no other image of its caption is neither: images of its
+    kind are still there (the clip art's title is unique, its category is not), and counting it
+    as "absent" taught the image->image fit to abstain on 96-100% of the queries whose right image
+    came first (docs/confidence.md)."""
     relevant = fit_logistic(hits.features, hits.relevant, hits.weight)
     top = select(hits, hits.top)
+    top = select(top, top.answerable | top.absent)
     present = fit_logistic(top.features, top.answerable, top.weight)
     direction = hits.contexts[0][0].direction
     model = CalibratedConfidence({direction: DirectionFit(relevant, present, 0.5, precision)})

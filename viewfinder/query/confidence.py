@@ -8,8 +8,10 @@ Two models behind one interface:
   (`scripts/fit_confidence.py`, `viewfinder/eval/calibration.py`). Its output is the probability
   that the hit is relevant; its ECE per test split is in docs/confidence.md. It reads only what
   a search knows (`hit_features`): the cosine, its z-score against a fixed sample of the
-  collection, the gaps to the top hit and to the next one, the rank, the collection's size and
-  how many items of that size would reach the score by chance. A second logistic model reads the
+  collection, the gaps to the top hit and to the next one, the rank, the collection's size, how
+  many items of that size would reach the score by chance, and the mean and spread of the
+  query's scores over the sample (a collection where everything looks alike, such as ten kinds
+  of clothes, gives high scores to hits and misses alike). A second logistic model reads the
   rank-1 hit's features and gives the probability that the collection holds the query's subject
   at all; the search abstains when it is under the direction's threshold, chosen on held-out
   data so that the queries it answers have their subject present at a stated rate.
@@ -29,6 +31,7 @@ from typing import Protocol
 import numpy as np
 
 MIN_STD = 0.01  # cosine scores of a tiny or uniform collection: keep z finite
+SELF_SCORE = 0.999  # an image query's cosine with its own stored picture (or a byte-identical copy)
 DIRECTIONS = ("text->image", "image->text", "image->image")
 FEATURES = (
     "score",
@@ -38,6 +41,8 @@ FEATURES = (
     "log_rank",
     "log_population",
     "log10_chance_hits",
+    "sample_mean",
+    "sample_std",
 )
 
 
@@ -90,6 +95,8 @@ def hit_features(hit: HitContext, stats: QueryStats) -> np.ndarray:
             math.log(hit.rank),
             math.log(stats.population),
             max(math.log10(chance) if chance > 0 else -12.0, -12.0),
+            stats.mean,
+            stats.std,
         ],
         np.float64,
     )
@@ -120,11 +127,12 @@ class ScoreTailConfidence:
 
 @dataclass(frozen=True)
 class Logistic:
-    coef: tuple[float, ...]  # per FEATURES entry, on raw (unscaled) features
+    coef: tuple[float, ...]  # per FEATURES entry (its first len(coef)), on raw (unscaled) features
     intercept: float
 
     def __call__(self, features: np.ndarray) -> float:
-        logit = float(np.dot(self.coef, features)) + self.intercept
+        # a fit from before later features were added reads only the ones it knew
+        logit = float(np.dot(self.coef, features[: len(self.coef)])) + self.intercept
         return 1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0)))
 
 
@@ -147,6 +155,8 @@ class CalibratedConfidence:
         return self.fits.get(direction) or self.fits.get(direction.replace("->text", "->image"))
 
     def confidence(self, hit: HitContext, stats: QueryStats) -> float:
+        if hit.direction == "image->image" and hit.score >= SELF_SCORE:
+            return 1.0  # the query's own picture: a fact, and one the fitted data never shows
         fit = self._fit(hit.direction)
         return fit.relevant(hit_features(hit, stats)) if fit else self.fallback.confidence(hit, stats)
 
@@ -164,8 +174,9 @@ class CalibratedConfidence:
         def logistic(m: Logistic) -> dict:
             return {"coef": list(m.coef), "intercept": m.intercept}
 
+        width = max((len(f.relevant.coef) for f in self.fits.values()), default=len(FEATURES))
         body = {
-            "features": list(FEATURES),
+            "features": list(FEATURES[:width]),
             "source": self.source,
             "directions": {
                 d: {
@@ -182,8 +193,9 @@ class CalibratedConfidence:
     @classmethod
     def from_json(cls, text: str) -> "CalibratedConfidence":
         body = json.loads(text)
-        if tuple(body.get("features", ())) != FEATURES:
-            raise ValueError(f"calibration features {body.get('features')} differ from {list(FEATURES)}")
+        names = tuple(body.get("features", ()))
+        if not names or names != FEATURES[: len(names)]:  # calibrations fitted before keep working
+            raise ValueError(f"calibration features {list(names)} are not a start of {list(FEATURES)}")
 
         def logistic(m: dict) -> Logistic:
             return Logistic(tuple(m["coef"]), m["intercept"])

@@ -13,7 +13,15 @@ import numpy as np
 from ..errors import QueryError
 from ..images import read_image
 from ..store import Collection, ImageRecord, Store
-from .confidence import ConfidenceModel, HitContext, QueryStats, ScoreTailConfidence, query_stats, verdict
+from .confidence import (
+    SELF_SCORE,
+    ConfidenceModel,
+    HitContext,
+    QueryStats,
+    ScoreTailConfidence,
+    query_stats,
+    verdict,
+)
 from .duplicates import LIKENESS, likeness
 from .filters import Filters
 from .parse import QueryPart, load_image_part
@@ -158,7 +166,12 @@ def judge(
     """This query's score statistics over the collection, the rank-1 hit's score, and whether to
     abstain (`vectors` holds the first two ranked ids' vectors). Abstention judges the rank-1 hit
     even when the page starts later; a lexical match never abstains."""
-    stats = query_stats(store.sample(collection) @ query, len(store.vectors(collection)))
+    sample = store.sample(collection) @ query
+    if direction == "image->image":
+        # the query's own image, if stored, is not part of what it is compared with: the
+        # calibration left it out (scripts/fit_confidence.py), and its 1.0 would widen the spread
+        sample = sample[sample < SELF_SCORE]
+    stats = query_stats(sample, len(store.vectors(collection)))
     scores = [float(vectors[i] @ query) for i in ranking.ids[:2] if i in vectors]
     if not scores:
         return stats, 0.0, True
@@ -197,6 +210,7 @@ def make_hit(
     score = float(q.query @ vector)
     contrib = {lab: float(w * s / q.norm) for lab, w, s in zip(q.labels, q.weights, part_scores)}
     conf = q.confidence.confidence(hit_context(rank_no, score, next_score, q), q.stats)
+    like = likeness(score) if q.direction == "image->image" and isinstance(record, ImageRecord) else None
     explanation = explain(score, contrib, dict(zip(q.labels, part_scores.tolist())), conf, q.stats)
     extra: dict = {}
     if q.ranking.mode != "vector":
@@ -226,10 +240,9 @@ def make_hit(
     if is_image:
         hit.path, hit.caption = record.path, record.caption
         hit.caption_confidence = record.caption_confidence
-        if q.direction == "image->image":
-            hit.likeness = likeness(score)
-            if hit.likeness:
-                hit.explanation += f"; {hit.likeness} (cosine >= {LIKENESS[hit.likeness]:.2f})"
+        if like:
+            hit.likeness = like
+            hit.explanation += f"; {hit.likeness} (cosine >= {LIKENESS[hit.likeness]:.2f})"
     else:
         hit.text, hit.source = record.text, record.source
     return hit
