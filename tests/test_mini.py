@@ -108,6 +108,28 @@ def test_english_queries_take_the_english_tower(mini):
     assert (logits[len(english) :] <= 0).mean() >= 0.8, dict(zip(other, logits[len(english) :].tolist()))
 
 
+def test_names_and_short_english_words_take_the_english_tower_too(mini):
+    """Queries made of common English words keep the English path where the language test alone
+    would send them to the other languages' one (the real-photo test queries "Koala", "Pig" and
+    "bee" went there); words more common in another language do not ("chat", "pies", "gato")."""
+    from viewfinder.models.base import normalise
+    from viewfinder.models.multilingual import english_looking
+    from viewfinder.models.numpy_layers import linear
+
+    looks = ["Koala", "Pig", "bee", "pig farm", "brown bear", "Bee-hive!", "House 2"]
+    foreign = ["un chat", "chat", "pies", "gato", "die Katze", "一只猫", "ракета", "", "2024"]
+    assert english_looking(looks).all(), dict(zip(looks, english_looking(looks)))
+    assert not english_looking(foreign).any(), dict(zip(foreign, english_looking(foreign)))
+    # the test alone sends these three down the e5 path; the product keeps them English
+    names = ["Koala", "Pig", "bee"]
+    e5 = mini.e5.queries(names)
+    assert (linear(e5, mini.heads.w, "language")[:, 0] <= 0).all()
+    english = normalise(mini.heads.project("text", mini._text_tower()(names)))
+    share = normalise(mini.heads.project("e5_english", e5))
+    expected = normalise(english + mini.heads.config.e5_share * share)
+    assert np.abs(mini.encode_texts(names) - expected).max() < 1e-5
+
+
 def test_english_queries_add_a_share_of_the_e5_path(mini):
     """English queries are the English tower's vector plus the shipped share (chosen on the val
     splits by scripts/train_mini.py) of their own e5 head's; other languages take the e5 path, a

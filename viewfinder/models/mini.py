@@ -29,7 +29,7 @@ from .classifier import (
     NUM_CLASSES,
     classifier_weights_path,
 )
-from .multilingual import E5_DIM, E5Tower
+from .multilingual import E5_DIM, E5Tower, english_looking
 from .torch_encoder import TorchEncoder
 
 log = logging.getLogger(__name__)
@@ -443,7 +443,8 @@ class MiniEncoder(TorchEncoder):
         import torch
 
         e5 = torch.from_numpy(self.e5.queries(list(texts))).to(english.device)
-        is_english = self.heads.language(e5)[:, 0] > 0
+        looks_english = torch.from_numpy(english_looking(texts)).to(english.device)
+        is_english = (self.heads.language(e5)[:, 0] > 0) | looks_english
         norm = torch.nn.functional.normalize
         cfg = self.heads.config
         other = share = norm(self.heads.e5_text(e5), dim=-1)

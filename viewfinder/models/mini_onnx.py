@@ -33,7 +33,7 @@ from .mini import (
     shipped_heads_path,
     text_model_path,
 )
-from .multilingual import E5Tower
+from .multilingual import E5Tower, english_looking
 from .numpy_layers import gelu, layer_norm, linear
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ class MiniOnnxEncoder(Encoder):
         if not self.heads.config.multilingual:
             return normalise(english)
         e5 = self.e5.queries(texts)
-        is_english = linear(e5, self.heads.w, "language")[:, 0] > 0
+        is_english = (linear(e5, self.heads.w, "language")[:, 0] > 0) | english_looking(texts)
         cfg = self.heads.config
         other = share = normalise(self.heads.project("e5_text", e5))
         if cfg.e5_share_head:
