@@ -514,13 +514,13 @@ def language_mrr(encoder, features: Path, split: str = "test") -> dict[str, tupl
     return out
 
 
-def language_table(encoder, features: Path) -> list[str]:
-    """Table rows of `language_mrr` on the test splits."""
+def language_table(encoder, features: Path, split: str = "test") -> list[str]:
+    """Table rows of `language_mrr` on the `split` splits."""
     return [
-        f"| {group} test ({n} images) | "
+        f"| {group} {split} ({n} images) | "
         + " | ".join(f"{mrr[lang]:.3f}" if lang in mrr else "" for lang in ("en",) + LANGUAGES)
         + " |"
-        for group, (n, mrr) in language_mrr(encoder, features).items()
+        for group, (n, mrr) in language_mrr(encoder, features, split).items()
     ]
 
 
@@ -684,6 +684,12 @@ def evaluate_shipped(sets: dict, args, names: list[str]) -> None:
     print("\nText->image MRR per query language, installed heads:")
     print("| query language | " + " | ".join(("en",) + LANGUAGES) + " |")
     print("\n".join(language_table(encoder, args.features)), flush=True)
+    # the val splits, where routing choices are made (docs/mini.md)
+    val_sets = test_sets(args.features, "val")
+    print("\n| installed, the product's path, val splits | " + " | ".join(val_sets) + " |")
+    print(f"| | {metric_cells(evaluate(encoder, val_sets, features=args.features, product=True))} |")
+    print("| query language (val) | " + " | ".join(("en",) + LANGUAGES) + " |")
+    print("\n".join(language_table(encoder, args.features, "val")), flush=True)
 
 
 def main() -> None:
