@@ -60,14 +60,18 @@ def test_labelled_hits_judge_each_query_present_and_absent():
     assert hits.weight.sum() == pytest.approx(2.0)  # each judged query weighs 1
 
 
-def test_fit_separates_present_from_absent_and_round_trips(tmp_path):
-    rng = np.random.default_rng(0)
-    dim, n = 32, 200
+def noisy_copies(seed: int, n: int = 200, queries: int = 60, dim: int = 32):
+    """`n` random unit items, and `queries` noisy copies of some of them: (items, targets, queries)."""
+    rng = np.random.default_rng(seed)
     items = rng.normal(size=(n, dim)).astype(np.float32)
     items /= np.linalg.norm(items, axis=1, keepdims=True)
-    targets = rng.choice(n, 60, replace=False)
-    queries = items[targets] + 0.6 * rng.normal(size=(60, dim)).astype(np.float32) / np.sqrt(dim)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    targets = rng.choice(n, queries, replace=False)
+    copies = items[targets] + 0.6 * rng.normal(size=(queries, dim)).astype(np.float32) / np.sqrt(dim)
+    return items, targets, copies / np.linalg.norm(copies, axis=1, keepdims=True)
+
+
+def test_fit_separates_present_from_absent_and_round_trips(tmp_path):
+    items, targets, queries = noisy_copies(0)
     hits = labelled_hits(queries, items, [{int(t)} for t in targets], "text->image")
     fit = fit_direction(hits, precision=0.95)
     model = CalibratedConfidence({"text->image": fit})
@@ -118,13 +122,7 @@ def test_a_calibration_fitted_on_fewer_features_keeps_working():
 def test_presence_is_learnt_only_from_queries_whose_answer_is_known():
     """An image query with no other image of its caption is neither "present" nor "absent":
     it must not teach the presence model (nor move the threshold)."""
-    rng = np.random.default_rng(1)
-    dim, n = 32, 200
-    items = rng.normal(size=(n, dim)).astype(np.float32)
-    items /= np.linalg.norm(items, axis=1, keepdims=True)
-    targets = rng.choice(n, 60, replace=False)
-    queries = items[targets] + 0.6 * rng.normal(size=(60, dim)).astype(np.float32) / np.sqrt(dim)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    items, targets, queries = noisy_copies(1)
     known = labelled_hits(queries[:40], items, [{int(t)} for t in targets[:40]], "image->image")
     # near copies of stored items whose own relevant set is empty: they look like right answers
     unknown = labelled_hits(queries[40:], items, [set() for _ in targets[40:]], "image->image")
