@@ -130,6 +130,15 @@ def test_presence_is_learnt_only_from_queries_whose_answer_is_known():
     assert together.present == alone.present and together.abstain_below == alone.abstain_below
 
 
+def test_an_image_querys_own_picture_is_certain():
+    items, targets, queries = noisy_copies(2)
+    fit = fit_direction(labelled_hits(queries, items, [{int(t)} for t in targets], "image->image"))
+    model = CalibratedConfidence({"image->image": fit, "text->image": fit})
+    stats = query_stats(np.array([0.1, 0.2, 0.3]), 3)
+    assert model.confidence(HitContext(0.9995, 1, 0.9995, 0.3, "image->image"), stats) == 1.0
+    assert model.confidence(HitContext(0.9995, 1, 0.9995, 0.3, "text->image"), stats) < 1.0
+
+
 def test_score_tail_fallback_where_no_calibration(tmp_path):
     assert isinstance(load_confidence(None), ScoreTailConfidence)
     assert isinstance(load_confidence(tmp_path / "missing.json"), ScoreTailConfidence)
@@ -153,3 +162,9 @@ def test_mini_ships_a_calibration_that_abstains_on_absent_subjects(tmp_path, pho
         apple = next(folder.rglob("apple.jpg"))
         hybrid = eng.search("orange fruit", image=str(apple), text_weight=0.7, k=3)
         assert hybrid.hits[0].path == str(apple) and not hybrid.abstained
+        # an image query's own stored picture is certain, and another shot of its scene is a
+        # strong match (fitted on the photo variants; 0.11 without them, docs/confidence.md)
+        aloe_l, aloe_r = (next(folder.rglob(name)) for name in ("aloeL.jpg", "aloeR.jpg"))
+        same = eng.search(image=str(aloe_l), k=2)
+        assert [h.path for h in same.hits] == [str(aloe_l), str(aloe_r)] and not same.abstained
+        assert same.hits[0].confidence == 1.0 and same.hits[1].confidence >= 0.5
