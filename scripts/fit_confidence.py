@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from viewfinder.config import Config
 from viewfinder.data.datasets import ImageTextPair, photo_split, split_of
 from viewfinder.eval.calibration import (
     LabelledHits,
@@ -36,6 +36,7 @@ from viewfinder.eval.calibration import (
     reliability_bins,
     select,
 )
+from viewfinder.images import read_image
 from viewfinder.models import load_encoder
 from viewfinder.models.mini import calibration_file, shipped_heads_path
 from viewfinder.query.confidence import DIRECTIONS, CalibratedConfidence, ScoreTailConfidence
@@ -75,16 +76,13 @@ def variant_rows(emb: "Embedder", folder: Path) -> dict[str, list[tuple[str, str
     four re-encodings; opencv-doc's shots of three scenes), built under `folder`, as split ->
     [(path, its picture or scene, the same, mini's vector)], split half and half by picture."""
     from eval_duplicates import build
-    from PIL import ImageOps
 
     _, _, scene = build(folder)
     paths = sorted(scene)
     vectors = []
     for start in range(0, len(paths), 32):
-        images = []
-        for path in paths[start : start + 32]:
-            with Image.open(path) as im:
-                images.append(ImageOps.exif_transpose(im).convert("RGB"))
+        # decoded as the product decodes them: EXIF orientation applied, any mode to RGB
+        images = [read_image(Path(p), Config().max_pixels).image for p in paths[start : start + 32]]
         vectors.append(emb.encoder.encode_images(images))
     vectors = np.concatenate(vectors)
     out: dict[str, list] = {"val": [], "test": []}
@@ -344,7 +342,7 @@ def main() -> None:
     )
     for name in SETS:
         top = select(test[name]["image->image"], test[name]["image->image"].top)
-        unknown = ~top.answerable & ~top.absent
+        unknown = ~top.known
         if unknown.any():
             abstains = np.array([calibrated.abstains(ctx, stats) for ctx, stats in top.contexts])
             print(f"  {name}: {abstains[unknown].mean():.2f} of {int(unknown.sum())}")

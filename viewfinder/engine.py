@@ -26,7 +26,7 @@ from .errors import (
     QueryError,
     ViewfinderError,
 )
-from .images import read_image
+from .images import HASH_PREFIX, read_image
 from .ingest.reindex import finish_switch
 from .models import SPEC_HELP as MODEL_SPEC_HELP
 from .models import Encoder, load_encoder
@@ -578,11 +578,8 @@ class Engine:
         """A JPEG thumbnail of an indexed image, made once and cached under the index folder
         (keyed by content, so a changed file gets a new one)."""
         rec = self.store.catalog.get_image(image_id)
-        cache = (
-            Path(self.config.db)
-            / "thumbnails"
-            / f"{image_id}-{(rec.content_hash or 'x').split(':')[-1][:16]}.jpg"
-        )
+        digest = (rec.content_hash or "x").removeprefix(HASH_PREFIX)
+        cache = Path(self.config.db) / "thumbnails" / f"{image_id}-{digest[:16]}.jpg"
         if not cache.exists():
             try:
                 im = read_image(Path(rec.path), self.config.max_pixels, draft_size=THUMB_SIZE).image

@@ -54,6 +54,12 @@ class LabelledHits:
     def top(self) -> np.ndarray:
         return self.rank == 1
 
+    @property
+    def known(self) -> np.ndarray:
+        """Hits of queries whose answer is known: a relevant item present, or the subject removed
+        (an image query with no other image of its caption is neither; fit_direction)."""
+        return self.answerable | self.absent
+
 
 def labelled_hits(
     queries: np.ndarray,
@@ -191,7 +197,7 @@ def abstention(model: ConfidenceModel, top: LabelledHits) -> AbstentionReport:
     (a relevant item present, or the subject removed; fit_direction says why)."""
     abstains = np.array([model.abstains(ctx, stats) for ctx, stats in top.contexts])
     right = top.relevant
-    kept = ~abstains & (top.answerable | top.absent)
+    kept = ~abstains & top.known
     return AbstentionReport(
         float(abstains[top.absent].mean()) if top.absent.any() else float("nan"),
         float(abstains[right].mean()) if right.any() else float("nan"),
@@ -231,7 +237,7 @@ def fit_direction(hits: LabelledHits, precision: float = 0.8) -> DirectionFit:
     came first (docs/confidence.md)."""
     relevant = fit_logistic(hits.features, hits.relevant, hits.weight)
     top = select(hits, hits.top)
-    top = select(top, top.answerable | top.absent)
+    top = select(top, top.known)
     present = fit_logistic(top.features, top.answerable, top.weight)
     direction = hits.contexts[0][0].direction
     model = CalibratedConfidence({direction: DirectionFit(relevant, present, 0.5, precision)})

@@ -45,7 +45,7 @@ READ_BATCH_BYTES = 128 << 20
 # reader processes decode a share of them in Pillow's draft mode (DCT-domain downscaling). Rates
 # for 12 MP photos on an H100 host with 16 cores: nvJPEG 583-628 images/s, draft decode 14.1-16.7
 # a core, read + header + SHA-256 227-235 files/s a core (benchmarks/results/gpu_12mp_h100_*.txt).
-# The readers hash with BLAKE3 since (269-353 files/s a core); the share these rates give, 22% with
+# The readers hash with BLAKE3 since 2026-11-26 (269-353 files/s a core); the share these rates give, 22% with
 # 14 readers, stays: 10%, 15% and 30% measured slower (docs/benchmarks.md).
 LARGE_JPEG_BYTES = 1_500_000
 NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0

@@ -210,7 +210,6 @@ def make_hit(
     score = float(q.query @ vector)
     contrib = {lab: float(w * s / q.norm) for lab, w, s in zip(q.labels, q.weights, part_scores)}
     conf = q.confidence.confidence(hit_context(rank_no, score, next_score, q), q.stats)
-    like = likeness(score) if q.direction == "image->image" and isinstance(record, ImageRecord) else None
     explanation = explain(score, contrib, dict(zip(q.labels, part_scores.tolist())), conf, q.stats)
     extra: dict = {}
     if q.ranking.mode != "vector":
@@ -240,9 +239,10 @@ def make_hit(
     if is_image:
         hit.path, hit.caption = record.path, record.caption
         hit.caption_confidence = record.caption_confidence
-        if like:
-            hit.likeness = like
-            hit.explanation += f"; {hit.likeness} (cosine >= {LIKENESS[hit.likeness]:.2f})"
+        if q.direction == "image->image":
+            hit.likeness = likeness(score)
+            if hit.likeness:
+                hit.explanation += f"; {hit.likeness} (cosine >= {LIKENESS[hit.likeness]:.2f})"
     else:
         hit.text, hit.source = record.text, record.source
     return hit
