@@ -127,7 +127,54 @@ def test_names_and_short_english_words_take_the_english_tower_too(mini):
     english = normalise(mini.heads.project("text", mini._text_tower()(names)))
     share = normalise(mini.heads.project("e5_english", e5))
     expected = normalise(english + mini.heads.config.e5_share * share)
-    assert np.abs(mini.encode_texts(names) - expected).max() < 1e-5
+    # (all three are nouns WordNet knows: their ImageNet classes' share comes on top)
+    assert np.abs(mini.encode_texts(names) - mini._with_noun_classes(expected, names)).max() < 1e-5
+
+
+def test_nouns_name_their_imagenet_classes():
+    """WordNet's table: a noun ImageNet names through a parent, its children or itself, in the
+    forms people type; sentences, names it does not know and other languages are not looked up."""
+    from viewfinder.models.classifier import class_names
+    from viewfinder.models.noun_classes import class_weights, classes_of
+
+    names = class_names()
+    for query, expected in [
+        ("alpaca", {"llama"}),  # a kind of llama (its first senses, wool and fabric, are skipped)
+        ("An alpaca.", {"llama"}),
+        ("a photo of two alpacas", None),
+        ("a photo of alpacas", {"llama"}),
+        ("gosling", {"goose"}),  # a young goose
+        ("geese", {"goose"}),  # WordNet's irregular plurals
+        ("Spoonbills", {"spoonbill"}),
+        ("a cat on a sofa", None),
+        ("Parthenon", None),  # a temple: no ImageNet class above it
+        ("die Katze", None),
+    ]:
+        found = classes_of(query)
+        assert (None if found is None else {names[i] for i in found}) == expected, query
+    dogs = {names[i] for i in classes_of("dogs")}
+    assert len(dogs) > 100 and "Chihuahua" in dogs
+    weights, known = class_weights(["alpaca", "a cat on a sofa", "dog"])
+    assert known.tolist() == [True, False, True]
+    assert np.allclose(weights.sum(1), [1, 0, 1])
+
+
+def test_a_noun_query_leans_towards_its_classes(mini, monkeypatch):
+    """ "alpaca" lands nearer the class path's vector for a llama than the text towers alone put
+    it (the classifier calls gcompris' alpaca photo a llama; docs/mini.md), on whichever path
+    the language test sends it; a sentence keeps the text towers' vector."""
+    from viewfinder.models.base import normalise
+    from viewfinder.models.classifier import class_names
+
+    llama = np.zeros((1, len(class_names())), dtype=np.float32)
+    llama[0, class_names().index("llama")] = 1
+    llama_vector = normalise(mini.heads.project("text", llama @ mini.heads.w["class_text"]))[0]
+    texts = ["alpaca", "An alpaca.", "a llama standing in a field"]
+    with_classes = mini.encode_texts(texts)
+    monkeypatch.setattr("viewfinder.models.mini_onnx.NOUN_SHARE", 0.0)
+    towers_alone = mini.encode_texts(texts)
+    assert (with_classes[:2] @ llama_vector > towers_alone[:2] @ llama_vector + 0.02).all()
+    assert np.abs(with_classes[2] - towers_alone[2]).max() < 1e-6
 
 
 def test_english_queries_add_a_share_of_the_e5_path(mini):

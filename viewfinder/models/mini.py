@@ -30,6 +30,7 @@ from .classifier import (
     classifier_weights_path,
 )
 from .multilingual import E5_DIM, E5Tower, english_looking
+from .noun_classes import NOUN_SHARE, class_weights
 from .torch_encoder import TorchEncoder
 
 log = logging.getLogger(__name__)
@@ -436,10 +437,25 @@ class MiniEncoder(TorchEncoder):
     def _image_features(self, pixels):
         return self.heads.embed_image(self.backbone_features(pixels))
 
+    def _with_noun_classes(self, vectors, texts: list[str]):
+        """Text vectors plus, for a query that is one known English noun, the vector of its
+        ImageNet classes built as the class path builds an image's (`noun_classes`)."""
+        if not self.heads.config.class_path:
+            return vectors
+        import torch
+
+        weights, found = class_weights(texts)
+        if not found.any():
+            return vectors
+        norm = torch.nn.functional.normalize
+        classes = self.heads.text(torch.from_numpy(weights).to(vectors.device) @ self.heads.class_text)
+        plus = norm(norm(vectors, dim=-1) + NOUN_SHARE * norm(classes, dim=-1), dim=-1)
+        return torch.where(torch.from_numpy(found).to(vectors.device)[:, None], plus, vectors)
+
     def _text_features(self, texts: list[str]):
         english = self.heads.text(self.text_tower_features(texts))
         if not self.heads.config.multilingual:
-            return english
+            return self._with_noun_classes(english, texts)
         import torch
 
         e5 = torch.from_numpy(self.e5.queries(list(texts))).to(english.device)
@@ -452,7 +468,9 @@ class MiniEncoder(TorchEncoder):
             share = norm(self.heads.e5_english(e5), dim=-1)
             other = norm(other + cfg.e5_ensemble * share, dim=-1)
         english = norm(norm(english, dim=-1) + cfg.e5_share * share, dim=-1)
-        return torch.where(is_english[:, None], english, other)
+        # after the routing: English nouns the language test sends to e5 ("alpaca") gain too
+        chosen = torch.where(is_english[:, None], english, other)
+        return self._with_noun_classes(chosen, texts)
 
     def fingerprint(self) -> str:
         if self._random_heads or not self._heads_path.exists():

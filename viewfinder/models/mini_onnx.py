@@ -34,6 +34,7 @@ from .mini import (
     text_model_path,
 )
 from .multilingual import E5Tower, english_looking
+from .noun_classes import NOUN_SHARE, class_weights
 from .numpy_layers import gelu, layer_norm, linear
 
 log = logging.getLogger(__name__)
@@ -279,10 +280,21 @@ class MiniOnnxEncoder(Encoder):
             )
         return normalise(self.heads.embed_image(self.backbone_features(pixels)))
 
+    def _with_noun_classes(self, vectors: np.ndarray, texts: list[str]) -> np.ndarray:
+        """Unit text vectors plus, for a query that is one known English noun, the vector of its
+        ImageNet classes (the torch runtime's twin)."""
+        if not self.heads.config.class_path:
+            return vectors
+        weights, found = class_weights(texts)
+        if not found.any():
+            return vectors
+        classes = normalise(self.heads.project("text", weights @ self.heads.w["class_text"]))
+        return np.where(found[:, None], normalise(vectors + NOUN_SHARE * classes), vectors)
+
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         english = self.heads.project("text", self._text_tower()(texts))
         if not self.heads.config.multilingual:
-            return normalise(english)
+            return self._with_noun_classes(normalise(english), texts)
         e5 = self.e5.queries(texts)
         is_english = (linear(e5, self.heads.w, "language")[:, 0] > 0) | english_looking(texts)
         cfg = self.heads.config
@@ -291,7 +303,8 @@ class MiniOnnxEncoder(Encoder):
             share = normalise(self.heads.project("e5_english", e5))
             other = normalise(other + cfg.e5_ensemble * share)
         english = normalise(normalise(english) + cfg.e5_share * share)
-        return np.where(is_english[:, None], english, other)
+        # after the routing: English nouns the language test sends to e5 ("alpaca") gain too
+        return self._with_noun_classes(np.where(is_english[:, None], english, other), texts)
 
     def fingerprint(self) -> str:
         return files_fingerprint(self._heads_path)
