@@ -380,15 +380,13 @@ def train_multilingual(
     features: Path,
     seed: int = 0,
     emoji: bool = False,
-    noun_classes: bool = False,
 ) -> None:
     """Fit the e5 head and the language test on English training captions
     (`english_rows`: caption, pair id) and the translations' train split (`emoji`: with the emoji
     names'). The head's output is pulled towards where the English head puts the English caption
-    (distillation; with `noun_classes`, plus the caption's ImageNet classes where it is one noun,
-    as the product adds them to English queries) and, contrastively, towards the pair's image
-    through the frozen image head: the image term lifted every language's MRR (docs/mini.md),
-    since the English head is itself an imperfect target."""
+    (distillation) and, contrastively, towards the pair's image through the frozen image head: the
+    image term lifted every language's MRR (docs/mini.md), since the English head is itself an
+    imperfect target."""
     import random
 
     import torch
@@ -414,8 +412,6 @@ def train_multilingual(
     image_of = torch.tensor([position[r[3]] for r in rows])
     with torch.no_grad():
         targets = norm(heads.text(torch.from_numpy(text_features(encoder, [r[1] for r in rows]))), dim=-1)
-        if noun_classes:
-            targets = norm(encoder._with_noun_classes(targets, [r[1] for r in rows]), dim=-1)
         pictures = norm(heads.embed_image(torch.from_numpy(np.stack([images[p] for p in pids]))), dim=-1)
         scale = heads.logit_scale.exp()
     for module in heads.e5_text.modules():  # from scratch, whatever the heads held before
