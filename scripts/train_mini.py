@@ -692,6 +692,45 @@ def evaluate_shipped(sets: dict, args, names: list[str]) -> None:
     print("\n".join(language_table(encoder, args.features, "val")), flush=True)
 
 
+def sweep_noun_share(args, names: list[str]) -> None:
+    """The installed heads with each share of the noun table's classes (`noun_classes`), every
+    query through the product's path: mean MRR / R@5 of the val sets (where the share is chosen),
+    each test set, and the gcompris real-photo test queries whose rank moves (--noun-shares)."""
+    import torch
+    from safetensors.torch import load_file
+
+    import viewfinder.models.mini as mini_module
+
+    encoder = make_encoder(read_heads_config(shipped_heads_path()), names)
+    encoder.heads.load_state_dict(load_file(str(shipped_heads_path())))
+    encoder.heads.eval()
+    val, test = test_sets(args.features, "val"), test_sets(args.features, "test")
+    feats, pairs = test["gcompris real photos (test)"]
+    queries = sorted(set(feats.captions))
+    with torch.no_grad():
+        _, image_head = encoder.frozen_image_tower()
+        ie = torch.nn.functional.normalize(image_head(torch.from_numpy(feats.image)), dim=-1).numpy()
+    print("| share | val: mean MRR / R@5 | " + " | ".join(f"{s} MRR / R@5" for s in test) + " |")
+    print("|---" * (2 + len(test)) + "|")
+    ranks = {}
+    for share in args.noun_shares:
+        mini_module.NOUN_SHARE = share  # the torch runtime reads it at each query
+        metrics = evaluate(encoder, val, features=args.features, product=True)
+        mean = [np.mean([m["text_to_image"][k] for m in metrics.values()]) for k in ("MRR", "R@5")]
+        cells = metric_cells(evaluate(encoder, test, features=args.features, product=True))
+        print(f"| {share} | {mean[0]:.3f} / {mean[1]:.3f} | {cells} |", flush=True)
+        scores = encoder.encode_texts(queries) @ ie.T
+        for q, row in zip(queries, scores):
+            order = list(np.argsort(-row))
+            ranks.setdefault(q, []).append(
+                min(order.index(j) + 1 for j, c in enumerate(feats.captions) if c == q)
+            )
+    print(f"\nRank of the right photo among the {len(pairs)} gcompris real test photos, where it moves:")
+    for q, r in ranks.items():
+        if len(set(r)) > 1:
+            print(f"  {q}: " + " / ".join(map(str, r)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--features", type=Path, default=Path("data/features-v2"))
@@ -720,8 +759,16 @@ def main() -> None:
         action="store_true",
         help="evaluate v1, the floor and the installed heads on every test set; train nothing",
     )
+    ap.add_argument(
+        "--noun-shares",
+        type=float,
+        nargs="+",
+        help="evaluate the installed heads at these shares of the noun table's classes; train nothing",
+    )
     args = ap.parse_args()
     names = class_names()
+    if args.noun_shares:
+        return sweep_noun_share(args, names)
     if args.multilingual_only:
         return rerun_multilingual(args, names)
     sets = test_sets(args.features)
