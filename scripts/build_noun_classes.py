@@ -7,7 +7,7 @@ ImageNet's 1,000 classes are WordNet 3.0 synsets, so WordNet says which of them 
 names, contains or belongs to: "alpaca" is a kind of llama, "gosling" a young goose, "dog" holds
 118 breeds. mini's class path already puts each image's ImageNet classes into its vector; a
 query that names such a noun adds the same classes' vector (`noun_classes.class_weights`), which
-finds the alpaca photo the classifier calls a llama (docs/mini.md).
+pulls "alpaca" towards the photo the classifier calls a llama (docs/mini.md).
 
 Each noun maps through its first sense that names something one can photograph (an animal, an
 artifact, a plant, a food, an object, a body part; any sense where none does) and reaches a class:
