@@ -659,20 +659,26 @@ def metric_cells(metrics: dict[str, dict]) -> str:
     )
 
 
+def installed_encoder(names: list[str]):
+    """mini with the heads installed in the package, in eval mode."""
+    from safetensors.torch import load_file
+
+    encoder = make_encoder(read_heads_config(shipped_heads_path()), names)
+    encoder.heads.load_state_dict(load_file(str(shipped_heads_path())))
+    encoder.heads.eval()
+    return encoder
+
+
 def evaluate_shipped(sets: dict, args, names: list[str]) -> None:
     """One table row each for v1, the floor and the installed heads (as typed and as a prompt
     ensemble), on every test set, and the installed heads' per-language table, with nothing
     trained (--shipped)."""
-    from safetensors.torch import load_file
-
     print("| heads | " + " | ".join(f"{s} MRR / R@5" for s in sets) + " |")
     print("|---" * (1 + len(sets)) + "|")
     for name in ("v1 (shipped heads)", "floor: v1 heads + class path, fixed even mix"):
         encoder, _, _ = run_variant(name, args.features, args.out, 0, names)
         print(f"| {name} | {metric_cells(evaluate(encoder, sets))} |", flush=True)
-    encoder = make_encoder(read_heads_config(shipped_heads_path()), names)
-    encoder.heads.load_state_dict(load_file(str(shipped_heads_path())))
-    encoder.heads.eval()
+    encoder = installed_encoder(names)
     installed = metric_cells(evaluate(encoder, sets, features=args.features))
     print(f"| installed ({shipped_heads_path().name}) | {installed} |")
     # what users get: the language test sends some English queries (names such as "Bayterek",
@@ -697,13 +703,10 @@ def sweep_noun_share(args, names: list[str]) -> None:
     query through the product's path: mean MRR / R@5 of the val sets (where the share is chosen),
     each test set, and the gcompris real-photo test queries whose rank moves (--noun-shares)."""
     import torch
-    from safetensors.torch import load_file
 
     import viewfinder.models.mini as mini_module
 
-    encoder = make_encoder(read_heads_config(shipped_heads_path()), names)
-    encoder.heads.load_state_dict(load_file(str(shipped_heads_path())))
-    encoder.heads.eval()
+    encoder = installed_encoder(names)
     val, test = test_sets(args.features, "val"), test_sets(args.features, "test")
     feats, pairs = test["gcompris real photos (test)"]
     queries = sorted(set(feats.captions))

@@ -4,9 +4,8 @@ from WordNet (scripts/build_noun_classes.py writes the table beside the heads).
 mini's image vectors carry their ImageNet classes (the class path); a query that is such a noun
 adds the vector of its classes, built the same way, which pulls "alpaca" towards the photo the
 classifier calls a llama and "gosling" towards the one it calls a goose (docs/mini.md). Only
-whole queries that are one noun (with
-an article or "a photo of" around it) are looked up: in a longer sentence the text tower already
-weighs the words."""
+whole queries that are one noun (with an article or "a photo of" around it) are looked up: in a
+longer sentence the text tower already weighs the words."""
 
 from __future__ import annotations
 
