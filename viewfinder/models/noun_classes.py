@@ -46,6 +46,12 @@ def _table() -> tuple[list[np.ndarray], dict[str, int], dict[str, str]]:
     return [np.asarray(c, dtype=np.int64) for c in data["classes"]], data["nouns"], data["irregular"]
 
 
+def noun_key(text: str) -> str:
+    """A noun as the table keys it: lower case, words joined by single spaces (WordNet writes
+    "t-shirt" and "ice_cream"; people type "T-shirt", "t shirt", "ice cream")."""
+    return re.sub(r"[\s_-]+", " ", text.strip().lower())
+
+
 def lemma_candidates(noun: str) -> list[str]:
     """The noun itself, then the lemmas its plural ending could come from."""
     out = [noun]
@@ -62,7 +68,7 @@ def classes_of(text: str) -> np.ndarray | None:
     if not match:
         return None
     lists, nouns, _ = _table()
-    noun = re.sub(r"[\s_-]+", " ", match.group(1))
+    noun = noun_key(match.group(1))
     for lemma in lemma_candidates(noun):
         if lemma in nouns:
             return lists[nouns[lemma]]
