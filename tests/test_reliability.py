@@ -497,3 +497,33 @@ def test_connections_of_finished_threads_are_released(tmp_path):
     gc.collect()
     assert len(cat._connections) <= 2  # this thread's, and at most one not yet collected
     cat.close()
+
+
+def _open_catalog(path: str, barrier, results) -> None:
+    from viewfinder.store.catalog import ImageCatalog
+
+    barrier.wait()
+    try:
+        ImageCatalog(Path(path)).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which names it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_catalogue_together_all_succeed(tmp_path):
+    """SQLite refused the switch to WAL at once ("database is locked", no busy wait) while another
+    process was switching the same new file: about one open in four failed so."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    outcomes = []
+    for attempt in range(12):
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        path = str(tmp_path / f"db{attempt}" / "catalog.sqlite")
+        procs = [ctx.Process(target=_open_catalog, args=(path, barrier, results)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        outcomes += [results.get(timeout=5) for _ in procs]
+    assert outcomes == ["ok"] * 24, [o for o in outcomes if o != "ok"]

@@ -174,6 +174,24 @@ _IMAGE_COLUMNS = (
 )
 
 
+LOCK_WAIT_S = 60.0  # how long a connection waits for another process's write lock
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting like any other write. SQLite answers "database is locked" at once,
+    without its busy wait, when another process is switching the same new file (two index runs
+    starting together on a new db failed so in 68 of 300 opens)."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced (sqlite3.Connection itself cannot)."""
 
@@ -195,10 +213,14 @@ class ImageCatalog:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                str(self.path), timeout=60, isolation_level=None, check_same_thread=False, factory=_Connection
+                str(self.path),
+                timeout=LOCK_WAIT_S,
+                isolation_level=None,
+                check_same_thread=False,
+                factory=_Connection,
             )
             try:
-                conn.execute("PRAGMA journal_mode=WAL")  # writes the WAL's files: fails on a full disk
+                _use_wal(conn)  # writes the WAL's files: fails on a full disk
             except sqlite3.OperationalError as exc:
                 conn.close()
                 _raise_clear(self.path.parent, exc)
