@@ -27,19 +27,32 @@ import numpy as np
 from viewfinder.config import Config
 from viewfinder.data.datasets import ImageTextPair, photo_split, split_of
 from viewfinder.eval.calibration import (
+    PENALTY,
+    RELEVANCE_DEGREE,
     LabelledHits,
     abstention,
     confidences,
     expected_calibration_error,
     fit_direction,
+    fit_logistic,
+    fit_relevance,
     labelled_hits,
+    presences,
     reliability_bins,
     select,
+    threshold_for_precision,
 )
 from viewfinder.images import read_image
 from viewfinder.models import load_encoder
 from viewfinder.models.mini import calibration_file, shipped_heads_path
-from viewfinder.query.confidence import DIRECTIONS, CalibratedConfidence, ScoreTailConfidence
+from viewfinder.query.confidence import (
+    DIRECTIONS,
+    FEATURES,
+    SELF_SCORE,
+    CalibratedConfidence,
+    DirectionFit,
+    ScoreTailConfidence,
+)
 
 SETS = ("tuxpaint", "openclipart", "emoji", "fashion", "gcompris")
 # image->image only: a photo's copies and re-encodings and the other shots of its scene are its
@@ -219,6 +232,122 @@ def merged(per_set: dict[str, dict[str, LabelledHits]], direction: str) -> Label
     return hits
 
 
+def cross_validated_ece(
+    per_set: dict[str, dict[str, LabelledHits]], direction: str, degree: int, c: float, folds: int = 4
+) -> dict[str, float]:
+    """Each set's ECE under relevance fits made without its hits: the query cases (one query in
+    one collection, subject present or removed) dealt into `folds` folds at random."""
+    names = [n for n, by_dir in per_set.items() if direction in by_dir]
+    hits = merged(per_set, direction)
+    set_of = np.concatenate([np.full(len(per_set[n][direction].rank), k) for k, n in enumerate(names)])
+    case = np.cumsum(hits.top)  # a query case's hits start at rank 1
+    fold = np.random.default_rng(0).integers(0, folds, case.max() + 1)[case]
+    conf = np.zeros(len(case))
+    for f in range(folds):
+        train, held = select(hits, fold != f), fold == f
+        fit = fit_logistic(train.features, train.relevant, train.weight, degree, c)
+        conf[held] = confidences(
+            CalibratedConfidence({direction: DirectionFit(fit, fit, 0.5, 0.8)}), select(hits, held)
+        )
+    return {
+        n: expected_calibration_error(conf[set_of == k], hits.relevant[set_of == k])
+        for k, n in enumerate(names)
+    }
+
+
+def cross_validated_abstention(
+    per_set: dict[str, dict[str, LabelledHits]], direction: str, degree: int, c: float, folds: int = 4
+) -> tuple[float, float]:
+    """Presence fitted at `degree` with its threshold, judged on held-out query cases: the share
+    of absent subjects that abstain and of right rank-1 hits that abstain."""
+    hits = merged(per_set, direction)
+    top = select(hits, hits.top)
+    top = select(top, top.known)
+    fold = np.random.default_rng(0).integers(0, folds, len(top.rank))
+    abstains = np.zeros(len(fold), bool)
+    for f in range(folds):
+        train, held = select(top, fold != f), fold == f
+        fit = fit_logistic(train.features, train.answerable, train.weight, degree=degree, c=c)
+        model = CalibratedConfidence({direction: DirectionFit(fit, fit, 0.5, 0.8)})
+        threshold = threshold_for_precision(presences(model, train), train.answerable, 0.8)
+        model = CalibratedConfidence({direction: DirectionFit(fit, fit, threshold, 0.8)})
+        abstains[held] = [model.abstains(ctx, stats) for ctx, stats in select(top, held).contexts]
+    return float(abstains[top.absent].mean()), float(abstains[top.relevant].mean())
+
+
+def choose_c(val: dict[str, dict[str, LabelledHits]]) -> None:
+    quadratic = ", ".join(d for d in DIRECTIONS if RELEVANCE_DEGREE[d] == 2)
+    print(
+        "\nRelevance: cross-validated ECE on the val splits (4 folds), per degree and penalty C; "
+        f"shipped: degree 2 with C = {PENALTY[2]} for {quadratic}, degree 1 for the others"
+    )
+    print("| degree, C | direction | " + " | ".join(SETS + (VARIANTS,)) + " | worst set |")
+    print("|---" * (len(SETS) + 4) + "|")
+    for degree, c in ((1, PENALTY[1]), (2, 0.03), (2, 0.1), (2, 0.3), (2, 1.0)):
+        for d in DIRECTIONS:
+            ece = cross_validated_ece(val, d, degree, c)
+            cells = [f"{ece[n]:.3f}" if n in ece else "-" for n in SETS + (VARIANTS,)]
+            print(f"| {degree}, {c} | {d} | " + " | ".join(cells) + f" | {max(ece.values()):.3f} |")
+    print(
+        "\nPresence, cross-validated on the val splits (4 folds): "
+        "absent subjects abstaining / right top hits abstaining"
+    )
+    print(f"| direction | degree 1, C = {PENALTY[1]} (shipped) | degree 2, C = {PENALTY[2]} |")
+    print("|---|---|---|")
+    for d in DIRECTIONS:
+        cells = [cross_validated_abstention(val, d, degree, c) for degree, c in PENALTY.items()]
+        print(f"| {d} | " + " | ".join(f"{a:.3f} / {r:.3f}" for a, r in cells) + " |")
+
+
+def other_degree(val: dict, test: dict, calibrated: CalibratedConfidence) -> None:
+    """Each direction's shipped relevance fit beside one of the other degree on the same hits,
+    on the test splits: ECE, and the image hits far above the next one (near-duplicates and
+    other shots of a scene stand out so; in the drawing sets a stand-out is seldom another image
+    of the caption)."""
+    other = CalibratedConfidence(
+        {
+            d: DirectionFit(
+                fit_relevance(merged(val, d), 3 - RELEVANCE_DEGREE[d]), fit.present, fit.abstain_below, 0.8
+            )
+            for d, fit in calibrated.fits.items()
+        }
+    )
+    print(
+        "\nRelevance fitted at degree 1 -> degree 2, test splits: ECE of all top-10 hits (shipped: "
+        + ", ".join(f"{d} {RELEVANCE_DEGREE[d]}" for d in DIRECTIONS)
+        + ")"
+    )
+    print("| direction | " + " | ".join(SETS + (VARIANTS,)) + " |")
+    print("|---" * (len(SETS) + 2) + "|")
+    for d in DIRECTIONS:
+        models = (calibrated, other) if RELEVANCE_DEGREE[d] == 1 else (other, calibrated)
+        cells = []
+        for name in SETS + (VARIANTS,):
+            hits = test[name].get(d)
+            e = (
+                [expected_calibration_error(confidences(m, hits), hits.relevant) for m in models]
+                if hits
+                else []
+            )
+            cells.append(f"{e[0]:.3f} -> {e[1]:.3f}" if e else "-")
+        print(f"| {d} | " + " | ".join(cells) + " |")
+    print(
+        "\nimage->image hits more than one standard deviation above the next hit "
+        "(not the query's own picture), test:"
+    )
+    print("| set | hits | relevant | mean confidence, degree 1 -> degree 2 |")
+    print("|---|---|---|---|")
+    models = (calibrated, other) if RELEVANCE_DEGREE["image->image"] == 1 else (other, calibrated)
+    for name in SETS + (VARIANTS,):
+        hits = test[name]["image->image"]
+        gap, score = (hits.features[:, FEATURES.index(f)] for f in ("z_above_next", "score"))
+        stand_out = select(hits, (gap > 1) & (score < SELF_SCORE))
+        if len(stand_out.rank):
+            low, high = (confidences(m, stand_out).mean() for m in models)
+            share = stand_out.relevant.mean()
+            print(f"| {name} | {len(stand_out.rank)} | {share:.2f} | {low:.2f} -> {high:.2f} |")
+
+
 def draw(test: dict, models: dict, out: Path) -> None:
     import matplotlib
 
@@ -276,6 +405,11 @@ def main() -> None:
         help="where scripts/eval_duplicates.py's photo collection is built",
     )
     ap.add_argument("--no-install", action="store_true")
+    ap.add_argument(
+        "--choose-c",
+        action="store_true",
+        help="print the val splits' cross-validated ECE per penalty C, and stop",
+    )
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "confidence_reliability.png")
     args = ap.parse_args()
 
@@ -283,6 +417,9 @@ def main() -> None:
     sets = load_sets(emb, args.features)
     sets[VARIANTS] = variant_rows(emb, args.variants)
     val = split_hits(emb, sets, "val", seed=0, image_relevance=args.image_relevance)
+    if args.choose_c:
+        choose_c(val)
+        return
     test = split_hits(emb, sets, "test", seed=100, image_relevance=args.image_relevance)
     fits = {d: fit_direction(merged(val, d), args.precision) for d in DIRECTIONS}
     calibrated = CalibratedConfidence(
@@ -308,6 +445,8 @@ def main() -> None:
             ]
             cells.append(f"{e[0]:.3f} / {e[1]:.3f} -> **{e[2]:.3f} / {e[3]:.3f}**")
         print(f"| {d} | " + " | ".join(cells) + " |")
+
+    other_degree(val, test, calibrated)
 
     strict = split_hits(emb, sets, "test", seed=100, strict=True, image_relevance=args.image_relevance)
     print(

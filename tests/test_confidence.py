@@ -17,11 +17,13 @@ from viewfinder.eval.calibration import (
 from viewfinder.models.mini import calibration_file, shipped_heads_path
 from viewfinder.query.confidence import (
     FEATURES,
+    STRONG,
     CalibratedConfidence,
     HitContext,
     ScoreTailConfidence,
     hit_features,
     load_confidence,
+    quadratic_terms,
     query_stats,
 )
 
@@ -167,4 +169,15 @@ def test_mini_ships_a_calibration_that_abstains_on_absent_subjects(tmp_path, pho
         aloe_l, aloe_r = (next(folder.rglob(name)) for name in ("aloeL.jpg", "aloeR.jpg"))
         same = eng.search(image=str(aloe_l), k=2)
         assert [h.path for h in same.hits] == [str(aloe_l), str(aloe_r)] and not same.abstained
-        assert same.hits[0].confidence == 1.0 and same.hits[1].confidence >= 0.5
+        assert same.hits[0].confidence == 1.0 and same.hits[1].confidence >= STRONG
+
+
+def test_quadratic_terms_are_the_ones_scikit_learn_fits_on():
+    """Query time expands the features with numpy; the fit's coefficients follow scikit-learn's
+    PolynomialFeatures order, so the two must agree term for term."""
+    from sklearn.preprocessing import PolynomialFeatures
+
+    z = np.random.default_rng(0).normal(size=(5, len(FEATURES)))
+    expected = PolynomialFeatures(2, include_bias=False).fit_transform(z)
+    assert np.allclose(quadratic_terms(z), expected)
+    assert np.allclose(quadratic_terms(z[0]), expected[0])  # one hit at a time, as a search asks

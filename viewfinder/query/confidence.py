@@ -3,7 +3,9 @@
 Two models behind one interface:
 
 - `CalibratedConfidence` (used wherever the model ships a calibration file, as `mini` does): a
-  logistic regression per query direction (text->image, image->text, image->image), fitted on
+  logistic regression of degree 2 (the features and their pairwise products, so that what a
+  score means can depend on the collection's spread) per query direction (text->image,
+  image->text, image->image), fitted on
   held-out labelled collections, some of which lack the query's subject altogether
   (`scripts/fit_confidence.py`, `viewfinder/eval/calibration.py`). Its output is the probability
   that the hit is relevant; its ECE per test split is in docs/confidence.md. It reads only what
@@ -125,14 +127,39 @@ class ScoreTailConfidence:
         return self.confidence(top, stats) < self.abstain_below
 
 
+def quadratic_terms(z: np.ndarray) -> np.ndarray:
+    """The features (last axis) and every product of two of them, squares included: the terms of
+    a degree-2 logistic model, in scikit-learn's PolynomialFeatures order."""
+    i, j = np.triu_indices(z.shape[-1])
+    return np.concatenate([z, z[..., i] * z[..., j]], axis=-1)
+
+
 @dataclass(frozen=True)
 class Logistic:
-    coef: tuple[float, ...]  # per FEATURES entry (its first len(coef)), on raw (unscaled) features
+    """P = sigmoid(coef . terms + intercept). The terms are the first `width` features,
+    standardised by `center` and `scale`, and at degree 2 also their pairwise products
+    (quadratic_terms). Calibration files from before degree 2 have no `center`: degree 1 on the
+    raw features."""
+
+    coef: tuple[float, ...]
     intercept: float
+    center: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+    degree: int = 1
+
+    @property
+    def width(self) -> int:
+        """How many of FEATURES it reads (a fit from before later features were added reads only
+        the ones it knew)."""
+        return len(self.center) if self.center else len(self.coef)
 
     def __call__(self, features: np.ndarray) -> float:
-        # a fit from before later features were added reads only the ones it knew
-        logit = float(np.dot(self.coef, features[: len(self.coef)])) + self.intercept
+        terms = features[: self.width]
+        if self.center:
+            terms = (terms - np.asarray(self.center)) / np.asarray(self.scale)
+        if self.degree == 2:
+            terms = quadratic_terms(terms)
+        logit = float(np.dot(self.coef, terms)) + self.intercept
         return 1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0)))
 
 
@@ -172,9 +199,12 @@ class CalibratedConfidence:
 
     def to_json(self) -> str:
         def logistic(m: Logistic) -> dict:
-            return {"coef": list(m.coef), "intercept": m.intercept}
+            body = {"coef": list(m.coef), "intercept": m.intercept}
+            if m.center:
+                body |= {"center": list(m.center), "scale": list(m.scale), "degree": m.degree}
+            return body
 
-        width = max((len(f.relevant.coef) for f in self.fits.values()), default=len(FEATURES))
+        width = max((f.relevant.width for f in self.fits.values()), default=len(FEATURES))
         body = {
             "features": list(FEATURES[:width]),
             "source": self.source,
@@ -198,7 +228,13 @@ class CalibratedConfidence:
             raise ValueError(f"calibration features {list(names)} are not a start of {list(FEATURES)}")
 
         def logistic(m: dict) -> Logistic:
-            return Logistic(tuple(m["coef"]), m["intercept"])
+            return Logistic(
+                tuple(m["coef"]),
+                m["intercept"],
+                tuple(m.get("center", ())),
+                tuple(m.get("scale", ())),
+                m.get("degree", 1),
+            )
 
         fits = {
             d: DirectionFit(
