@@ -5,7 +5,9 @@
 The collection: the demo sample's 42 real photos; for each of them an exact copy and four
 variants of the same picture (resized to half and saved at JPEG quality 85; saved at quality 35;
 5% cropped; stored turned a quarter with an EXIF orientation that turns it back); opencv-doc's
-stereo and calibration shots (aloeL/aloeR, leuvenA/leuvenB, and 28 views of one chessboard).
+stereo and calibration shots (aloeL/aloeR, leuvenA/leuvenB, and 26 views of one chessboard) and
+seven more pairs of shots of one scene (two sides of a rendered head, aerial views, video frames,
+a wall from two angles, a retouched photo, a stereo pair of books).
 Truth: "near" pairs are a photo and its copies and variants; "similar" pairs add the shots of one
 scene. Each level's groups are scored as pairs: two images in one group are a predicted pair."""
 
@@ -28,6 +30,15 @@ SCENES = {
     "aloe": ["aloeL.jpg", "aloeR.jpg"],
     "leuven": ["leuvenA.jpg", "leuvenB.jpg"],
     "chessboard": [f"{side}{i:02d}.jpg" for side in ("left", "right") for i in range(1, 15) if i != 10],
+    # pairs of shots of one scene: a rendered head from two sides, aerial views, video frames,
+    # a wall from two angles, a retouched photo, a stereo pair
+    "suzanne": ["Blender_Suzanne1.jpg", "Blender_Suzanne2.jpg"],
+    "aero": ["aero1.jpg", "aero3.jpg"],
+    "basketball": ["basketball1.png", "basketball2.png"],
+    "graffiti": ["graf1.png", "graf3.png"],
+    "rubberwhale": ["rubberwhale1.png", "rubberwhale2.png"],
+    "ela": ["ela_original.jpg", "ela_modified.jpg"],
+    "books": ["left.jpg", "right.jpg"],
 }
 
 

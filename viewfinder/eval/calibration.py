@@ -122,14 +122,10 @@ def labelled_hits(
     )
 
 
-# Relevance is fitted at degree 2 for text queries and image->text: degree 1 could not follow
-# collections where many items match, such as fashion-mnist's ten kinds of clothes (text->image
-# ECE 0.136 there, 0.055 at degree 2). image->image stays at degree 1: its fitting data shows
-# another shot of a scene only behind the picture's copies and re-encodings, and in a library
-# without copies (the demo's 42 photos) degree 2 rated aloeR.jpg for aloeL.jpg 0.41 and leuvenB.jpg
-# for leuvenA.jpg 0.04 (0.75 and 0.32 at degree 1) although its test ECE was lower
-# (docs/confidence.md; `scripts/fit_confidence.py` prints both degrees).
-RELEVANCE_DEGREE = {"text->image": 2, "image->text": 2, "image->image": 1}
+# Relevance is fitted at degree 2: degree 1 could not follow collections where many items match,
+# such as fashion-mnist's ten kinds of clothes (text->image ECE 0.136 there, 0.055 at degree 2),
+# and it measured worse on every direction's validation splits (`fit_confidence.py --choose-c`).
+RELEVANCE_DEGREE = 2
 # the L2 penalty's inverse per degree; at degree 2 the best of 0.03, 0.1, 0.3 and 1 by the
 # validation splits' cross-validated ECE (`scripts/fit_confidence.py --choose-c`)
 PENALTY = {1: 1.0, 2: 0.3}
@@ -261,15 +257,15 @@ def fit_direction(hits: LabelledHits, precision: float = 0.8) -> DirectionFit:
     kind are still there (the clip art's title is unique, its category is not), and counting it
     as "absent" taught the image->image fit to abstain on 96-100% of the queries whose right image
     came first (docs/confidence.md)."""
-    direction = hits.contexts[0][0].direction
-    relevant = fit_relevance(hits, RELEVANCE_DEGREE[direction])
+    relevant = fit_relevance(hits, RELEVANCE_DEGREE)
     top = select(hits, hits.top)
     top = select(top, top.known)
     # presence stays at degree 1: fitted on the rank-1 hits alone, degree 2 moved the validation
-    # splits' cross-validated abstention by at most 0.011 (`fit_confidence.py --choose-c`), and on
-    # the demo's 42 photos it raised every query's presence ("a submarine" 0.42 -> 0.56, over
+    # splits' cross-validated abstention by at most 0.013 (`fit_confidence.py --choose-c`), and
+    # on the demo's 42 photos it raised every query's presence ("a submarine" 0.42 -> 0.56, over
     # the threshold; docs/confidence.md)
     present = fit_logistic(top.features, top.answerable, top.weight, 1, PENALTY[1])
+    direction = hits.contexts[0][0].direction
     model = CalibratedConfidence({direction: DirectionFit(relevant, present, 0.5, precision)})
     threshold = threshold_for_precision(presences(model, top), top.answerable, precision)
     return DirectionFit(relevant, present, threshold, precision)
