@@ -704,8 +704,6 @@ def sweep_noun_share(args, names: list[str]) -> None:
     each test set, and the gcompris real-photo test queries whose rank moves (--noun-shares)."""
     import torch
 
-    import viewfinder.models.mini as mini_module
-
     encoder = installed_encoder(names)
     val, test = test_sets(args.features, "val"), test_sets(args.features, "test")
     feats, pairs = test["gcompris real photos (test)"]
@@ -717,7 +715,7 @@ def sweep_noun_share(args, names: list[str]) -> None:
     print("|---" * (2 + len(test)) + "|")
     ranks = {}
     for share in args.noun_shares:
-        mini_module.NOUN_SHARE = share  # the torch runtime reads it at each query
+        encoder.noun_share = share
         metrics = evaluate(encoder, val, features=args.features, product=True)
         mean = [np.mean([m["text_to_image"][k] for m in metrics.values()]) for k in ("MRR", "R@5")]
         cells = metric_cells(evaluate(encoder, test, features=args.features, product=True))

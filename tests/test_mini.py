@@ -173,7 +173,7 @@ def test_a_noun_query_leans_towards_its_classes(mini, monkeypatch):
     llama_vector = normalise(mini.heads.project("text", llama @ mini.heads.w["class_text"]))[0]
     texts = ["alpaca", "An alpaca.", "a llama standing in a field"]
     with_classes = mini.encode_texts(texts)
-    monkeypatch.setattr("viewfinder.models.mini_onnx.NOUN_SHARE", 0.0)
+    monkeypatch.setattr(mini, "noun_share", 0.0)
     towers_alone = mini.encode_texts(texts)
     assert (with_classes[:2] @ llama_vector > towers_alone[:2] @ llama_vector + 0.02).all()
     assert np.abs(with_classes[2] - towers_alone[2]).max() < 1e-6

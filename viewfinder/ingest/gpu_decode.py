@@ -34,6 +34,7 @@ from PIL.ExifTags import Base as ExifTag
 from ..errors import ImageTooLargeError
 from ..images import check_pixels, content_hash
 from ..store import NewImage
+from .gpu_jpeg import JpegDecoder, jpeg_decoder
 from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat
 
@@ -320,7 +321,7 @@ class _GpuStages:
     fallback: Callable
     clock: dict[str, float]
 
-    def decode(self, raw: RawBatch, decoder: Callable, step: str, on) -> tuple[RawBatch, list, object]:
+    def decode(self, raw: RawBatch, decoder: JpegDecoder, step: str, on) -> tuple[RawBatch, list, object]:
         """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
         jpeg_records' order, an event the resize stream must wait for or None); a batch it refuses
         goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
@@ -333,7 +334,7 @@ class _GpuStages:
                 t = time.perf_counter()
                 images = decoder(raw.jpegs())
                 _tick(self.clock, step, t)
-                if not getattr(decoder, "upright", False):
+                if not decoder.upright:
                     images = [upright(im, o) for im, o in zip(images, raw.jpeg_orientations)]
                 ready = torch.cuda.Event() if self.cuda and on is not self.stream else None
                 if ready is not None:
@@ -417,8 +418,6 @@ def gpu_batches(
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
     large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers)`)."""
     import torch
-
-    from .gpu_jpeg import jpeg_decoder
 
     m, s, cuda, stream = device_setup(device, mean, std)
     stages = _GpuStages(

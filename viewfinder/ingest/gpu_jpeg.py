@@ -15,17 +15,27 @@ of the mixes beat torchvision alone in the pipeline: docs/benchmarks.md).
 Each decoder takes a batch of JPEG files as uint8 CPU tensors and returns them decoded, as uint8
 (3,H,W) tensors on the device in the same order, queued on the caller's current CUDA stream, not
 turned by their EXIF orientation (the caller does that for every decoder alike) unless the
-decoder's `upright` attribute says it turns them itself (TorchCodec always does). It raises
+decoder says it turns them itself (`JpegDecoder.upright`: TorchCodec always does). It raises
 RuntimeError when it cannot decode one of them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 DECODERS = ("torchvision", "torchcodec", "nvimgcodec", "nvimgcodec-hw")
 
 
-def jpeg_decoder(spec: str, device: str) -> Callable[[list], list]:
+@dataclass(frozen=True)
+class JpegDecoder:
+    decode: Callable[[list], list]  # JPEG files as uint8 CPU tensors -> (3,H,W) uint8 on the device
+    upright: bool = False  # it applies the EXIF orientation itself
+
+    def __call__(self, jpegs: list) -> list:
+        return self.decode(jpegs)
+
+
+def jpeg_decoder(spec: str, device: str) -> JpegDecoder:
     """The decoder `spec` on `device`: a name from DECODERS, for nvImageCodec optionally followed
     by ":N", its own host threads (default 0: one per core). ImportError when TorchCodec or
     nvImageCodec is missing."""
@@ -46,16 +56,16 @@ def jpeg_decoder(spec: str, device: str) -> Callable[[list], list]:
     return _nvimgcodec(name, device, int(threads or 0))
 
 
-def _torchvision(device: str) -> Callable[[list], list]:
+def _torchvision(device: str) -> JpegDecoder:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     def decode(jpegs: list) -> list:
         return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=False)
 
-    return decode
+    return JpegDecoder(decode)
 
 
-def _torchcodec(device: str) -> Callable[[list], list]:
+def _torchcodec(device: str) -> JpegDecoder:
     try:
         from torchcodec.decoders import decode_jpeg
     except ImportError as exc:
@@ -66,11 +76,10 @@ def _torchcodec(device: str) -> Callable[[list], list]:
     def decode(jpegs: list) -> list:
         return decode_jpeg(list(jpegs), mode="RGB", device=device)
 
-    decode.upright = True  # type: ignore[attr-defined]  (it applies the EXIF orientation; no switch)
-    return decode
+    return JpegDecoder(decode, upright=True)  # TorchCodec has no switch for the EXIF orientation
 
 
-def _nvimgcodec(name: str, device: str, cpu_threads: int) -> Callable[[list], list]:
+def _nvimgcodec(name: str, device: str, cpu_threads: int) -> JpegDecoder:
     import torch
 
     try:
@@ -105,4 +114,4 @@ def _nvimgcodec(name: str, device: str, cpu_threads: int) -> Callable[[list], li
         # own buffers go when its Image objects do
         return [torch.as_tensor(im, device=device).permute(2, 0, 1).clone() for im in images]
 
-    return decode
+    return JpegDecoder(decode)

@@ -368,6 +368,7 @@ class MiniEncoder(TorchEncoder):
         self._cache_dir = cache_dir or default_cache_dir()
         self.trained = False
         self.e5 = E5Tower()
+        self.noun_share = NOUN_SHARE  # the noun classes' share in a one-noun query
 
     def _load(self, device: str) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -449,7 +450,7 @@ class MiniEncoder(TorchEncoder):
             return vectors
         norm = torch.nn.functional.normalize
         classes = self.heads.text(torch.from_numpy(weights).to(vectors.device) @ self.heads.class_text)
-        plus = norm(norm(vectors, dim=-1) + NOUN_SHARE * norm(classes, dim=-1), dim=-1)
+        plus = norm(norm(vectors, dim=-1) + self.noun_share * norm(classes, dim=-1), dim=-1)
         return torch.where(torch.from_numpy(found).to(vectors.device)[:, None], plus, vectors)
 
     def _text_features(self, texts: list[str]):

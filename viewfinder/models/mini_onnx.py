@@ -160,6 +160,7 @@ class MiniOnnxEncoder(Encoder):
         self._dino = self._classifier = self._text = None
         self.e5 = E5Tower()
         self.trained = True
+        self.noun_share = NOUN_SHARE  # the noun classes' share in a one-noun query
 
     def _pick_device(self, preference: str) -> str:
         if preference not in ("auto", "cpu"):
@@ -289,7 +290,7 @@ class MiniOnnxEncoder(Encoder):
         if not found.any():
             return vectors
         classes = normalise(self.heads.project("text", weights @ self.heads.w["class_text"]))
-        return np.where(found[:, None], normalise(vectors + NOUN_SHARE * classes), vectors)
+        return np.where(found[:, None], normalise(vectors + self.noun_share * classes), vectors)
 
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         english = self.heads.project("text", self._text_tower()(texts))
