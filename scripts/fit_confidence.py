@@ -1,6 +1,7 @@
 """Fit mini's confidence on held-out data and measure it before/after on every test split.
 
-    python scripts/fit_confidence.py     # 2 cores: about 2 min; needs extract_mini_v2_features.py's output
+    python scripts/fit_confidence.py             # 2 cores: about 2 min; needs extract_mini_v2_features.py
+    python scripts/fit_confidence.py --choose-c  # the relevance fit's degree and penalty, cross-validated
 
 For each evaluation set (tuxpaint, openclipart, emoji, fashion-mnist drawings; gcompris photos),
 collections are built from one split alone and from the split plus up to 2,000 of the set's
@@ -9,9 +10,10 @@ removed. Directions: text->image (a caption's images), image->text (an image's c
 collection's captions), image->image (other images with the same caption, the query image left
 out; `--image-relevance category`: the other images of its category). image->image also gets
 real photos with their near-duplicates and other shots of their scene (scripts/eval_duplicates.py's
-collection, among gcompris' training photos), where those are what is relevant. The validation
-splits fit one logistic model per direction (viewfinder/eval/calibration.py) and its abstention
-threshold for the stated precision; the test splits measure it.
+collection, among gcompris' training photos, and its originals alone), where those are what is
+relevant. The validation splits fit one logistic model per direction (viewfinder/eval/calibration.py)
+and its abstention threshold for the stated precision; the test splits measure it, beside a
+degree-1 fit of the same hits.
 
 Writes viewfinder/models/weights/mini_heads.calibration.json (unless --no-install), prints the
 tables of docs/confidence.md, and draws docs/images/confidence_reliability.png."""

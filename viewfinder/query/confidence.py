@@ -5,18 +5,18 @@ Two models behind one interface:
 - `CalibratedConfidence` (used wherever the model ships a calibration file, as `mini` does): a
   logistic regression of degree 2 (the features and their pairwise products, so that what a
   score means can depend on the collection's spread) per query direction (text->image,
-  image->text, image->image), fitted on
-  held-out labelled collections, some of which lack the query's subject altogether
-  (`scripts/fit_confidence.py`, `viewfinder/eval/calibration.py`). Its output is the probability
-  that the hit is relevant; its ECE per test split is in docs/confidence.md. It reads only what
-  a search knows (`hit_features`): the cosine, its z-score against a fixed sample of the
-  collection, the gaps to the top hit and to the next one, the rank, the collection's size, how
-  many items of that size would reach the score by chance, and the mean and spread of the
-  query's scores over the sample (a collection where everything looks alike, such as ten kinds
-  of clothes, gives high scores to hits and misses alike). A second logistic model reads the
-  rank-1 hit's features and gives the probability that the collection holds the query's subject
-  at all; the search abstains when it is under the direction's threshold, chosen on held-out
-  data so that the queries it answers have their subject present at a stated rate.
+  image->text, image->image), fitted on held-out labelled collections, some of which lack the
+  query's subject altogether (`scripts/fit_confidence.py`, `viewfinder/eval/calibration.py`).
+  Its output is the probability that the hit is relevant; its ECE per test split is in
+  docs/confidence.md. It reads only what a search knows (`hit_features`): the cosine, its
+  z-score against a fixed sample of the collection, the gaps to the top hit and to the next one,
+  the rank, the collection's size, how many items of that size would reach the score by chance,
+  and the mean and spread of the query's scores over the sample (a collection where everything
+  looks alike, such as ten kinds of clothes, gives high scores to hits and misses alike). A
+  second logistic model (degree 1) reads the rank-1 hit's features and gives the probability
+  that the collection holds the query's subject at all; the search abstains when it is under the
+  direction's threshold, chosen on held-out data so that the queries it answers have their
+  subject present at a stated rate.
 - `ScoreTailConfidence`, the fallback for models with no calibration file: the probability that
   none of the N stored items would reach the score by chance under a normal model of this
   query's scores, Phi(z) ** N. Uncalibrated: it overestimates on heavy tails and underestimates
