@@ -307,6 +307,29 @@ def choose_c(val: dict[str, dict[str, LabelledHits]]) -> None:
         print(f"| {d} | " + " | ".join(f"{a:.3f} / {r:.3f}" for a, r in cells) + " |")
 
 
+def ece_table(title: str, test: dict, models: tuple, rank_one_too: bool = False) -> None:
+    """Each model's ECE on every test split and direction, over all top-10 hits (and, with
+    `rank_one_too`, over the rank-1 hits alone), the last model's in bold."""
+    names = SETS + (VARIANTS,)
+    print(f"\n{title}")
+    print("| direction | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for d in DIRECTIONS:
+        cells = []
+        for name in names:
+            hits = test[name].get(d)
+            if hits is None:
+                cells.append("-")
+                continue
+            groups = (hits, select(hits, hits.top)) if rank_one_too else (hits,)
+            parts = [
+                " / ".join(f"{expected_calibration_error(confidences(m, h), h.relevant):.3f}" for h in groups)
+                for m in models
+            ]
+            cells.append(" -> ".join(parts[:-1] + [f"**{parts[-1]}**"]))
+        print(f"| {d} | " + " | ".join(cells) + " |")
+
+
 def degree_one(val: dict, test: dict, calibrated: CalibratedConfidence) -> None:
     """The shipped degree-2 relevance fits beside degree-1 fits of the same hits, on the test
     splits: ECE, and the image hits far above the next one (near-duplicates and other shots of a
@@ -317,23 +340,11 @@ def degree_one(val: dict, test: dict, calibrated: CalibratedConfidence) -> None:
             for d, fit in calibrated.fits.items()
         }
     )
-    print("\nRelevance fitted at degree 1 -> degree 2 (shipped), test splits: ECE of all top-10 hits")
-    print("| direction | " + " | ".join(SETS + (VARIANTS,)) + " |")
-    print("|---" * (len(SETS) + 2) + "|")
-    for d in DIRECTIONS:
-        cells = []
-        for name in SETS + (VARIANTS,):
-            hits = test[name].get(d)
-            e = (
-                [
-                    expected_calibration_error(confidences(m, hits), hits.relevant)
-                    for m in (linear, calibrated)
-                ]
-                if hits
-                else []
-            )
-            cells.append(f"{e[0]:.3f} -> {e[1]:.3f}" if e else "-")
-        print(f"| {d} | " + " | ".join(cells) + " |")
+    ece_table(
+        "Relevance fitted at degree 1 -> degree 2 (shipped), test splits: ECE of all top-10 hits",
+        test,
+        (linear, calibrated),
+    )
     print(
         "\nimage->image hits more than one standard deviation above the next hit "
         "(not the query's own picture), test:"
@@ -429,24 +440,12 @@ def main() -> None:
     )
     before = ScoreTailConfidence()
 
-    print("\nECE (10 bins) on the test splits, all top-10 hits / rank-1 hits only; before -> after")
-    print("| direction | " + " | ".join(SETS + (VARIANTS,)) + " |")
-    print("|---" * (len(SETS) + 2) + "|")
-    for d in DIRECTIONS:
-        cells = []
-        for name in SETS + (VARIANTS,):
-            if d not in test[name]:
-                cells.append("-")
-                continue
-            hits = test[name][d]
-            top = select(hits, hits.top)
-            e = [
-                expected_calibration_error(confidences(m, h), h.relevant)
-                for m in (before, calibrated)
-                for h in (hits, top)
-            ]
-            cells.append(f"{e[0]:.3f} / {e[1]:.3f} -> **{e[2]:.3f} / {e[3]:.3f}**")
-        print(f"| {d} | " + " | ".join(cells) + " |")
+    ece_table(
+        "ECE (10 bins) on the test splits, all top-10 hits / rank-1 hits only; before -> after",
+        test,
+        (before, calibrated),
+        rank_one_too=True,
+    )
 
     degree_one(val, test, calibrated)
 
