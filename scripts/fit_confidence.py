@@ -4,11 +4,12 @@
     python scripts/fit_confidence.py --choose-c  # the relevance fit's degree and penalty, cross-validated
 
 For each evaluation set (tuxpaint, openclipart, emoji, fashion-mnist drawings; gcompris photos),
-collections are built from one split alone and from the split plus up to 2,000 of the set's
-training images (two sizes), and every query is judged with its relevant items present and again
-removed. Directions: text->image (a caption's images), image->text (an image's caption among the
-collection's captions), image->image (other images with the same caption, the query image left
-out; `--image-relevance category`: the other images of its category). image->image also gets
+collections are built from one split alone, from the split plus up to 2,000 of the set's
+training images, and from the split dealt into collections of 40 (three sizes), and every query
+is judged with its relevant items present and again removed. Directions: text->image (a
+caption's images), image->text (an image's caption among the collection's captions),
+image->image (other images with the same caption, the query image left out;
+`--image-relevance category`: the other images of its category). image->image also gets
 real photos with their near-duplicates and other shots of their scene (scripts/eval_duplicates.py's
 collection, among gcompris' training photos, and its originals alone), where those are what is
 relevant. The validation splits fit one logistic model per direction (viewfinder/eval/calibration.py)
@@ -66,6 +67,9 @@ VARIANTS = "photo variants"
 # still holds look-alikes (a toad); emoji has no categories, so only its captioned items go.
 NO_CATEGORIES = {"emoji"}
 EXTRA_TRAIN = 2000
+# a third size, small folders like the demo sample's 42 photos: the split dealt into collections of
+# SMALL items (sets whose split holds more than twice that)
+SMALL = 40
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -203,10 +207,17 @@ def collection_hits(
 
 
 def split_hits(
-    emb: Embedder, sets: dict, split: str, seed: int, strict: bool = False, image_relevance: str = "caption"
+    emb: Embedder,
+    sets: dict,
+    split: str,
+    seed: int,
+    strict: bool = False,
+    image_relevance: str = "caption",
+    small: bool = True,
 ) -> dict[str, dict[str, LabelledHits]]:
-    """set -> direction -> hits, over the split alone and the split plus training images; the
-    photo variants also over their originals alone (a small library without copies)."""
+    """set -> direction -> hits, over the split alone, the split plus training images and the
+    split dealt into collections of SMALL; the photo variants also over their originals alone (a
+    small library without copies)."""
     rng = np.random.default_rng(seed)
     out = {}
     for name in SETS + (VARIANTS,):
@@ -219,6 +230,13 @@ def split_hits(
         larger = collection_hits(emb, rows, extra, seed + 1, strict, image_relevance, directions)
         out[name] = {d: alone[d].extend(larger[d]) for d in directions}
         sizes = [len(rows), len(rows) + len(extra)]
+        if small and len(rows) > 2 * SMALL:
+            order = rng.permutation(len(rows))
+            for start in range(0, len(rows) - SMALL + 1, SMALL):
+                chunk = [rows[i] for i in order[start : start + SMALL]]
+                hits = collection_hits(emb, chunk, [], seed + 3 + start, strict, image_relevance, directions)
+                out[name] = {d: out[name][d].extend(hits[d]) for d in directions}
+            sizes.append(f"{len(rows) // SMALL} x {SMALL}")
         if name == VARIANTS:
             # where other shots of a scene come first after the query's own picture, as in a
             # folder of originals (the copies' and re-encodings' files are named "{stem}__{how}")
@@ -361,6 +379,19 @@ def degree_one(val: dict, test: dict, calibrated: CalibratedConfidence) -> None:
             print(f"| {name} | {len(stand_out.rank)} | {share:.2f} | {low:.2f} -> {high:.2f} |")
 
 
+def two_sizes(emb: Embedder, sets: dict, calibrated: CalibratedConfidence, image_relevance: str) -> None:
+    """The shipped fit on the test splits in the two sizes they had before the small collections
+    joined (2026-11-26): ECE, and abstention over all sets."""
+    test = split_hits(emb, sets, "test", seed=100, image_relevance=image_relevance, small=False)
+    ece_table("The same fit, test splits in two sizes only: ECE of all top-10 hits", test, (calibrated,))
+    print("\n| direction | subject absent: abstain | right top hits: abstain |")
+    print("|---|---|---|")
+    for d in DIRECTIONS:
+        hits = merged(test, d)
+        r = abstention(calibrated, select(hits, hits.top))
+        print(f"| {d} | {r.absent_abstain_rate:.2f} ({r.absent_queries}) | {r.right_top_abstain_rate:.2f} |")
+
+
 def draw(test: dict, models: dict, out: Path) -> None:
     import matplotlib
 
@@ -448,6 +479,7 @@ def main() -> None:
     )
 
     degree_one(val, test, calibrated)
+    two_sizes(emb, sets, calibrated, args.image_relevance)
 
     strict = split_hits(emb, sets, "test", seed=100, strict=True, image_relevance=args.image_relevance)
     print(
