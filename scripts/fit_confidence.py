@@ -22,6 +22,7 @@ tables of docs/confidence.md, and draws docs/images/confidence_reliability.png."
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -226,24 +227,28 @@ def split_hits(
         train = sets["gcompris" if name == VARIANTS else name]["train"]
         extra = [train[i] for i in rng.permutation(len(train))[:EXTRA_TRAIN]]
         directions = ("image->image",) if name == VARIANTS else DIRECTIONS
-        alone = collection_hits(emb, rows, [], seed, strict, image_relevance, directions)
-        larger = collection_hits(emb, rows, extra, seed + 1, strict, image_relevance, directions)
-        out[name] = {d: alone[d].extend(larger[d]) for d in directions}
+        parts = [
+            collection_hits(emb, rows, [], seed, strict, image_relevance, directions),
+            collection_hits(emb, rows, extra, seed + 1, strict, image_relevance, directions),
+        ]
         sizes = [len(rows), len(rows) + len(extra)]
         if small and len(rows) > 2 * SMALL:
             order = rng.permutation(len(rows))
             for start in range(0, len(rows) - SMALL + 1, SMALL):
                 chunk = [rows[i] for i in order[start : start + SMALL]]
-                hits = collection_hits(emb, chunk, [], seed + 3 + start, strict, image_relevance, directions)
-                out[name] = {d: out[name][d].extend(hits[d]) for d in directions}
+                parts.append(
+                    collection_hits(emb, chunk, [], seed + 3 + start, strict, image_relevance, directions)
+                )
             sizes.append(f"{len(rows) // SMALL} x {SMALL}")
         if name == VARIANTS:
             # where other shots of a scene come first after the query's own picture, as in a
             # folder of originals (the copies' and re-encodings' files are named "{stem}__{how}")
             originals = [r for r in rows if "__" not in Path(r[0]).stem]
-            small = collection_hits(emb, originals, [], seed + 2, strict, image_relevance, directions)
-            out[name] = {d: out[name][d].extend(small[d]) for d in directions}
+            parts.append(collection_hits(emb, originals, [], seed + 2, strict, image_relevance, directions))
             sizes.append(len(originals))
+        out[name] = {
+            d: functools.reduce(LabelledHits.extend, (part[d] for part in parts)) for d in directions
+        }
         print(f"  {split} {name}: {len(rows)} queries, collections of {' and '.join(map(str, sizes))}")
     return out
 
