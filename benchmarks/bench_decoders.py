@@ -7,6 +7,8 @@ does when indexing). Can two decoders decode more than one? Does the hardware JP
     python benchmarks/bench_decoders.py --with-model ViT-B/32 torchvision nvimgcodec-hw
     python benchmarks/bench_decoders.py --with-model ViT-B/32 --graph torchvision   # model as one CUDA graph
     python benchmarks/bench_decoders.py --images 512 --sizes 4032x3024 --batch 8 16 32 64 128 torchvision
+    python benchmarks/bench_decoders.py --images 512 --sizes 4032x3024 --batch 24 32 \
+        --memory pageable pinned -- torchvision
 
 A decoder is named as gpu_jpeg.jpeg_decoder takes it, e.g. "nvimgcodec-hw:4" (4 host threads).
 """
@@ -130,6 +132,13 @@ def main() -> None:
     )
     ap.add_argument("--graph", action="store_true", help="run the model as a CUDA graph")
     ap.add_argument(
+        "--memory",
+        nargs="+",
+        choices=["pageable", "pinned"],
+        default=["pageable"],
+        help="where the JPEG bytes lie on the host (page-locked memory can be copied to the GPU by DMA)",
+    )
+    ap.add_argument(
         "--vocab",
         type=Path,
         default=None,
@@ -151,10 +160,15 @@ def main() -> None:
             flush=True,
         )
     rows = []
-    for mix, priority, batch in itertools.product(args.mixes, args.priorities, args.batch):
+    pinned = [t.pin_memory() for t in data] if "pinned" in args.memory else []
+    for mix, priority, batch, memory in itertools.product(
+        args.mixes, args.priorities, args.batch, args.memory
+    ):
         label = mix + (", high-priority streams" if priority == "high" else "") + f", batch {batch}"
+        label += ", bytes in pinned memory" if memory == "pinned" else ""
         try:
-            decoding, model = rate(mix.split("+"), data, batch, enc, graph, priority == "high")
+            chosen = pinned if memory == "pinned" else data
+            decoding, model = rate(mix.split("+"), chosen, batch, enc, graph, priority == "high")
             rows.append((label, f"{decoding:,.0f}") + ((f"{model:,.0f}",) if enc is not None else ()))
         except Exception as exc:  # noqa: BLE001  (report, do not abort the table)
             rows.append(
