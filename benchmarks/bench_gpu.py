@@ -306,20 +306,6 @@ def read_batches_of(megabytes: int):
         gpu_decode.byte_bounded = shipped
 
 
-@contextlib.contextmanager
-def pinned_bytes(on: bool):
-    """The GPU path copies each reader batch's JPEG bytes into page-locked memory meanwhile, or
-    not (shipped: gpu_decode.PIN_JPEG_BYTES)."""
-    from viewfinder.ingest import gpu_decode
-
-    shipped = gpu_decode.PIN_JPEG_BYTES
-    gpu_decode.PIN_JPEG_BYTES = on
-    try:
-        yield
-    finally:
-        gpu_decode.PIN_JPEG_BYTES = shipped
-
-
 def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]]:
     """Each stage of the CUDA path alone, on the same files, to show where the time goes."""
     import torch
@@ -471,14 +457,6 @@ def main() -> None:
         "row each",
     )
     ap.add_argument(
-        "--pin-bytes",
-        nargs="*",
-        choices=["on", "off"],
-        default=["on"],
-        help="whether the CUDA path copies reader batches into page-locked memory for nvJPEG, a CUDA "
-        "path and an Engine.index row each",
-    )
-    ap.add_argument(
         "--cpu-workers",
         type=int,
         nargs="*",
@@ -539,11 +517,9 @@ def main() -> None:
                     (name, what, rate, "", note)
                     for what, rate, note in stage_rates(enc, files, args.pipeline_batch)
                 ]
-            combos = itertools.product(
-                args.decoders, args.pillow_shares, args.hashes, args.read_batch_mb, args.pin_bytes
-            )
-            for mix, share, hashed, read_mb, pin in combos:
-                with content_hash_as(hashed), read_batches_of(read_mb), pinned_bytes(pin == "on"):
+            combos = itertools.product(args.decoders, args.pillow_shares, args.hashes, args.read_batch_mb)
+            for mix, share, hashed, read_mb in combos:
+                with content_hash_as(hashed), read_batches_of(read_mb):
                     decoders = tuple(mix.split("+"))
                     cpu_share = None if share == "auto" else float(share)
                     by = (
@@ -551,7 +527,6 @@ def main() -> None:
                         + ("" if cpu_share is None else f", Pillow share {cpu_share:g}")
                         + ("" if hashed == "blake3" else f", hashing {HASHES[hashed]}")
                         + ("" if read_mb == READ_BATCH_MB else f", reader batches <= {read_mb} MB")
-                        + ("" if pin == "on" else ", bytes not pinned")
                     )
                     for readers in (args.readers or [READERS]) if jpeg else []:
                         vf, vutil = viewfinder_gpu_path(

@@ -246,22 +246,6 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
         assert float((px - runs["cpu"][path][1]).abs().mean()) < 0.05, path
 
 
-@pytest.mark.skipif(
-    not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)"
-)
-def test_a_pinned_batch_holds_the_same_jpeg_bytes(tmp_path):
-    from viewfinder.ingest.gpu_decode import read_batch
-
-    for i, size in enumerate(((90, 40), (64, 64), (40, 90))):
-        Image.new("RGB", size, (40 * i, 90, 200)).save(tmp_path / f"p{i}.jpg")
-    files = sorted(scan(tmp_path), key=lambda f: f.path)
-    raw = read_batch(files, 10**9, lambda im: None)
-    before = [bytes(j.numpy()) for j in raw.jpegs()]
-    assert len(before) == 3 and not raw.jpeg_bytes.is_pinned()
-    raw = raw.pinned()
-    assert raw.jpeg_bytes.is_pinned() and [bytes(j.numpy()) for j in raw.jpegs()] == before
-
-
 def test_gpu_decoders_setting_reads_a_toml_list(tmp_path):
     from viewfinder.config import load_config
 

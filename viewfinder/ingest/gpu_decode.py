@@ -49,11 +49,6 @@ READ_BATCH_BYTES = 128 << 20
 # The readers hash with BLAKE3 since 2026-11-26 (269-353 files/s a core); the share these rates give, 22% with
 # 14 readers, stays: 10%, 15% and 30% measured slower (docs/benchmarks.md).
 LARGE_JPEG_BYTES = 1_500_000
-# A reader batch's bytes are copied into page-locked memory before nvJPEG sees them: from there
-# the GPU copies them by DMA, and nvJPEG decoded 12 MP JPEGs in calls of 24 at 582 images/s
-# instead of 449 from pageable memory on an H100 (gpu_decoders_12mp_h100_pinned.txt; calls of
-# 256 gain nothing). Only for decoders that are `synchronous` (gpu_jpeg.JpegDecoder).
-PIN_JPEG_BYTES = True
 NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0
 
 
@@ -72,13 +67,6 @@ class RawBatch:
 
     def jpegs(self) -> list:
         return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
-
-    def pinned(self) -> "RawBatch":
-        """The batch with its JPEG bytes copied into page-locked memory (PyTorch caches those
-        blocks, so the copies reuse a few buffers)."""
-        if self.jpeg_spans:
-            self.jpeg_bytes = self.jpeg_bytes[: self.jpeg_spans[-1][1]].pin_memory()
-        return self
 
 
 def _read_jpeg(stat: FileStat, slot: memoryview, max_pixels: int) -> tuple[NewImage, int] | None:
@@ -454,13 +442,10 @@ def gpu_batches(
     # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
     # memory is not reused) before the resize kernels run; others have streams of their own,
     # which the resize stream waits for.
-    made = [jpeg_decoder(name, device) for name in decoders]
-    # only for decoders done with the bytes when they return: a pinned block is reused at once
-    pin = cuda and PIN_JPEG_BYTES and all(fn.synchronous for fn in made)
-    received = in_background((raw.pinned() for raw in loader) if pin else loader, "reader-batches")
+    received = in_background(loader, "reader-batches")
     work = {}
-    for i, (name, fn) in enumerate(zip(decoders, made)):
-        on = stream if i == 0 or not cuda else side_stream(device)
+    for i, name in enumerate(decoders):
+        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
         # a clock entry per thread: two threads adding to one entry could lose each other's time
         step = f"decoder thread {i}: {name} call"
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)

@@ -30,9 +30,6 @@ DECODERS = ("torchvision", "torchcodec", "nvimgcodec", "nvimgcodec-hw")
 class JpegDecoder:
     decode: Callable[[list], list]  # JPEG files as uint8 CPU tensors -> (3,H,W) uint8 on the device
     upright: bool = False  # it applies the EXIF orientation itself
-    # it returns only once the GPU is done with the input bytes, so they may be page-locked
-    # memory that is reused right after (gpu_decode.PIN_JPEG_BYTES)
-    synchronous: bool = False
 
     def __call__(self, jpegs: list) -> list:
         return self.decode(jpegs)
@@ -65,8 +62,7 @@ def _torchvision(device: str) -> JpegDecoder:
     def decode(jpegs: list) -> list:
         return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=False)
 
-    # torchvision synchronises its stream at the end of every batched call
-    return JpegDecoder(decode, synchronous=True)
+    return JpegDecoder(decode)
 
 
 def _torchcodec(device: str) -> JpegDecoder:
