@@ -9,7 +9,8 @@ Training pairs (train splits only; the evaluation sets are never trained on):
 - drawings: tuxpaint, openclipart (a subsample), emoji and fashion-mnist, each caption also in the
   short forms people type ("dog face", "a drawing of a chimpanzee");
 - real photos: gcompris' labelled photos and 3 augmented views of each, captioned by their label
-  ("gorilla", "a photo of a gorilla", and the activity's description where there is one);
+  ("gorilla", "a photo of a gorilla"; the activities' descriptions as captions too measured worse
+  on the val splits, docs/mini.md);
 - unlabelled wallpaper photos (4 views each), captioned by the ImageNet classifier's top class
   ("a photo of a lakeside") where it is at least 30% sure;
 - composites: tuxpaint stamps pasted onto wallpaper photos, captioned by the stamp's caption.
