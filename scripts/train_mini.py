@@ -550,23 +550,22 @@ def routing_bound(names: list[str], features: Path) -> None:
     """How near other languages come to English through the installed heads: with the product's
     routing, with every query routed by the language it is known to be in (the best any language
     test could do), and with every query, English too, on the e5 path (--routing-bound)."""
-
-    def by_language(texts: list[str], lang: str):
-        with routed(encoder, lang == "en"):
-            return encoder.encode_texts(texts)
-
-    def all_e5(texts: list[str], lang: str):
-        with routed(encoder, False):
-            return encoder.encode_texts(texts)
-
     encoder = installed_encoder(names)
+
+    def routed_by(english_if):
+        def encode(texts: list[str], lang: str):
+            with routed(encoder, english_if(lang)):
+                return encoder.encode_texts(texts)
+
+        return encode
+
     header = "| queries routed | " + " | ".join(("en",) + LANGUAGES) + " | within 0.1 of en |"
     for split in ("val", "test"):
         print(f"\nText->image MRR per query language, {split} splits:\n{header}", flush=True)
         for label, encode in (
             ("by the product (language test and word list)", None),
-            ("by the language each query is known to be in", by_language),
-            ("every query on the e5 path (English too)", all_e5),
+            ("by the language each query is known to be in", routed_by(lambda lang: lang == "en")),
+            ("every query on the e5 path (English too)", routed_by(lambda lang: False)),
         ):
             for row in language_table(encoder, features, split, encode):
                 print(f"| {label}: {row[2:]}", flush=True)
