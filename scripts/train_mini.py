@@ -745,19 +745,29 @@ def evaluate_shipped(sets: dict, args, names: list[str]) -> None:
     print("\n".join(language_table(encoder, args.features, "val")), flush=True)
 
 
-def sweep_noun_share(args, names: list[str]) -> None:
-    """The installed heads with each share of the noun table's classes (`noun_classes`), every
-    query through the product's path: mean MRR / R@5 of the val sets (where the share is chosen),
-    each test set, and the gcompris real-photo test queries whose rank moves (--noun-shares)."""
+def photo_ranks(encoder, feats: PairFeatures) -> dict[str, list[int]]:
+    """Each query of a set (its distinct captions) -> the ranks of its photos among the set's,
+    every query through the product's path."""
     import torch
 
-    encoder = installed_encoder(names)
-    val, test = test_sets(args.features, "val"), test_sets(args.features, "test")
-    feats, pairs = test["gcompris real photos (test)"]
     queries = sorted(set(feats.captions))
     with torch.no_grad():
         _, image_head = encoder.frozen_image_tower()
         ie = torch.nn.functional.normalize(image_head(torch.from_numpy(feats.image)), dim=-1).numpy()
+    out = {}
+    for q, row in zip(queries, encoder.encode_texts(queries) @ ie.T):
+        order = list(np.argsort(-row))
+        out[q] = sorted(order.index(j) + 1 for j, c in enumerate(feats.captions) if c == q)
+    return out
+
+
+def sweep_noun_share(args, names: list[str]) -> None:
+    """The installed heads with each share of the noun table's classes (`noun_classes`), every
+    query through the product's path: mean MRR / R@5 of the val sets (where the share is chosen),
+    each test set, and the gcompris real-photo test queries whose rank moves (--noun-shares)."""
+    encoder = installed_encoder(names)
+    val, test = test_sets(args.features, "val"), test_sets(args.features, "test")
+    feats, pairs = test["gcompris real photos (test)"]
     print("| share | val: mean MRR / R@5 | " + " | ".join(f"{s} MRR / R@5" for s in test) + " |")
     print("|---" * (2 + len(test)) + "|")
     ranks = {}
@@ -767,16 +777,26 @@ def sweep_noun_share(args, names: list[str]) -> None:
         mean = [np.mean([m["text_to_image"][k] for m in metrics.values()]) for k in ("MRR", "R@5")]
         cells = metric_cells(evaluate(encoder, test, features=args.features, product=True))
         print(f"| {share} | {mean[0]:.3f} / {mean[1]:.3f} | {cells} |", flush=True)
-        scores = encoder.encode_texts(queries) @ ie.T
-        for q, row in zip(queries, scores):
-            order = list(np.argsort(-row))
-            ranks.setdefault(q, []).append(
-                min(order.index(j) + 1 for j, c in enumerate(feats.captions) if c == q)
-            )
+        for q, r in photo_ranks(encoder, feats).items():
+            ranks.setdefault(q, []).append(r[0])
     print(f"\nRank of the right photo among the {len(pairs)} gcompris real test photos, where it moves:")
     for q, r in ranks.items():
         if len(set(r)) > 1:
             print(f"  {q}: " + " / ".join(map(str, r)))
+
+
+def print_photo_ranks(names: list[str], features: Path) -> None:
+    """The installed heads on the gcompris real-photo test split, query by query: the ranks of
+    its photos, its R@5, and what R@5 would be if every query found what the top 5 can hold
+    (--photo-ranks)."""
+    feats, pairs = test_sets(features)["gcompris real photos (test)"]
+    ranks = photo_ranks(installed_encoder(names), feats)
+    print(f"Ranks of each query's photos among the {len(pairs)} gcompris real test photos (R@5):")
+    for q, r in sorted(ranks.items(), key=lambda item: -item[1][0]):
+        print(f"  {q}: {r} ({sum(x <= 5 for x in r) / len(r):.2f})")
+    recall = np.mean([sum(x <= 5 for x in r) / len(r) for r in ranks.values()])
+    ceiling = np.mean([min(5, len(r)) / len(r) for r in ranks.values()])
+    print(f"R@5 {recall:.3f} over {len(ranks)} queries; with every query perfect {ceiling:.3f}")
 
 
 def main() -> None:
@@ -814,6 +834,11 @@ def main() -> None:
         "routed by its known language; train nothing",
     )
     ap.add_argument(
+        "--photo-ranks",
+        action="store_true",
+        help="the installed heads' rank of every gcompris real-photo test query's photos; train nothing",
+    )
+    ap.add_argument(
         "--noun-shares",
         type=float,
         nargs="+",
@@ -825,6 +850,8 @@ def main() -> None:
         return sweep_noun_share(args, names)
     if args.routing_bound:
         return routing_bound(names, args.features)
+    if args.photo_ranks:
+        return print_photo_ranks(names, args.features)
     if args.multilingual_only:
         return rerun_multilingual(args, names)
     sets = test_sets(args.features)
