@@ -645,12 +645,11 @@ def multilingual_stage(
     choose_e5_ensemble(encoder, features)
     save_heads(encoder.heads, Path(spec.split("@", 1)[1]), adopts=json.dumps(sorted(adopts)))
     header = "| query language | " + " | ".join(("en",) + LANGUAGES) + " | within 0.1 of en |"
-    bias, config = encoder.heads.language.bias.data.clone(), encoder.heads.config
-    encoder.heads.language.bias.data.fill_(1e4)  # every query through the English tower
+    config = encoder.heads.config
     encoder.heads.config = dataclasses.replace(config, e5_share=0.0)
-    print("\nText->image MRR per query language, English tower only:\n" + header)
-    print("\n".join(language_table(encoder, features)))
-    encoder.heads.language.bias.data.copy_(bias)
+    with routed(encoder, english=True):  # every query through the English tower
+        print("\nText->image MRR per query language, English tower only:\n" + header)
+        print("\n".join(language_table(encoder, features)))
     encoder.heads.config = config
     print("\nwith the e5 path for queries the language test finds non-English:\n" + header)
     print("\n".join(language_table(encoder, features)), flush=True)
