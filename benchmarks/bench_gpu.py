@@ -311,14 +311,7 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from viewfinder.ingest.gpu_decode import (
-        _as_is,
-        _Batches,
-        byte_bounded,
-        read_batch,
-        resize_crop,
-        thread_batches,
-    )
+    from viewfinder.ingest.gpu_decode import _as_is, _Batches, read_batch, resize_crop
     from viewfinder.ingest.walk import FileStat
 
     rows = []
@@ -333,7 +326,7 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
             read_rate = 4 * batch / (time.perf_counter() - t)
         rows.append((f"stage: read + header check + {HASHES[name]}, one process", f"{read_rate:,.0f}", ""))
     loader = torch.utils.data.DataLoader(
-        _Batches(byte_bounded(stats, batch), 10**9, transform, decode_large=False),
+        _Batches(stats, batch, 10**9, transform),
         batch_size=None,
         collate_fn=_as_is,
         num_workers=READERS,
@@ -348,18 +341,6 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
             "",
         )
     )
-    for memory in ("ordinary", "pinned"):  # pinned: how nvJPEG's files are read for torchvision
-        t = time.perf_counter()
-        n = sum(
-            len(raw.jpeg_records) for raw in thread_batches(stats, batch, 10**9, transform, memory=memory)
-        )
-        rows.append(
-            (
-                f"stage: the same into {memory} memory, 4 threads of one process",
-                f"{n / (time.perf_counter() - t):,.0f}",
-                "",
-            )
-        )
     from viewfinder.images import DRAFT_SIZE
     from viewfinder.ingest.prepare import decode_for_model
 

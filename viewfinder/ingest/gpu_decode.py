@@ -2,15 +2,10 @@
 A100/H100-class GPUs runs on their hardware JPEG engines (gpu_jpeg.py has the other decoders).
 
 Five stages run at once (measured on an H100, docs/benchmarks.md):
-- worker processes read whole batches of small files, check headers against the pixel limit,
-  note the EXIF orientation and hash them, and hand the JPEG bytes back as one shared-memory
-  tensor (one handle per batch, not one pickle per file); other formats, and the share of the
-  large JPEGs (phone photos) that the CPU decodes beside nvJPEG, are decoded there by Pillow;
-- threads of this process read the large JPEGs that nvJPEG decodes, the same way, into
-  page-locked memory that torch's caching allocator reuses: from shared memory nvJPEG decoded
-  phone photos 12-16% slower, and a worker read each one 1.2-1.7 ms slower (page faults on fresh
-  shared pages); for large files the per-file Python work is small and the reads and BLAKE3
-  release the GIL (small files: threads were GIL-bound);
+- worker processes read a whole batch of files, check headers against the pixel limit, note the
+  EXIF orientation and hash them, and hand the JPEG bytes back as one shared-memory tensor (one
+  handle per batch, not one pickle per file); other formats are decoded there by Pillow;
+- a thread receives those batches from the workers;
 - a decoder thread (one per configured decoder) decodes batch after batch and only turns the
   images upright besides: torchvision runs one decode at a time per process and returns only
   when it is done, so other work in this thread would leave the hardware decoder idle (with it
@@ -18,7 +13,7 @@ Five stages run at once (measured on an H100, docs/benchmarks.md):
   6,000 files);
 - a thread resizes, crops and normalises each decoded batch, on the same high-priority stream;
 - the caller runs the model on batch n on the default stream while the next ones are prepared.
-(Threads instead of worker processes measured 2,200-3,100 files/s for reading small files: the
+(Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
 per-file Python work serialises on the GIL. Decode worker processes with an nvJPEG each measured
 slower still, most likely because the GPU time-slices between processes: docs/benchmarks.md.)"""
 
@@ -40,7 +35,6 @@ from ..errors import ImageTooLargeError
 from ..images import check_pixels, content_hash
 from ..store import NewImage
 from .gpu_jpeg import JpegDecoder, jpeg_decoder
-from .pipeline import CPU_TASK_FILES
 from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat
 
@@ -48,16 +42,14 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
 # A reader's batch holds at most this many bytes of files: a model batch of 256 phone photos
 # (1 GB) took one reader over a second to read and hash while the others had nothing to do.
 READ_BATCH_BYTES = 128 << 20
-# JPEGs this large (phone and camera photos, >= about 5 MP) are where nvJPEG is the bound: threads
-# of the main process read those nvJPEG decodes, and the reader processes decode a share of them
-# in Pillow's draft mode (DCT-domain downscaling). Rates for 12 MP photos on an H100 host with 16
-# cores: nvJPEG 583-628 images/s, draft decode 14.1-16.7 a core (benchmarks/results/gpu_12mp_h100_*.txt).
+# JPEGs this large (phone and camera photos, >= about 5 MP) are where nvJPEG is the bound: spare
+# reader processes decode a share of them in Pillow's draft mode (DCT-domain downscaling). Rates
+# for 12 MP photos on an H100 host with 16 cores: nvJPEG 583-628 images/s, draft decode 14.1-16.7
+# a core, read + header + SHA-256 227-235 files/s a core (benchmarks/results/gpu_12mp_h100_*.txt).
+# The readers hash with BLAKE3 since 2026-11-26 (269-353 files/s a core); the share these rates give, 22% with
+# 14 readers, stays: 10%, 15% and 30% measured slower (docs/benchmarks.md).
 LARGE_JPEG_BYTES = 1_500_000
-NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE = 600.0, 15.0
-# threads reading the large JPEGs for nvJPEG: one reads a batch of phone photos in about the time
-# nvJPEG decodes it; more keep it fed while one waits for the disk
-READ_THREADS = 4
-READER_NICENESS = 10
+NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0
 
 
 @dataclass
@@ -71,8 +63,7 @@ class RawBatch:
     pillow_pixels: object  # uint8 (N,3,side,side) tensor or None
     pillow_records: list[NewImage]
     failed: list[NewImage]
-    seconds: float = 0.0  # the reader's time on it
-    reader: str = "processes"  # or "threads" (of this process)
+    seconds: float = 0.0  # the worker's time on it
 
     def jpegs(self) -> list:
         return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
@@ -120,33 +111,26 @@ def upright(image, orientation: int):
     return turn(image) if turn else image
 
 
-def is_large_jpeg(f: FileStat) -> bool:
-    return f.size >= LARGE_JPEG_BYTES and f.path.lower().endswith(JPEG_SUFFIXES)
-
-
-def _pillow_positions(files: Sequence[FileStat], share: float) -> set[int]:
-    large = [i for i, f in enumerate(files) if is_large_jpeg(f)]
-    return {i for k, i in enumerate(large) if int((k + 1) * share) > int(k * share)}
-
-
 def for_pillow(files: Sequence[FileStat], share: float) -> set[str]:
-    """The large JPEGs that Pillow decodes instead of the GPU: `share` of them, spread evenly
-    through `files`."""
-    return {files[i].path for i in _pillow_positions(files, share)}
+    """The large JPEGs of a batch that Pillow decodes instead of the GPU: `share` of them, spread
+    evenly through the batch."""
+    large = [f.path for f in files if f.size >= LARGE_JPEG_BYTES and f.path.lower().endswith(JPEG_SUFFIXES)]
+    return {path for k, path in enumerate(large) if int((k + 1) * share) > int(k * share)}
 
 
 def auto_cpu_share(readers: int) -> float:
-    """The share of large JPEGs that `readers` processes should decode so that nvJPEG and they
-    finish together (at the rates measured on an H100 host): 26% with 14 readers, 9% with 4. The
-    files nvJPEG decodes are read by this process's threads, on the cores the readers leave."""
-    cpu = max(0, readers) * DRAFT_LARGE_RATE
+    """The share of large JPEGs that `readers` processes should decode so that nvJPEG stays busy
+    and the readers' time left after reading nvJPEG's files goes to draft decoding (at the rates
+    measured on an H100 host): 23% with 14 readers, none with 4 (they are busy reading)."""
+    spare = readers - NVJPEG_LARGE_RATE / READ_LARGE_RATE
+    cpu = max(0.0, spare) * DRAFT_LARGE_RATE
     return cpu / (NVJPEG_LARGE_RATE + cpu)
 
 
 def gpu_readers(files: Sequence[FileStat], workers: int) -> int:
     """Reader processes for the GPU path: `workers`, or for a folder of mostly large photos every
-    core but two (for the main process and its threads, which read nvJPEG's files), which then
-    decode a share of them (small files: 8 or 14 readers were slower than 4, docs/benchmarks.md)."""
+    core but two (one for the main process, one for its threads), which then also decode a share
+    of them (small files: 8 or 14 readers were slower than 4, docs/benchmarks.md)."""
     sizes = sorted(f.size for f in files)
     if sizes and sizes[len(sizes) // 2] >= LARGE_JPEG_BYTES:
         return max(workers, (os.cpu_count() or 2) - 2)
@@ -167,19 +151,18 @@ def byte_bounded(files: Sequence[FileStat], batch_size: int, max_bytes: int = RE
 
 
 def read_jpegs(
-    files: Sequence[FileStat], max_pixels: int, memory: str = "ordinary", pillow: set[str] = frozenset()
+    files: Sequence[FileStat], max_pixels: int, shared: bool = False, pillow: set[str] = frozenset()
 ):
-    """Read a batch's plain JPEGs (but those in `pillow`) into one buffer with no copies, in
-    "ordinary", "shared" or "pinned" (page-locked, from torch's caching allocator, so its pages
-    are reused rather than faulted in afresh for every batch) memory: (buffer, spans, records,
-    orientations, files for Pillow, refused records)."""
+    """Read a batch's plain JPEGs (but those in `pillow`) into one buffer with no copies
+    (allocated in shared memory if `shared`): (buffer, spans, records, orientations, files for
+    Pillow, refused records)."""
     import torch
 
     size = sum(f.size for f in files if f.path.lower().endswith(JPEG_SUFFIXES) and f.path not in pillow)
     buf = (
         torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size))
-        if memory == "shared"
-        else torch.empty(size, dtype=torch.uint8, pin_memory=memory == "pinned")
+        if shared
+        else torch.empty(size, dtype=torch.uint8)
     )
     view = memoryview(buf.numpy())
     spans, records, orientations, others, failed = [], [], [], [], []
@@ -202,23 +185,18 @@ def read_jpegs(
 
 
 def read_batch(
-    files: Sequence[FileStat],
-    max_pixels: int,
-    transform: Callable,
-    decode_large: bool = False,
-    memory: str = "shared",
-    reader: str = "processes",
+    files: Sequence[FileStat], max_pixels: int, transform: Callable, cpu_share: float = 0.0
 ) -> RawBatch:
-    """One batch: JPEG bytes into one tensor in `memory` (read_jpegs; shared for a worker: the
-    DataLoader then passes a handle, not a copy); other formats, refused JPEGs and, if
-    `decode_large`, the large JPEGs decoded by Pillow (draft mode)."""
+    """One batch, in a worker: JPEG bytes into one tensor already in shared memory (the DataLoader
+    then passes a handle, not a copy); other formats, refused JPEGs and `cpu_share` of the large
+    JPEGs decoded by Pillow (draft mode)."""
     import torch
 
     started = time.perf_counter()
     # in shared memory from the start, as DataLoader's own collate does, so the bytes are written
     # once (by the read) and never copied on their way to the main process
     buf, spans, jpeg_records, orientations, others, failed = read_jpegs(
-        files, max_pixels, memory, pillow=for_pillow(files, 1.0) if decode_large else frozenset()
+        files, max_pixels, shared=True, pillow=for_pillow(files, cpu_share)
     )
     pillow = [decode_for_model(f, transform, max_pixels) for f in others]
     failed += [r for r, t in pillow if t is None]
@@ -234,65 +212,29 @@ def read_batch(
         [r for r, t in pillow if t is not None],
         failed,
         time.perf_counter() - started,
-        reader,
     )
 
 
-def reader_batches(
-    files: Sequence[FileStat], batch_size: int, share: float
-) -> tuple[list[FileStat], list[list[FileStat]]]:
-    """Split `files` between the two kinds of reader: (the large JPEGs nvJPEG decodes, for this
-    process's threads; batches for the reader processes: the other files at most `batch_size`
-    and READ_BATCH_BYTES a batch, then the `share` of large JPEGs they decode, a few a batch so
-    that every process has some)."""
-    pillow = _pillow_positions(files, share)
-    to_gpu = [f for i, f in enumerate(files) if is_large_jpeg(f) and i not in pillow]
-    rest = [f for i, f in enumerate(files) if not is_large_jpeg(f)]
-    drafts = [files[i] for i in sorted(pillow)]
-    chunks = [drafts[i : i + CPU_TASK_FILES] for i in range(0, len(drafts), CPU_TASK_FILES)]
-    return to_gpu, byte_bounded(rest, batch_size) + chunks
-
-
 class _Batches:
-    """A map-style dataset whose items are whole batches, read by DataLoader workers, which
-    decode the large JPEGs among them with Pillow if `decode_large`."""
+    """A map-style dataset whose items are whole batches (at most `batch_size` files and
+    READ_BATCH_BYTES), read by DataLoader workers."""
 
     def __init__(
-        self, batches: list[list[FileStat]], max_pixels: int, transform: Callable, decode_large: bool = True
+        self,
+        files: Sequence[FileStat],
+        batch_size: int,
+        max_pixels: int,
+        transform: Callable,
+        cpu_share: float = 0.0,
     ) -> None:
-        self.batches, self.max_pixels, self.transform = batches, max_pixels, transform
-        self.decode_large = decode_large
+        self.batches = byte_bounded(files, batch_size)
+        self.max_pixels, self.transform, self.cpu_share = max_pixels, transform, cpu_share
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> RawBatch:
-        return read_batch(self.batches[i], self.max_pixels, self.transform, self.decode_large)
-
-
-def thread_batches(
-    files: Sequence[FileStat],
-    batch_size: int,
-    max_pixels: int,
-    transform: Callable,
-    threads: int = READ_THREADS,
-    memory: str = "ordinary",
-) -> Iterator[RawBatch]:
-    """Batches of `files` (large JPEGs for nvJPEG) read by `threads` threads of this process into
-    `memory` (read_jpegs), in the order they are done."""
-    read = functools.partial(
-        read_batch, max_pixels=max_pixels, transform=transform, memory=memory, reader="threads"
-    )
-    return in_threads(
-        byte_bounded(files, batch_size), {f"jpeg-reader-{i}": read for i in range(threads)}, threads
-    )
-
-
-def _start_reader(parent: int, worker_id: int) -> None:
-    """A GPU-path reader process: it dies with its parent, and yields the cores to the parent's
-    threads, which keep nvJPEG fed; its draft decodes take the time they leave."""
-    die_with_parent(parent, worker_id)
-    os.nice(READER_NICENESS)
+        return read_batch(self.batches[i], self.max_pixels, self.transform, self.cpu_share)
 
 
 def _as_is(batch: RawBatch) -> RawBatch:
@@ -447,8 +389,9 @@ class _GpuStages:
         t = time.perf_counter()
         for raw in batches:
             _tick(self.clock, step, t)
-            own = f"reader {raw.reader}' own time, summed"
-            self.clock[own] = self.clock.get(own, 0.0) + raw.seconds
+            self.clock["readers' own time, summed"] = (
+                self.clock.get("readers' own time, summed", 0.0) + raw.seconds
+            )
             yield raw
             t = time.perf_counter()
 
@@ -469,8 +412,7 @@ def gpu_batches(
     cpu_share: float | None = None,
 ) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
-    records with vectors first, in the order of the pixel rows; batches in the order they are
-    ready (the large JPEGs for nvJPEG are read apart from the other files). `fallback(image) -> uint8 CHW
+    records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
@@ -481,35 +423,26 @@ def gpu_batches(
     stages = _GpuStages(
         device, side, m, s, cuda, stream, max_pixels, fallback, timings if timings is not None else {}
     )
-    to_gpu, batches = reader_batches(
-        files, batch_size, auto_cpu_share(workers) if cpu_share is None else cpu_share
+    loader = torch.utils.data.DataLoader(
+        _Batches(
+            files,
+            batch_size,
+            max_pixels,
+            fallback,
+            auto_cpu_share(workers) if cpu_share is None else cpu_share,
+        ),
+        batch_size=None,
+        collate_fn=_as_is,
+        num_workers=workers,
+        worker_init_fn=functools.partial(die_with_parent, os.getpid()),
+        prefetch_factor=2 if workers else None,
     )
-    sources: dict[str, Iterable] = {}
-    if batches:
-        # started (forked) here, before this run's threads read files: a process forked while
-        # another thread holds a lock (Pillow's, the allocator's) can wait for it forever
-        sources["reader-processes"] = iter(
-            torch.utils.data.DataLoader(
-                _Batches(batches, max_pixels, fallback),
-                batch_size=None,
-                collate_fn=_as_is,
-                num_workers=workers,
-                worker_init_fn=functools.partial(_start_reader, os.getpid()),
-                prefetch_factor=2 if workers else None,
-            )
-        )
-    if to_gpu:
-        # page-locked only where the decode call is done with the bytes when it returns
-        pinned = cuda and all(d == "torchvision" for d in decoders)
-        sources["reader-threads"] = thread_batches(
-            to_gpu, batch_size, max_pixels, fallback, memory="pinned" if pinned else "ordinary"
-        )
-    # Threads: one receives batches from the reader processes, and with the reader threads hands
-    # them over as they come; one per decoder decodes them, one resizes them, and the caller's
-    # runs the model; each hands over through a short queue. The first decoder shares the resize
-    # thread's CUDA stream, so its images are ready (and their memory is not reused) before the
-    # resize kernels run; others have streams of their own, which the resize stream waits for.
-    received = merged(sources)
+    # Threads: one receives batches from the reader processes, one per decoder decodes them, one
+    # resizes them, and the caller's runs the model; each hands over through a short queue. The
+    # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
+    # memory is not reused) before the resize kernels run; others have streams of their own,
+    # which the resize stream waits for.
+    received = in_background(loader, "reader-batches")
     work = {}
     for i, name in enumerate(decoders):
         fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
@@ -532,23 +465,7 @@ class _Raised:
 def in_background(items: Iterable, name: str, depth: int = 2) -> Iterator:
     """Iterate `items` in a thread of its own, up to `depth` items ahead of the caller. An error
     there is raised here; closing the returned generator stops the thread (and closes `items`)."""
-    return merged({name: items}, depth)
-
-
-def merged(sources: dict[str, Iterable], depth: int = 2) -> Iterator:
-    """The items of every source (thread name -> iterable), each iterated in a thread of its own,
-    in the order they come, up to `depth` ahead of the caller. An error in any thread is raised
-    here; closing the returned generator stops the threads (and closes the sources)."""
-
-    def drain(items: Iterable) -> Callable:
-        def run(offer: Callable[[object], bool]) -> None:
-            for item in items:
-                if not offer(item):
-                    return
-
-        return run
-
-    yield from _threaded({name: drain(items) for name, items in sources.items()}, depth, sources.values())
+    return in_threads(items, {name: lambda item: item}, depth)
 
 
 def in_threads(items: Iterable, workers: dict[str, Callable], depth: int = 2) -> Iterator:
@@ -556,29 +473,10 @@ def in_threads(items: Iterable, workers: dict[str, Callable], depth: int = 2) ->
     (thread name -> function), each taking the next item when it is free; results come in the
     order they are done, up to `depth` ahead of the caller. An error in any thread is raised
     here; closing the returned generator stops the threads (and closes `items`)."""
-    take = threading.Lock()
-    source = iter(items)
-    end = object()
-
-    def apply(fn: Callable) -> Callable:
-        def run(offer: Callable[[object], bool]) -> None:
-            while True:
-                with take:
-                    item = next(source, end)
-                if item is end or not offer(fn(item)):
-                    return
-
-        return run
-
-    yield from _threaded({name: apply(fn) for name, fn in workers.items()}, depth, [items])
-
-
-def _threaded(jobs: dict[str, Callable], depth: int, closing: Iterable) -> Iterator:
-    """Run each job (thread name -> function of `offer`) in a thread of its own; what they offer
-    comes out here, up to `depth` ahead. `offer(item)` returns False once the caller has stopped.
-    On the way out the threads are stopped and joined and `closing`'s generators closed."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    take = threading.Lock()
+    source = iter(items)
     end = object()
 
     def offer(item: object) -> bool:
@@ -590,15 +488,19 @@ def _threaded(jobs: dict[str, Callable], depth: int, closing: Iterable) -> Itera
                 continue
         return False
 
-    def run(job: Callable) -> None:
+    def run(fn: Callable) -> None:
         try:
-            job(offer)
+            while not stop.is_set():
+                with take:
+                    item = next(source, end)
+                if item is end or not offer(fn(item)):
+                    break
             offer(end)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
             offer(_Raised(exc))
 
     threads = [
-        threading.Thread(target=run, args=(job,), name=name, daemon=True) for name, job in jobs.items()
+        threading.Thread(target=run, args=(fn,), name=name, daemon=True) for name, fn in workers.items()
     ]
     for thread in threads:
         thread.start()
@@ -616,9 +518,8 @@ def _threaded(jobs: dict[str, Callable], depth: int, closing: Iterable) -> Itera
         stop.set()
         for thread in threads:
             thread.join()
-        for items in closing:
-            if hasattr(items, "close"):
-                items.close()
+        if hasattr(items, "close"):
+            items.close()
 
 
 def _tick(clock: dict[str, float], step: str, since: float) -> float:
