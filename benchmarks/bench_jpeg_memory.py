@@ -1,0 +1,166 @@
+"""What the memory that a phone photo's bytes lie in costs the GPU path: the readers' own work per
+file (one process alone, then 14 at once), and nvJPEG's rate in calls of one reader batch whose
+bytes lie in ordinary, page-locked or shared memory (shared: handed over by reader processes as
+the shipped pipeline does, first touched by the decode call, or touched before it).
+
+    python benchmarks/bench_jpeg_memory.py            # the nvJPEG rows need a CUDA GPU
+
+On a CPU machine only the first table is printed."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import torch
+import torch.utils.data as tud
+
+from common import _one_photo, make_jpegs, print_table
+
+CALL = 25  # JPEGs a decode call gets from one reader batch of phone photos (128 MB less the Pillow share)
+WORKS = (
+    "decode_for_model (draft + resize)",
+    "Pillow draft decode",
+    "read_jpegs, ordinary",
+    "read_jpegs, shared",
+    "BLAKE3",
+)
+
+
+def per_file_ms(args: tuple[str, str, int]) -> float:
+    """Milliseconds of `what` on the photo at `path`, averaged over `n` runs, in this process."""
+    path, what, n = args
+    import blake3
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from viewfinder.ingest.gpu_decode import read_jpegs
+    from viewfinder.ingest.prepare import decode_for_model
+    from viewfinder.ingest.walk import FileStat
+
+    torch.set_num_threads(1)
+    transform = T.Compose(
+        [T.Resize(224, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.PILToTensor()]
+    )
+    st = os.stat(path)
+    f, data = FileStat(path, st.st_size, st.st_mtime), Path(path).read_bytes()
+    t = time.perf_counter()
+    for _ in range(n):
+        if what == WORKS[0]:
+            decode_for_model(f, transform, 10**9)
+        elif what == WORKS[1]:
+            im = Image.open(io.BytesIO(data))
+            im.draft("RGB", (448, 448))
+            im.load()
+        elif what in WORKS[2:4]:
+            read_jpegs([f], 10**9, shared=what == WORKS[3])
+        else:
+            blake3.blake3(data).hexdigest()
+    return (time.perf_counter() - t) / n * 1000
+
+
+class _Shared(tud.Dataset):
+    """Reader batches as the pipeline's reader processes make them: the bytes in shared memory."""
+
+    def __init__(self, groups: list) -> None:
+        self.groups = groups
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int):
+        from viewfinder.ingest.gpu_decode import read_jpegs
+
+        buf, spans, *_ = read_jpegs(self.groups[i], 10**9, shared=True)
+        return buf, spans
+
+
+def _as_is(x):
+    return x
+
+
+def nvjpeg_rows(folder: Path) -> list[tuple[str, str, str]]:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from viewfinder.ingest.walk import FileStat
+
+    torch.multiprocessing.set_sharing_strategy("file_system")  # as the pipeline (gpu_decode.device_setup)
+    files = make_jpegs(folder, 16 * CALL, [(4032, 3024)])
+    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+    groups = [stats[i : i + CALL] for i in range(0, len(stats), CALL)]
+
+    def decode(jpegs: list):
+        return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device="cuda", apply_exif_orientation=False)
+
+    decode([torch.frombuffer(bytearray(files[0].read_bytes()), dtype=torch.uint8)])
+    torch.cuda.synchronize()
+    rows = []
+
+    def timed(calls: list, name: str, note: str = "") -> None:
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for jpegs in calls:
+            decode(jpegs)
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t
+        rows.append(
+            (
+                name,
+                f"{len(calls) * CALL / elapsed:,.0f}",
+                f"{elapsed / len(calls) * 1000:.1f} ms a call{note}",
+            )
+        )
+
+    def from_readers() -> list:
+        return list(tud.DataLoader(_Shared(groups), batch_size=None, collate_fn=_as_is, num_workers=4))
+
+    for rep in ("", " (again)"):
+        ordinary = [
+            [torch.frombuffer(bytearray(Path(f.path).read_bytes()), dtype=torch.uint8) for f in g]
+            for g in groups
+        ]
+        timed(ordinary, f"ordinary memory{rep}")
+        timed([[t.pin_memory() for t in g] for g in ordinary], f"page-locked memory{rep}")
+        got = from_readers()
+        timed([[buf[a:b] for a, b in spans] for buf, spans in got], f"shared, from reader processes{rep}")
+        got = from_readers()
+        t = time.perf_counter()
+        sum(int(buf[::4096].sum()) for buf, _ in got)  # a byte of every page
+        touch = (time.perf_counter() - t) / len(got) * 1000
+        timed(
+            [[buf[a:b] for a, b in spans] for buf, spans in got],
+            f"shared, from reader processes, every page touched before{rep}",
+            f" (touching: {touch:.1f} ms a batch)",
+        )
+    return rows
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="vf-memory-"))
+    path = str(_one_photo((folder / "one.jpg", (4032, 3024), 3)))
+    rows = []
+    for what, n in zip(WORKS, (20, 20, 100, 100, 100)):
+        alone = per_file_ms((path, what, n))
+        with Pool(14) as pool:
+            many = pool.map(per_file_ms, [(path, what, n)] * 14)
+        rows.append((what, f"{alone:.2f}", f"{sum(many) / len(many):.2f}"))
+    size = os.path.getsize(path) / 1e6
+    print_table(
+        f"a 12 MP JPEG ({size:.1f} MB), milliseconds a file, on {os.cpu_count()} cores",
+        ("work", "one process alone", "14 processes at once"),
+        rows,
+    )
+    if torch.cuda.is_available():
+        print_table(
+            f"nvJPEG (torchvision) in calls of {CALL} phone photos, {torch.cuda.get_device_name(0)}",
+            ("where the bytes lie", "images/s", ""),
+            nvjpeg_rows(folder / "photos"),
+        )
+
+
+if __name__ == "__main__":
+    main()
