@@ -527,3 +527,61 @@ def test_processes_opening_a_new_catalogue_together_all_succeed(tmp_path):
             p.join(60)
         outcomes += [results.get(timeout=5) for _ in procs]
     assert outcomes == ["ok"] * 24, [o for o in outcomes if o != "ok"]
+
+
+FORK_DURING_IMPORT = """
+import importlib.abc, importlib.machinery, sys, threading, time
+
+class SlowJpegPlugin(importlib.abc.MetaPathFinder):
+    # another thread opening its first JPEG: Pillow imports its JPEG plugin, slowly here
+    def find_spec(self, name, path, target=None):
+        if name != "PIL.JpegImagePlugin":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        real = spec.loader
+
+        class Loader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return real.create_module(spec)
+
+            def exec_module(self, module):
+                importing.set()
+                time.sleep(1.5)
+                real.exec_module(module)
+
+        spec.loader = Loader()
+        return spec
+
+importing = threading.Event()
+sys.meta_path.insert(0, SlowJpegPlugin())
+threading.Thread(target=lambda: __import__("PIL.JpegImagePlugin")).start()
+importing.wait()
+from viewfinder.ingest.pipeline import cpu_batches
+from viewfinder.ingest.walk import scan
+
+def to_tensor(image):
+    import numpy as np
+    return np.asarray(image.resize((8, 8)))
+
+out = list(cpu_batches(scan(sys.argv[1]), to_tensor, batch_size=2, workers=1, max_pixels=10**8))
+records = [r for _, batch in out for r in batch]
+print("records", len(records), "failed", sum(r.error is not None for r in records))
+"""
+
+
+def test_decode_workers_forked_while_another_thread_imports_a_codec_do_not_hang(tmp_path):
+    """A decode worker forked while another thread of the process was importing a Pillow plugin
+    would wait forever for that import's lock (no thread of the worker holds it); the pipeline
+    finishes the plugin imports before it forks."""
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 24), (40 * i, 90, 200)).save(folder / f"{i}.jpg")
+    script = tmp_path / "fork_during_import.py"
+    script.write_text(FORK_DURING_IMPORT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "records 3 failed 0" in done.stdout

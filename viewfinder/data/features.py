@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..images import load_codecs
 from .datasets import ImageTextPair, load_image
 
 
@@ -65,6 +66,7 @@ def frozen_features(
     text_frozen, _ = encoder.frozen_text_tower()
     if image_frozen is None or text_frozen is None:
         raise ValueError(f"{encoder.spec} has no frozen tower to cache; train it end to end instead")
+    load_codecs()  # before the workers are forked
     loader = torch.utils.data.DataLoader(
         PairImages(pairs, encoder.image_transform()),
         batch_size=batch_size,

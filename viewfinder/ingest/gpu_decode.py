@@ -32,7 +32,7 @@ from PIL import Image
 from PIL.ExifTags import Base as ExifTag
 
 from ..errors import ImageTooLargeError
-from ..images import check_pixels, content_hash
+from ..images import check_pixels, content_hash, load_codecs
 from ..store import NewImage
 from .gpu_jpeg import JpegDecoder, jpeg_decoder
 from .prepare import decode_for_model, die_with_parent
@@ -419,6 +419,7 @@ def gpu_batches(
     large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers)`)."""
     import torch
 
+    load_codecs()  # before the readers are forked (in the decoder thread)
     m, s, cuda, stream = device_setup(device, mean, std)
     stages = _GpuStages(
         device, side, m, s, cuda, stream, max_pixels, fallback, timings if timings is not None else {}

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ViewfinderError
-from ..images import DRAFT_SIZE, HASH_PREFIX, content_hash_file
+from ..images import DRAFT_SIZE, HASH_PREFIX, content_hash_file, load_codecs
 from ..store import Collection, NewImage, Store
 from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat, scan
@@ -145,6 +145,7 @@ def cpu_batches(
     if workers <= 0:
         yield from _regroup(map(job, chunks), batch_size)
         return
+    load_codecs()
     # a pool that notices a worker dying (BrokenProcessPool) rather than waiting for it forever
     pool = ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),))
     try:
