@@ -33,12 +33,13 @@ DRAFT_SIZE = 448
 
 
 def load_codecs() -> None:
-    """Finish importing Pillow's format plugins in this process, waiting for another thread's
-    import of one to finish. Called before decode workers are forked: a worker forked while
-    another thread was importing a plugin (for the first image a search request opens, say)
-    would wait forever for that import's lock, which no thread of the worker holds
-    (tests/test_reliability.py)."""
+    """Finish importing Pillow's format plugins (and pillow-heif, where installed) in this
+    process, waiting for another thread's import of one to finish. Called before decode workers
+    are forked: a worker forked while another thread was importing a plugin (for the first image
+    a search request opens, say) would wait forever for that import's lock, which no thread of
+    the worker holds (tests/test_reliability.py)."""
     Image.init()
+    enable_heif()
 
 
 def enable_heif() -> bool:
