@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from blake3 import blake3  # imported here, not when first needed: see load_codecs
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadImageError, ImageTooLargeError, shown_path
@@ -37,7 +38,8 @@ def load_codecs() -> None:
     process, waiting for another thread's import of one to finish. Called before decode workers
     are forked: a worker forked while another thread was importing a plugin (for the first image
     a search request opens, say) would wait forever for that import's lock, which no thread of
-    the worker holds (tests/test_reliability.py)."""
+    the worker holds (tests/test_reliability.py). BLAKE3, which the workers hash with, is
+    imported with this module for the same reason."""
     Image.init()
     enable_heif()
 
@@ -75,8 +77,6 @@ def _hasher(like: str | None = None):
     `like` is a stored SHA-256."""
     if like is not None and not like.startswith(HASH_PREFIX):
         return hashlib.sha256(), ""
-    from blake3 import blake3
-
     return blake3(), HASH_PREFIX
 
 
