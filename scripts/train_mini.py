@@ -519,6 +519,11 @@ def language_mrr(
     return out
 
 
+def language_header(first: str) -> str:
+    """The header row of `language_table`'s rows, its first cell `first`."""
+    return f"| {first} | " + " | ".join(("en",) + LANGUAGES) + " | within 0.1 of en |"
+
+
 def language_table(encoder, features: Path, split: str = "test", encode=None) -> list[str]:
     """Table rows of `language_mrr` on the `split` splits, each with how many languages are
     within 0.1 MRR of English (the issue's target)."""
@@ -559,7 +564,7 @@ def routing_bound(names: list[str], features: Path) -> None:
 
         return encode
 
-    header = "| queries routed | " + " | ".join(("en",) + LANGUAGES) + " | within 0.1 of en |"
+    header = language_header("queries routed")
     for split in ("val", "test"):
         print(f"\nText->image MRR per query language, {split} splits:\n{header}", flush=True)
         for label, encode in (
@@ -644,7 +649,7 @@ def multilingual_stage(
     train_multilingual(encoder, english, rows, images, features, emoji=True)
     choose_e5_ensemble(encoder, features)
     save_heads(encoder.heads, Path(spec.split("@", 1)[1]), adopts=json.dumps(sorted(adopts)))
-    header = "| query language | " + " | ".join(("en",) + LANGUAGES) + " | within 0.1 of en |"
+    header = language_header("query language")
     config = encoder.heads.config
     encoder.heads.config = dataclasses.replace(config, e5_share=0.0)
     with routed(encoder, english=True):  # every query through the English tower
@@ -734,13 +739,13 @@ def evaluate_shipped(sets: dict, args, names: list[str]) -> None:
     ensemble = metric_cells(evaluate(encoder, sets, PROMPT_ENSEMBLE, features=args.features))
     print(f"| installed, queries as a prompt ensemble {PROMPT_ENSEMBLE} | {ensemble} |", flush=True)
     print("\nText->image MRR per query language, installed heads:")
-    print("| query language | " + " | ".join(("en",) + LANGUAGES) + " | within 0.1 of en |")
+    print(language_header("query language"))
     print("\n".join(language_table(encoder, args.features)), flush=True)
     # the val splits, where routing choices are made (docs/mini.md)
     val_sets = test_sets(args.features, "val")
     print("\n| installed, the product's path, val splits | " + " | ".join(val_sets) + " |")
     print(f"| | {metric_cells(evaluate(encoder, val_sets, features=args.features, product=True))} |")
-    print("| query language (val) | " + " | ".join(("en",) + LANGUAGES) + " | within 0.1 of en |")
+    print(language_header("query language (val)"))
     print("\n".join(language_table(encoder, args.features, "val")), flush=True)
 
 
