@@ -1,7 +1,8 @@
 """What the memory that a phone photo's bytes lie in costs the GPU path: the readers' own work per
 file (one process alone, then 14 at once), and nvJPEG's rate in calls of one reader batch whose
 bytes lie in ordinary, page-locked or shared memory (shared: handed over by reader processes as
-the shipped pipeline does, first touched by the decode call, or touched before it).
+the pipeline did until 2026-11-27, first touched by the decode call, or touched before it; or in
+the pipeline's read slots, written for the first time, reused, or reused and page-locked).
 
     python benchmarks/bench_jpeg_memory.py            # the nvJPEG rows need a CUDA GPU
 
@@ -27,6 +28,7 @@ WORKS = (
     "Pillow draft decode",
     "read_jpegs, ordinary",
     "read_jpegs, shared",
+    "read_jpegs, a reused read slot",
     "BLAKE3",
 )
 
@@ -38,8 +40,9 @@ def per_file_ms(args: tuple[str, str, int]) -> float:
     from PIL import Image
     from torchvision import transforms as T
 
-    from viewfinder.ingest.gpu_decode import read_jpegs
+    from viewfinder.ingest.gpu_decode import read_jpegs, shared_bytes
     from viewfinder.ingest.prepare import decode_for_model
+    from viewfinder.ingest.read_slots import ReadSlots
     from viewfinder.ingest.walk import FileStat
 
     torch.set_num_threads(1)
@@ -48,6 +51,7 @@ def per_file_ms(args: tuple[str, str, int]) -> float:
     )
     st = os.stat(path)
     f, data = FileStat(path, st.st_size, st.st_mtime), Path(path).read_bytes()
+    slots = ReadSlots(1, f.size)
     t = time.perf_counter()
     for _ in range(n):
         if what == WORKS[0]:
@@ -56,27 +60,37 @@ def per_file_ms(args: tuple[str, str, int]) -> float:
             im = Image.open(io.BytesIO(data))
             im.draft("RGB", (448, 448))
             im.load()
-        elif what in WORKS[2:4]:
-            read_jpegs([f], 10**9, shared=what == WORKS[3])
+        elif what == WORKS[2]:
+            read_jpegs([f], 10**9)
+        elif what == WORKS[3]:
+            read_jpegs([f], 10**9, shared_bytes(f.size))
+        elif what == WORKS[4]:
+            read_jpegs([f], 10**9, slots.view(0, f.size))
         else:
             blake3.blake3(data).hexdigest()
     return (time.perf_counter() - t) / n * 1000
 
 
-class _Shared(tud.Dataset):
-    """Reader batches as the pipeline's reader processes make them: the bytes in shared memory."""
+class _Read(tud.Dataset):
+    """Reader batches as the pipeline's reader processes make them: the bytes in fresh shared
+    memory (item: (buffer, spans)), or in a free slot of `slots` (item: (slot, spans))."""
 
-    def __init__(self, groups: list) -> None:
-        self.groups = groups
+    def __init__(self, groups: list, slots=None) -> None:
+        self.groups, self.slots = groups, slots
 
     def __len__(self) -> int:
         return len(self.groups)
 
     def __getitem__(self, i: int):
-        from viewfinder.ingest.gpu_decode import read_jpegs
+        from viewfinder.ingest.gpu_decode import jpeg_bytes, read_jpegs, shared_bytes
 
-        buf, spans, *_ = read_jpegs(self.groups[i], 10**9, shared=True)
-        return buf, spans
+        nbytes = jpeg_bytes(self.groups[i])
+        if self.slots is None:
+            buf, spans, *_ = read_jpegs(self.groups[i], 10**9, shared_bytes(nbytes))
+            return buf, spans
+        slot = self.slots.take()
+        _, spans, *_ = read_jpegs(self.groups[i], 10**9, self.slots.view(slot, nbytes))
+        return slot, spans
 
 
 def _as_is(x):
@@ -115,8 +129,10 @@ def nvjpeg_rows(folder: Path) -> list[tuple[str, str, str]]:
             )
         )
 
-    def from_readers() -> list:
-        return list(tud.DataLoader(_Shared(groups), batch_size=None, collate_fn=_as_is, num_workers=4))
+    def from_readers(slots=None) -> list:
+        return list(
+            tud.DataLoader(_Read(groups, slots), batch_size=None, collate_fn=_as_is, num_workers=4)
+        )
 
     for rep in ("", " (again)"):
         ordinary = [
@@ -136,6 +152,28 @@ def nvjpeg_rows(folder: Path) -> list[tuple[str, str, str]]:
             f"shared, from reader processes, every page touched before{rep}",
             f" (touching: {touch:.1f} ms a batch)",
         )
+    from viewfinder.ingest.gpu_decode import jpeg_bytes
+    from viewfinder.ingest.read_slots import ReadSlots
+
+    # a slot for every batch (as many as a run's readers, queues and decoders hold at once)
+    slots = ReadSlots(len(groups), max(jpeg_bytes(g) for g in groups))
+
+    def in_slots(name: str) -> None:
+        got = from_readers(slots)
+        timed([[slots.view(k, slots.size)[a:b] for a, b in spans] for k, spans in got], name)
+        for k, _ in got:
+            slots.give_back(k)
+
+    in_slots("read slots, first written")
+    in_slots("read slots, reused")
+    whole = slots.view(0, slots.size).data_ptr(), slots.count * slots.size
+    t = time.perf_counter()
+    assert int(torch.cuda.cudart().cudaHostRegister(*whole, 0)) == 0
+    pin = (time.perf_counter() - t) * 1000
+    in_slots("read slots, reused, page-locked")
+    rows[-1] = rows[-1][:2] + (f"{rows[-1][2]} (locking {whole[1] >> 20} MB: {pin:.0f} ms)",)
+    in_slots("read slots, reused, page-locked (again)")
+    torch.cuda.cudart().cudaHostUnregister(whole[0])
     return rows
 
 
@@ -143,7 +181,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="vf-memory-"))
     path = str(_one_photo((folder / "one.jpg", (4032, 3024), 3)))
     rows = []
-    for what, n in zip(WORKS, (20, 20, 100, 100, 100)):
+    for what, n in zip(WORKS, (20, 20, 100, 100, 100, 100)):
         alone = per_file_ms((path, what, n))
         with Pool(14) as pool:
             many = pool.map(per_file_ms, [(path, what, n)] * 14)

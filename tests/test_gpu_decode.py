@@ -141,6 +141,38 @@ def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, 
     assert pixels.shape[0] == 2 and [r.error for r in records[:2]] == [None, None]
 
 
+def test_read_slots_carry_batch_after_batch_without_mixing_them(tmp_path, photos, tiny_spec, monkeypatch):
+    import torch
+    from torchvision.io import decode_jpeg
+
+    from viewfinder.ingest import gpu_decode
+
+    names = ["rocket.jpg", "fruits.jpg", "apple.jpg", "aloeL.jpg"]
+    source, folder = copy_photos(photos, tmp_path / "source", names), tmp_path / "pics"
+    folder.mkdir()
+    for i, name in enumerate(names * 6):
+        with Image.open(source / name) as im:  # 24 different JPEGs of a few sizes
+            im.convert("RGB").crop((i, 2 * i, im.width - i, im.height)).save(folder / f"{i:02d}.jpg")
+    given_back = []
+
+    class Counted(gpu_decode.ReadSlots):
+        def give_back(self, slot: int) -> None:
+            given_back.append(slot)
+            super().give_back(slot)
+
+    monkeypatch.setattr(gpu_decode, "ReadSlots", Counted)
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    out = list(batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2))
+    # 24 one-file batches through 9 slots (2 readers x 2 prefetched + 5): each slot carried several
+    assert len(given_back) == 24 and len(set(given_back)) <= 9
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    for pixels, (record,) in out:
+        image = decode_jpeg(torch.frombuffer(bytearray(Path(record.path).read_bytes()), dtype=torch.uint8))
+        want = (gpu_decode.resize_crop([image], 32) / 255.0 - m) / s
+        assert torch.equal(pixels, want), record.path
+
+
 def test_background_stage_raises_its_error_in_the_caller():
     from viewfinder.ingest.gpu_decode import in_background
 

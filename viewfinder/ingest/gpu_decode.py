@@ -35,6 +35,7 @@ from ..errors import ImageTooLargeError
 from ..images import check_pixels, content_hash, load_codecs
 from ..store import NewImage
 from .gpu_jpeg import JpegDecoder, jpeg_decoder
+from .read_slots import ReadSlots
 from .prepare import decode_for_model, die_with_parent
 from .walk import FileStat
 
@@ -64,6 +65,10 @@ class RawBatch:
     pillow_records: list[NewImage]
     failed: list[NewImage]
     seconds: float = 0.0  # the worker's time on it
+    # the ReadSlots slot the JPEG bytes lie in (jpeg_bytes is None until the main process sets
+    # it to the slot's view: a tensor on the slot would be copied to fresh shared memory on its
+    # way); None when jpeg_bytes is a buffer of its own
+    slot: int | None = None
 
     def jpegs(self) -> list:
         return [self.jpeg_bytes[a:b] for a, b in self.jpeg_spans]
@@ -150,20 +155,26 @@ def byte_bounded(files: Sequence[FileStat], batch_size: int, max_bytes: int = RE
     return batches + ([batch] if batch else [])
 
 
-def read_jpegs(
-    files: Sequence[FileStat], max_pixels: int, shared: bool = False, pillow: set[str] = frozenset()
-):
-    """Read a batch's plain JPEGs (but those in `pillow`) into one buffer with no copies
-    (allocated in shared memory if `shared`): (buffer, spans, records, orientations, files for
-    Pillow, refused records)."""
+def jpeg_bytes(files: Sequence[FileStat], pillow: set[str] = frozenset()) -> int:
+    """The bytes a batch's JPEGs (but those in `pillow`) take in a reader's buffer."""
+    return sum(f.size for f in files if f.path.lower().endswith(JPEG_SUFFIXES) and f.path not in pillow)
+
+
+def shared_bytes(nbytes: int):
+    """A uint8 tensor of `nbytes` in fresh shared memory (passed to another process by handle)."""
     import torch
 
-    size = sum(f.size for f in files if f.path.lower().endswith(JPEG_SUFFIXES) and f.path not in pillow)
-    buf = (
-        torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size))
-        if shared
-        else torch.empty(size, dtype=torch.uint8)
-    )
+    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes))
+
+
+def read_jpegs(files: Sequence[FileStat], max_pixels: int, buf=None, pillow: set[str] = frozenset()):
+    """Read a batch's plain JPEGs (but those in `pillow`) into one uint8 tensor with no copies:
+    `buf` (at least `jpeg_bytes(files, pillow)` long) or a new one in ordinary memory -> (buffer,
+    spans, records, orientations, files for Pillow, refused records)."""
+    import torch
+
+    if buf is None:
+        buf = torch.empty(jpeg_bytes(files, pillow), dtype=torch.uint8)
     view = memoryview(buf.numpy())
     spans, records, orientations, others, failed = [], [], [], [], []
     start = 0
@@ -185,26 +196,32 @@ def read_jpegs(
 
 
 def read_batch(
-    files: Sequence[FileStat], max_pixels: int, transform: Callable, cpu_share: float = 0.0
+    files: Sequence[FileStat],
+    max_pixels: int,
+    transform: Callable,
+    cpu_share: float = 0.0,
+    slots: ReadSlots | None = None,
 ) -> RawBatch:
-    """One batch, in a worker: JPEG bytes into one tensor already in shared memory (the DataLoader
-    then passes a handle, not a copy); other formats, refused JPEGs and `cpu_share` of the large
-    JPEGs decoded by Pillow (draft mode)."""
+    """One batch, in a worker: JPEG bytes into a free slot of `slots` if they fit one, else into
+    one tensor of fresh shared memory (the DataLoader then passes a handle, not a copy); other
+    formats, refused JPEGs and `cpu_share` of the large JPEGs decoded by Pillow (draft mode)."""
     import torch
 
     started = time.perf_counter()
-    # in shared memory from the start, as DataLoader's own collate does, so the bytes are written
-    # once (by the read) and never copied on their way to the main process
-    buf, spans, jpeg_records, orientations, others, failed = read_jpegs(
-        files, max_pixels, shared=True, pillow=for_pillow(files, cpu_share)
-    )
+    pillow = for_pillow(files, cpu_share)
+    nbytes = jpeg_bytes(files, pillow)
+    # in shared memory from the start, so the bytes are written once (by the read) and never
+    # copied on their way to the main process
+    slot = slots.take() if slots is not None and nbytes <= slots.size else None
+    buf = slots.view(slot, nbytes) if slot is not None else shared_bytes(nbytes)
+    buf, spans, jpeg_records, orientations, others, failed = read_jpegs(files, max_pixels, buf, pillow)
     pillow = [decode_for_model(f, transform, max_pixels) for f in others]
     failed += [r for r, t in pillow if t is None]
     position = {f.path: i for i, f in enumerate(files)}
     failed.sort(key=lambda r: position[r.path])  # reported in the order of the files
     pixels = [t for _, t in pillow if t is not None]
     return RawBatch(
-        buf,
+        buf if slot is None else None,
         spans,
         jpeg_records,
         orientations,
@@ -212,12 +229,16 @@ def read_batch(
         [r for r, t in pillow if t is not None],
         failed,
         time.perf_counter() - started,
+        slot,
     )
 
 
 class _Batches:
     """A map-style dataset whose items are whole batches (at most `batch_size` files and
-    READ_BATCH_BYTES), read by DataLoader workers."""
+    READ_BATCH_BYTES), read by DataLoader workers. The first `plain_first` batches have no Pillow
+    share: with one of them per reader, nvJPEG gets its first batch as soon as a reader has read
+    one, not after its draft decodes too (0.56-0.70 s after the start instead of 1.25-1.77 s for
+    14 readers on an H100 host: benchmarks/results/gpu_12mp_h100_startup.txt)."""
 
     def __init__(
         self,
@@ -226,15 +247,28 @@ class _Batches:
         max_pixels: int,
         transform: Callable,
         cpu_share: float = 0.0,
+        slots: ReadSlots | None = None,
+        plain_first: int = 0,
     ) -> None:
         self.batches = byte_bounded(files, batch_size)
-        self.max_pixels, self.transform, self.cpu_share = max_pixels, transform, cpu_share
+        self.max_pixels, self.transform, self.cpu_share, self.slots = max_pixels, transform, cpu_share, slots
+        self.plain_first = plain_first
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> RawBatch:
-        return read_batch(self.batches[i], self.max_pixels, self.transform, self.cpu_share)
+        return read_batch(self.batches[i], self.max_pixels, self.transform, self.share(i), self.slots)
+
+    def share(self, i: int) -> float:
+        """The share of batch `i`'s large JPEGs that its reader decodes with Pillow."""
+        return 0.0 if i < self.plain_first else self.cpu_share
+
+    def slot_size(self) -> int:
+        """Bytes of a read slot that takes the JPEGs of every batch within READ_BATCH_BYTES (a
+        larger one is a single file, which gets a buffer of its own)."""
+        sizes = [jpeg_bytes(b, for_pillow(b, self.share(i))) for i, b in enumerate(self.batches)]
+        return max([n for n in sizes if n <= READ_BATCH_BYTES], default=0)
 
 
 def _as_is(batch: RawBatch) -> RawBatch:
@@ -320,11 +354,24 @@ class _GpuStages:
     max_pixels: int
     fallback: Callable
     clock: dict[str, float]
+    slots: ReadSlots
 
     def decode(self, raw: RawBatch, decoder: JpegDecoder, step: str, on) -> tuple[RawBatch, list, object]:
         """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
         jpeg_records' order, an event the resize stream must wait for or None); a batch it refuses
-        goes to Pillow, so one odd file costs its batch speed, not its embeddings."""
+        goes to Pillow, so one odd file costs its batch speed, not its embeddings. The batch's
+        read slot is free again when this returns (every decoder has read its input by then:
+        gpu_jpeg.py)."""
+        if raw.slot is not None:
+            raw.jpeg_bytes = self.slots.view(raw.slot, self.slots.size)
+        try:
+            return self._decode(raw, decoder, step, on)
+        finally:
+            if raw.slot is not None:
+                self.slots.give_back(raw.slot)
+                raw.slot, raw.jpeg_bytes = None, None
+
+    def _decode(self, raw: RawBatch, decoder: JpegDecoder, step: str, on) -> tuple[RawBatch, list, object]:
         import torch
 
         if not raw.jpeg_records:
@@ -421,29 +468,56 @@ def gpu_batches(
 
     load_codecs()  # before the readers are forked (in the decoder thread)
     m, s, cuda, stream = device_setup(device, mean, std)
+    batches = _Batches(
+        files,
+        batch_size,
+        max_pixels,
+        fallback,
+        auto_cpu_share(workers) if cpu_share is None else cpu_share,
+        plain_first=workers,
+    )
+    prefetch = 2 if workers else None
+    # A slot for every batch that can be between a reader's read and the end of its decode: the
+    # DataLoader's (prefetch per reader), the receiving thread's (one in hand, two queued) and
+    # one in each decoder thread; with fewer, a reader waiting for a slot could hold up the batch the
+    # DataLoader must hand over next while later ones hold every slot. No more than batches: the
+    # slots are page-locked whole.
+    held = workers * (prefetch or 0) + 1 + 3 + len(decoders)
+    batches.slots = ReadSlots(min(held, len(batches)), batches.slot_size())
     stages = _GpuStages(
-        device, side, m, s, cuda, stream, max_pixels, fallback, timings if timings is not None else {}
+        device,
+        side,
+        m,
+        s,
+        cuda,
+        stream,
+        max_pixels,
+        fallback,
+        timings if timings is not None else {},
+        batches.slots,
     )
     loader = torch.utils.data.DataLoader(
-        _Batches(
-            files,
-            batch_size,
-            max_pixels,
-            fallback,
-            auto_cpu_share(workers) if cpu_share is None else cpu_share,
-        ),
+        batches,
         batch_size=None,
         collate_fn=_as_is,
         num_workers=workers,
         worker_init_fn=functools.partial(die_with_parent, os.getpid()),
-        prefetch_factor=2 if workers else None,
+        prefetch_factor=prefetch,
+        # the readers inherit the read slots' mapping: forked, whatever the platform's default
+        multiprocessing_context="fork" if workers else None,
     )
     # Threads: one receives batches from the reader processes, one per decoder decodes them, one
     # resizes them, and the caller's runs the model; each hands over through a short queue. The
     # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
     # memory is not reused) before the resize kernels run; others have streams of their own,
     # which the resize stream waits for.
-    received = in_background(loader, "reader-batches")
+    readers = iter(loader)  # forks the readers
+    # the slots' pages locked while the readers read their first batches (after the forks: the
+    # locking and a fork would wait for each other)
+    locking = threading.Thread(target=batches.slots.lock_pages, name="read-slots-lock", daemon=True)
+    if cuda:
+        locking.start()
+    received = in_background(readers, "reader-batches")
     work = {}
     for i, name in enumerate(decoders):
         fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
@@ -451,11 +525,16 @@ def gpu_batches(
         step = f"decoder thread {i}: {name} call"
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
     decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
-    for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
-        if done is not None and pixels is not None:
-            torch.cuda.current_stream(device).wait_event(done)
-            pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
-        yield pixels, records
+    try:
+        for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
+            if done is not None and pixels is not None:
+                torch.cuda.current_stream(device).wait_event(done)
+                pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
+            yield pixels, records
+    finally:
+        if locking.is_alive():
+            locking.join()
+        batches.slots.close()
 
 
 class _Raised:
