@@ -480,8 +480,7 @@ def gpu_batches(
     # A slot for every batch that can be between a reader's read and the end of its decode: the
     # DataLoader's (prefetch per reader), the receiving thread's (one in hand, two queued) and
     # one in each decoder thread; with fewer, a reader waiting for a slot could hold up the batch the
-    # DataLoader must hand over next while later ones hold every slot. No more than batches: the
-    # slots are page-locked whole.
+    # DataLoader must hand over next while later ones hold every slot. No more than batches.
     held = workers * (prefetch or 0) + 1 + 3 + len(decoders)
     batches.slots = ReadSlots(min(held, len(batches)), batches.slot_size())
     stages = _GpuStages(
@@ -511,13 +510,7 @@ def gpu_batches(
     # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
     # memory is not reused) before the resize kernels run; others have streams of their own,
     # which the resize stream waits for.
-    readers = iter(loader)  # forks the readers
-    # the slots' pages locked while the readers read their first batches (after the forks: the
-    # locking and a fork would wait for each other)
-    locking = threading.Thread(target=batches.slots.lock_pages, name="read-slots-lock", daemon=True)
-    if cuda:
-        locking.start()
-    received = in_background(readers, "reader-batches")
+    received = in_background(loader, "reader-batches")
     work = {}
     for i, name in enumerate(decoders):
         fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
@@ -525,16 +518,11 @@ def gpu_batches(
         step = f"decoder thread {i}: {name} call"
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
     decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
-    try:
-        for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
-            if done is not None and pixels is not None:
-                torch.cuda.current_stream(device).wait_event(done)
-                pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
-            yield pixels, records
-    finally:
-        if locking.is_alive():
-            locking.join()
-        batches.slots.close()
+    for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
+        if done is not None and pixels is not None:
+            torch.cuda.current_stream(device).wait_event(done)
+            pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
+        yield pixels, records
 
 
 class _Raised:

@@ -8,8 +8,9 @@ every process from the start, their pages are faulted in once for the whole run,
 passes between the processes as a slot number, not as a handle to map. On a lent H200 host
 (benchmarks/results/gpu_12mp_h200_read_slots.txt): a reader's read + header + hash of a 12 MP
 photo 2.53 ms into fresh shared memory, 1.21 into a reused slot (1.36 into ordinary memory);
-nvJPEG 448-510 phone photos/s from fresh shared memory, 514 from reused slots, 560-577 from
-reused slots page-locked."""
+nvJPEG 448-510 phone photos/s from fresh shared memory, 514 from reused slots. Page-locking the
+slots made nvJPEG alone faster still (560-577) but not the pipeline, and locking 4 GB of slots
+delayed its start by a second, so they are not locked."""
 
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ class ReadSlots:
         self._memory = mmap.mmap(-1, max(1, count * size))
         self._bytes = torch.frombuffer(self._memory, dtype=torch.uint8)
         self._free = multiprocessing.get_context("fork").SimpleQueue()
-        self._locked = False
         for k in range(count):
             self._free.put(k)
 
@@ -42,22 +42,6 @@ class ReadSlots:
     def give_back(self, slot: int) -> None:
         """`slot` is free again (in the main process, once its bytes are no longer needed)."""
         self._free.put(slot)
-
-    def lock_pages(self) -> bool:
-        """Page-lock the slots for CUDA (`close` unlocks them). Readers forked afterwards still
-        share the pages. False if CUDA refused; the slots work the same, only slower."""
-        import torch
-
-        self._locked = int(torch.cuda.cudart().cudaHostRegister(self._bytes.data_ptr(), self._bytes.numel(), 0)) == 0
-        return self._locked
-
-    def close(self) -> None:
-        """Unlock the slots' pages if `lock_pages` locked them."""
-        import torch
-
-        if self._locked:
-            torch.cuda.cudart().cudaHostUnregister(self._bytes.data_ptr())
-            self._locked = False
 
     def view(self, slot: int, nbytes: int):
         """The first `nbytes` of `slot` as a uint8 tensor (no copy)."""
