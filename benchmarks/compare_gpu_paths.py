@@ -1,7 +1,7 @@
 """The GPU indexing path of earlier commits against this tree's, on one host in one process,
 alternating, on phone-size JPEGs: the decode limit of the host (bench_gpu.stage_rates), the CUDA
-path without the catalogue (bench_gpu.viewfinder_gpu_path) twice each, then `Engine.index` for
-each. Lent GPU hosts differ by 10-30% in these rates, so a change is judged only against the
+path without the catalogue (bench_gpu.viewfinder_gpu_path), then `Engine.index`, ROUNDS times each
+(default 2). Lent GPU hosts differ by 10-30% in these rates, so a change is judged only against the
 earlier path measured in the same run. Needs the earlier modules beside the new one, named in
 EARLIER (default _old_gpu_decode):
 
@@ -41,10 +41,11 @@ def main() -> None:
         for name in os.environ.get("EARLIER", "_old_gpu_decode").split(",")
     }
     paths["this tree"] = gpu_decode.gpu_batches
-    for name in list(paths) * 2:
+    rounds = int(os.environ.get("ROUNDS", 2))
+    for name in list(paths) * rounds:
         rate, note = viewfinder_gpu_path(enc, files, 256, READERS, repeat=rep, batches=paths[name])
         rows.append((f"CUDA path, {name}, after the first batch", f"{rate:,.0f}", note))
-    for name, fn in paths.items():
+    for name, fn in list(paths.items()) * rounds:
         gpu_decode.gpu_batches = fn  # what ingest.pipeline calls when it indexes
         rate, note = viewfinder_index(enc, folder, copies=rep)
         rows.append((f"Engine.index, {name}", f"{rate:,.0f}", note))
