@@ -482,7 +482,7 @@ def gpu_batches(
     # one in each decoder thread; with fewer, a reader waiting for a slot could hold up the batch the
     # DataLoader must hand over next while later ones hold every slot. No more than batches.
     held = workers * (prefetch or 0) + 1 + 3 + len(decoders)
-    batches.slots = ReadSlots(min(held, len(batches)), batches.slot_size(), lock_pages=cuda)
+    batches.slots = ReadSlots(min(held, len(batches)), batches.slot_size())
     stages = _GpuStages(
         device,
         side,
@@ -518,19 +518,11 @@ def gpu_batches(
         step = f"decoder thread {i}: {name} call"
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
     decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
-    resized = in_background((stages.resize(*item) for item in decoded), "resize")
-    try:
-        for pixels, records, done in resized:
-            if done is not None and pixels is not None:
-                torch.cuda.current_stream(device).wait_event(done)
-                pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
-            yield pixels, records
-    finally:
-        # the threads stopped, the resize thread's first (it may be taking a decoded batch),
-        # before the slots' pages are unlocked
-        resized.close()
-        decoded.close()
-        batches.slots.close()
+    for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
+        if done is not None and pixels is not None:
+            torch.cuda.current_stream(device).wait_event(done)
+            pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
+        yield pixels, records
 
 
 class _Raised:
