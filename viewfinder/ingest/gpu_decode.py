@@ -3,8 +3,9 @@ A100/H100-class GPUs runs on their hardware JPEG engines (gpu_jpeg.py has the ot
 
 Five stages run at once (measured on an H100, docs/benchmarks.md):
 - worker processes read a whole batch of files, check headers against the pixel limit, note the
-  EXIF orientation and hash them, and hand the JPEG bytes back as one shared-memory tensor (one
-  handle per batch, not one pickle per file); other formats are decoded there by Pillow;
+  EXIF orientation and hash them, their JPEG bytes into a read slot of memory shared with the
+  main process (read_slots.py: a batch passes as its slot number, not one pickle per file); other
+  formats and a share of large JPEGs are decoded there by Pillow;
 - a thread receives those batches from the workers;
 - a decoder thread (one per configured decoder) decodes batch after batch and only turns the
   images upright besides: torchvision runs one decode at a time per process and returns only
@@ -55,7 +56,8 @@ NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0
 
 @dataclass
 class RawBatch:
-    """What a worker hands back for one batch: the JPEG files' bytes in one shared-memory tensor."""
+    """What a worker hands back for one batch: where the JPEG files' bytes lie, and what Pillow
+    decoded."""
 
     jpeg_bytes: object  # uint8 tensor
     jpeg_spans: list[tuple[int, int]]  # (start, end) in jpeg_bytes, one per jpeg record
