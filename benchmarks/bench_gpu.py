@@ -368,7 +368,9 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
         decoded = decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
     nvjpeg = len(data) / (time.perf_counter() - t)
-    rows.append((f"stage: nvJPEG decode alone (bytes in page-locked memory, batch {batch})", f"{nvjpeg:,.0f}", ""))
+    rows.append(
+        (f"stage: nvJPEG decode alone (bytes in page-locked memory, batch {batch})", f"{nvjpeg:,.0f}", "")
+    )
     # the decode limit: nvJPEG busy all the time, and the spare cores' time left after reading
     # and hashing nvJPEG's files spent on draft decoding
     spare = max(1, (os.cpu_count() or 2) - 2)  # a core for the main process, one for its threads

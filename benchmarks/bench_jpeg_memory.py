@@ -130,9 +130,7 @@ def nvjpeg_rows(folder: Path) -> list[tuple[str, str, str]]:
         )
 
     def from_readers(slots=None) -> list:
-        return list(
-            tud.DataLoader(_Read(groups, slots), batch_size=None, collate_fn=_as_is, num_workers=4)
-        )
+        return list(tud.DataLoader(_Read(groups, slots), batch_size=None, collate_fn=_as_is, num_workers=4))
 
     for rep in ("", " (again)"):
         ordinary = [

@@ -73,8 +73,9 @@ def main() -> None:
     print(f"CUDA path, {n} JPEGs of 4032x3024 x {rep}: {rate:,.0f}/s after the first batch; {note}")
     for what, title in (("idle", "every thread, waiting or not"), ("gil", "the thread holding the GIL")):
         total, rows = by_thread(out[what])
+        instants = f"{total:,} samples (a thread each) of {seconds * RATE:,} instants"
         print_table(
-            f"py-spy, {seconds} s at {RATE}/s, {title}: {total:,} samples (a thread each) of {seconds * RATE:,} instants",
+            f"py-spy, {seconds} s at {RATE}/s, {title}: {instants}",
             ("thread", "innermost frame", "share"),
             rows,
         )

@@ -173,6 +173,24 @@ def test_read_slots_carry_batch_after_batch_without_mixing_them(tmp_path, photos
         assert torch.equal(pixels, want), record.path
 
 
+def test_without_room_for_read_slots_each_batch_gets_a_buffer_of_its_own(
+    tmp_path, photos, tiny_spec, monkeypatch
+):
+    from viewfinder.ingest import gpu_decode
+
+    def refused(count: int, size: int):
+        raise OSError(12, "Cannot allocate memory")
+
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "aloeL.jpg"])
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    want = list(batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2))
+    monkeypatch.setattr(gpu_decode, "ReadSlots", refused)
+    got = list(batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2))
+    assert [r.path for _, (r,) in got] == [r.path for _, (r,) in want]
+    assert all(p.equal(q) for (p, _), (q, _) in zip(got, want))
+
+
 def test_background_stage_raises_its_error_in_the_caller():
     from viewfinder.ingest.gpu_decode import in_background
 

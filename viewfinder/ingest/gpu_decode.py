@@ -36,8 +36,8 @@ from ..errors import ImageTooLargeError
 from ..images import check_pixels, content_hash, load_codecs
 from ..store import NewImage
 from .gpu_jpeg import JpegDecoder, jpeg_decoder
-from .read_slots import ReadSlots
 from .prepare import decode_for_model, die_with_parent
+from .read_slots import ReadSlots
 from .walk import FileStat
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
@@ -356,7 +356,7 @@ class _GpuStages:
     max_pixels: int
     fallback: Callable
     clock: dict[str, float]
-    slots: ReadSlots
+    slots: ReadSlots | None
 
     def decode(self, raw: RawBatch, decoder: JpegDecoder, step: str, on) -> tuple[RawBatch, list, object]:
         """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
@@ -481,10 +481,14 @@ def gpu_batches(
     prefetch = 2 if workers else None
     # A slot for every batch that can be between a reader's read and the end of its decode: the
     # DataLoader's (prefetch per reader), the receiving thread's (one in hand, two queued) and
-    # one in each decoder thread; with fewer, a reader waiting for a slot could hold up the batch the
-    # DataLoader must hand over next while later ones hold every slot. No more than batches.
-    held = workers * (prefetch or 0) + 1 + 3 + len(decoders)
-    batches.slots = ReadSlots(min(held, len(batches)), batches.slot_size())
+    # one in each decoder thread, and one to spare; with fewer, a reader waiting for a slot could
+    # hold up the batch the DataLoader must hand over next while later ones hold every slot. No
+    # more than batches.
+    held = workers * (prefetch or 0) + 3 + len(decoders) + 1
+    try:
+        batches.slots = ReadSlots(min(held, len(batches)), batches.slot_size())
+    except OSError:  # no room for the mapping (strict overcommit): a fresh buffer a batch, slower
+        batches.slots = None
     stages = _GpuStages(
         device,
         side,

@@ -23,7 +23,10 @@ import multiprocessing
 class ReadSlots:
     """`count` buffers of `size` bytes each. A reader takes a free one (waiting for one if none
     is), the main process gives it back when the decoder has read the bytes. Must be made before
-    the reader processes are forked (they inherit the mapping and the queue of free slots)."""
+    the reader processes are forked (they inherit the mapping and the queue of free slots). The
+    pages a run has written stay allocated until it ends (at most 33 slots of 128 MB, 4.2 GB, with
+    14 readers: about what the batches in flight held before, at their peak). OSError when the
+    system refuses the mapping."""
 
     def __init__(self, count: int, size: int) -> None:
         import torch
