@@ -59,7 +59,7 @@ class RawBatch:
     """What a worker hands back for one batch: where the JPEG files' bytes lie, and what Pillow
     decoded."""
 
-    jpeg_bytes: object  # uint8 tensor
+    jpeg_bytes: object  # uint8 tensor (None while the bytes lie in a read slot: `slot`)
     jpeg_spans: list[tuple[int, int]]  # (start, end) in jpeg_bytes, one per jpeg record
     jpeg_records: list[NewImage]
     jpeg_orientations: list[int]  # EXIF orientation (1-8), one per jpeg record: nvJPEG ignores it

@@ -16,7 +16,10 @@ Each decoder takes a batch of JPEG files as uint8 CPU tensors and returns them d
 (3,H,W) tensors on the device in the same order, queued on the caller's current CUDA stream, not
 turned by their EXIF orientation (the caller does that for every decoder alike) unless the
 decoder says it turns them itself (`JpegDecoder.upright`: TorchCodec always does). It raises
-RuntimeError when it cannot decode one of them."""
+RuntimeError when it cannot decode one of them. The caller reuses the input's memory (a read
+slot) as soon as a decoder returns: torchvision's call returns when the GPU is done with the
+bytes, and a copy from pageable (not page-locked) memory to the GPU, which any of them makes, has
+read its source by the time the call that queues it returns."""
 
 from __future__ import annotations
 
