@@ -359,7 +359,8 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
         decode_for_model(f, transform, 10**9, DRAFT_SIZE)
     draft = 32 / (time.perf_counter() - t)
     rows.append(("stage: Pillow decode (JPEG draft mode) + resize, one process", f"{draft:,.1f}", "per core"))
-    # from page-locked memory, where nvJPEG is fastest (the pipeline's read slots are page-locked)
+    # from page-locked memory, where nvJPEG is fastest: the limit counts it at its best (the
+    # pipeline's read slots are not page-locked: that measured no faster, docs/benchmarks.md)
     data = [j.pin_memory() if enc.device == "cuda" else j for raw in raws[:8] for j in raw.jpegs()]
     decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device=enc.device)
     synchronize(enc.device)
