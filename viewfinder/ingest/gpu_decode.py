@@ -249,12 +249,14 @@ class _Batches:
         max_pixels: int,
         transform: Callable,
         cpu_share: float = 0.0,
-        slots: ReadSlots | None = None,
         plain_first: int = 0,
     ) -> None:
         self.batches = byte_bounded(files, batch_size)
-        self.max_pixels, self.transform, self.cpu_share, self.slots = max_pixels, transform, cpu_share, slots
+        self.max_pixels, self.transform, self.cpu_share = max_pixels, transform, cpu_share
         self.plain_first = plain_first
+        # the read slots the readers read into, made from slot_size() before they fork; None:
+        # a fresh shared-memory buffer a batch
+        self.slots: ReadSlots | None = None
 
     def __len__(self) -> int:
         return len(self.batches)
