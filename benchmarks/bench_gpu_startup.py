@@ -1,7 +1,8 @@
 """Where the GPU path's start goes with phone photos: starting 14 reader processes (a trivial
 DataLoader, before and after the model is on the GPU), and the first batch of gpu_batches over
-448 12 MP JPEGs with the readers' Pillow share at its default and at 0 (then the readers' first
-batches hold no draft decodes), three times each, alternating.
+448 12 MP JPEGs with the readers' Pillow share at its default and at 0, three times each,
+alternating. Until 9d7228b each reader's first batch carried its share of draft decodes, so share 0
+started sooner (gpu_12mp_h100_startup.txt); since then the first batches carry none either way.
 
     python benchmarks/bench_gpu_startup.py            # needs a CUDA GPU"""
 
