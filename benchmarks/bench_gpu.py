@@ -177,19 +177,20 @@ def viewfinder_gpu_path(
     model: bool = True,
     repeat: int = 1,
     batches: Callable | None = None,
-    decoders: tuple[str, ...] = ("torchvision",),
+    decoders: tuple[str, ...] = (),
     cpu_share: float | None = None,
 ) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
-    same JPEGs). Returns the rate after the first batch (the steady state) and a note with the
-    whole run's rate and the start-up time."""
-    from viewfinder.ingest.gpu_decode import gpu_batches
+    same JPEGs), with `decoders` (() : those Engine.index picks). Returns the rate after the first
+    batch (the steady state) and a note with the whole run's rate and the start-up time."""
+    from viewfinder.ingest.gpu_decode import gpu_batches, gpu_decoders_for
     from viewfinder.ingest.walk import FileStat
 
     batches = batches or gpu_batches
     transform, mean, std = enc.uint8_transform()
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files] * repeat
+    decoders = gpu_decoders_for(stats, decoders)
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()
@@ -219,14 +220,15 @@ def viewfinder_gpu_path(
     split = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in clock.items())
     return (
         steady,
-        f"{util.mean} ({n} images; whole run {n / elapsed:,.0f}/s, first batch after {first:.1f} s; {split})",
+        f"{util.mean} ({n} images, decoders {'+'.join(decoders)}; whole run {n / elapsed:,.0f}/s, "
+        f"first batch after {first:.1f} s; {split})",
     )
 
 
 def viewfinder_index(
     enc,
     folder: Path,
-    decoders: tuple[str, ...] = ("torchvision",),
+    decoders: tuple[str, ...] = (),
     gpu_decode: bool = True,
     workers: int | None = None,
     copies: int = 1,
@@ -309,9 +311,9 @@ def read_batches_of(megabytes: int):
 def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]]:
     """Each stage of the CUDA path alone, on the same files, to show where the time goes."""
     import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
 
     from viewfinder.ingest.gpu_decode import _as_is, _Batches, jpeg_bytes, read_batch, resize_crop
+    from viewfinder.ingest.gpu_jpeg import jpeg_decoder
     from viewfinder.ingest.read_slots import ReadSlots
     from viewfinder.ingest.walk import FileStat
 
@@ -360,25 +362,39 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     draft = 32 / (time.perf_counter() - t)
     rows.append(("stage: Pillow decode (JPEG draft mode) + resize, one process", f"{draft:,.1f}", "per core"))
     # from page-locked memory, where nvJPEG is fastest: the limit counts it at its best (the
-    # pipeline's read slots are not page-locked: that measured no faster, docs/benchmarks.md)
+    # pipeline's read slots are not page-locked: that measured no faster, docs/benchmarks.md),
+    # through each GPU decoder that is installed, the fastest of them
     data = [j.pin_memory() if enc.device == "cuda" else j for raw in raws[:8] for j in raw.jpegs()]
-    decode_jpeg(data[:batch], mode=ImageReadMode.RGB, device=enc.device)
-    synchronize(enc.device)
-    t = time.perf_counter()
-    for i in range(0, len(data), batch):
-        decoded = decode_jpeg(data[i : i + batch], mode=ImageReadMode.RGB, device=enc.device)
-    synchronize(enc.device)
-    nvjpeg = len(data) / (time.perf_counter() - t)
-    rows.append(
-        (f"stage: nvJPEG decode alone (bytes in page-locked memory, batch {batch})", f"{nvjpeg:,.0f}", "")
-    )
+    nvjpeg = 0.0
+    gpu = (("torchvision", "torchvision"), ("nvimgcodec-hw", "nvImageCodec, hardware engines"))
+    for spec, via in gpu if enc.device == "cuda" else gpu[:1]:
+        try:
+            decode = jpeg_decoder(spec, enc.device)
+        except ImportError:
+            continue
+        decoded = decode(data[:batch])
+        synchronize(enc.device)
+        t = time.perf_counter()
+        for i in range(0, len(data), batch):
+            decoded = decode(data[i : i + batch])
+        synchronize(enc.device)
+        rate = len(data) / (time.perf_counter() - t)
+        nvjpeg = max(nvjpeg, rate)
+        rows.append(
+            (
+                f"stage: nvJPEG decode alone via {via} (bytes in page-locked memory, batch {batch})",
+                f"{rate:,.0f}",
+                "",
+            )
+        )
     # the decode limit: nvJPEG busy all the time, and the spare cores' time left after reading
     # and hashing nvJPEG's files spent on draft decoding
     spare = max(1, (os.cpu_count() or 2) - 2)  # a core for the main process, one for its threads
     left = max(0.0, spare - nvjpeg / read_rate)
     rows.append(
         (
-            f"decode limit: nvJPEG + draft decode on {spare} spare cores' time left after reading",
+            f"decode limit: nvJPEG (fastest above) + draft decode on {spare} spare cores' time left "
+            "after reading",
             f"{nvjpeg + left * draft:,.0f}",
             f"{nvjpeg:,.0f} + {left:.1f} x {draft:.1f} (left: {spare} - {nvjpeg:,.0f} / {read_rate:.0f})",
         )
@@ -444,8 +460,9 @@ def main() -> None:
     ap.add_argument(
         "--decoders",
         nargs="*",
-        default=["torchvision"],
-        help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py)",
+        default=["auto"],
+        help="GPU JPEG decoder sets for the CUDA path rows, a thread each, joined by + (ingest/gpu_jpeg.py); "
+        "auto: those Engine.index picks for the files (gpu_decode.gpu_decoders_for)",
     )
     ap.add_argument(
         "--pillow-shares",
@@ -533,10 +550,10 @@ def main() -> None:
             combos = itertools.product(args.decoders, args.pillow_shares, args.hashes, args.read_batch_mb)
             for mix, share, hashed, read_mb in combos:
                 with content_hash_as(hashed), read_batches_of(read_mb):
-                    decoders = tuple(mix.split("+"))
+                    decoders = () if mix == "auto" else tuple(mix.split("+"))
                     cpu_share = None if share == "auto" else float(share)
                     by = (
-                        ("" if mix == "torchvision" else f", decoders {mix}")
+                        ("" if mix == "auto" else f", decoders {mix}")
                         + ("" if cpu_share is None else f", Pillow share {cpu_share:g}")
                         + ("" if hashed == "blake3" else f", hashing {HASHES[hashed]}")
                         + ("" if read_mb == READ_BATCH_MB else f", reader batches <= {read_mb} MB")

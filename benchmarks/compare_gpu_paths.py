@@ -1,12 +1,19 @@
-"""The GPU indexing path of earlier commits against this tree's, on one host in one process,
-alternating, on phone-size JPEGs: the decode limit of the host (bench_gpu.stage_rates), the CUDA
-path without the catalogue (bench_gpu.viewfinder_gpu_path), then `Engine.index`, ROUNDS times each
-(default 2). Lent GPU hosts differ by 10-30% in these rates, so a change is judged only against the
-earlier path measured in the same run. Needs the earlier modules beside the new one, named in
-EARLIER (default _old_gpu_decode):
+"""The GPU indexing path of earlier commits, or of this tree with other settings, against this
+tree's, on one host in one process, alternating, on phone-size JPEGs: the decode limit of the
+host (bench_gpu.stage_rates), the CUDA path without the catalogue (bench_gpu.viewfinder_gpu_path),
+then `Engine.index`, ROUNDS times each (default 2). Lent GPU hosts differ by 10-30% in these rates,
+so a change is judged only against the other paths measured in the same run.
+
+EARLIER names earlier modules put beside the new one (comma-separated; they get the decoders this
+tree picks):
 
     git show COMMIT:viewfinder/ingest/gpu_decode.py > viewfinder/ingest/_old_gpu_decode.py
-    N=400 REP=20 python benchmarks/compare_gpu_paths.py
+    EARLIER=_old_gpu_decode N=400 REP=20 python benchmarks/compare_gpu_paths.py
+
+VARIANTS names settings for this tree's path (semicolon-separated), each GPU decoders joined by
+'+' (gpu_decoders), optionally followed by '/' and a Pillow share (gpu_pillow_share):
+
+    VARIANTS="torchvision;nvimgcodec-hw/0.15" N=400 REP=20 python benchmarks/compare_gpu_paths.py
 
 N JPEGs of 4032x3024 are made, each gone over REP times (Engine.index: REP hard links)."""
 
@@ -23,9 +30,28 @@ from common import make_jpegs, print_table, random_vit_b_32
 READERS = 14  # gpu_decode.gpu_readers on a 16-core host
 
 
-def main() -> None:
+def paths_to_compare() -> dict[str, tuple]:
+    """label -> (gpu_batches function, decoders, Pillow share): EARLIER's, VARIANTS', this tree's."""
     import importlib
 
+    from viewfinder.ingest import gpu_decode
+
+    paths = {
+        name: (importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches, (), None)
+        for name in filter(None, os.environ.get("EARLIER", "").split(","))
+    }
+    for variant in filter(None, os.environ.get("VARIANTS", "").split(";")):
+        decoders, _, share = variant.partition("/")
+        paths[f"this tree, {variant}"] = (
+            gpu_decode.gpu_batches,
+            tuple(decoders.split("+")),
+            float(share) if share else None,
+        )
+    paths["this tree"] = (gpu_decode.gpu_batches, (), None)
+    return paths
+
+
+def main() -> None:
     from viewfinder.ingest import gpu_decode
 
     n, rep = int(os.environ.get("N", 400)), int(os.environ.get("REP", 20))
@@ -36,20 +62,21 @@ def main() -> None:
     enc = random_vit_b_32(device)
     shown = ("stage: read + header check + BLAKE3", "stage: nvJPEG", "decode limit")
     rows = [row for row in stage_rates(enc, files, 256) if row[0].startswith(shown)]
-    paths = {
-        name: importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches
-        for name in os.environ.get("EARLIER", "_old_gpu_decode").split(",")
-    }
-    paths["this tree"] = gpu_decode.gpu_batches
+    paths = paths_to_compare()
     rounds = int(os.environ.get("ROUNDS", 2))
     for name in list(paths) * rounds:
-        rate, note = viewfinder_gpu_path(enc, files, 256, READERS, repeat=rep, batches=paths[name])
+        fn, decoders, share = paths[name]
+        rate, note = viewfinder_gpu_path(
+            enc, files, 256, READERS, repeat=rep, batches=fn, decoders=decoders, cpu_share=share
+        )
         rows.append((f"CUDA path, {name}, after the first batch", f"{rate:,.0f}", note))
-    for name, fn in list(paths.items()) * rounds:
+    shipped = gpu_decode.gpu_batches
+    for name in list(paths) * rounds:
+        fn, decoders, share = paths[name]
         gpu_decode.gpu_batches = fn  # what ingest.pipeline calls when it indexes
-        rate, note = viewfinder_index(enc, folder, copies=rep)
+        rate, note = viewfinder_index(enc, folder, decoders, copies=rep, pillow_share=share)
         rows.append((f"Engine.index, {name}", f"{rate:,.0f}", note))
-    gpu_decode.gpu_batches = paths["this tree"]
+    gpu_decode.gpu_batches = shipped
     print_table(
         f"{n} JPEGs of 4032x3024 x {rep}, {READERS} readers, random-init ViT-B/32 on {device}",
         ("what", "images/s", ""),

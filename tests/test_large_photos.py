@@ -13,6 +13,7 @@ from viewfinder.ingest.gpu_decode import (
     auto_cpu_share,
     byte_bounded,
     for_pillow,
+    gpu_decoders_for,
     gpu_readers,
     resize_crop,
 )
@@ -121,6 +122,8 @@ def test_a_share_of_large_jpegs_goes_to_pillow():
     assert len(picked) == 10 and "/photos/small.jpg" not in picked and "/photos/big.png" not in picked
     assert for_pillow(files, 0.0) == set()
     assert 0.0 <= auto_cpu_share(4) < auto_cpu_share(14) < 0.5 and auto_cpu_share(2) == 0.0
+    # a faster GPU decoder leaves less to Pillow; an unknown one counts as torchvision
+    assert auto_cpu_share(14, ["nvimgcodec-hw:4"]) < auto_cpu_share(14) == auto_cpu_share(14, ["torchcodec"])
 
 
 def test_large_photos_get_more_readers():
@@ -128,3 +131,15 @@ def test_large_photos_get_more_readers():
     small = [_stat(f"{i}.jpg", 200_000) for i in range(10)]
     assert gpu_readers(small, 4) == 4
     assert gpu_readers(large, 4) >= 4
+
+
+def test_large_photos_go_to_nvimagecodec_where_it_is_installed(monkeypatch):
+    from viewfinder.ingest import gpu_decode
+
+    large = [_stat(f"{i}.jpg", 4_000_000) for i in range(10)]
+    small = [_stat(f"{i}.jpg", 200_000) for i in range(10)]
+    for present in (True, False):
+        monkeypatch.setattr(gpu_decode, "installed", lambda spec, present=present: present)
+        assert gpu_decoders_for(large) == (("nvimgcodec-hw",) if present else ("torchvision",))
+        assert gpu_decoders_for(small) == ("torchvision",)
+        assert gpu_decoders_for(large, ["torchcodec"]) == ("torchcodec",)  # the setting wins

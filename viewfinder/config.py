@@ -40,9 +40,11 @@ class Config:
     workers: int = max(1, min(4, (os.cpu_count() or 1)))
     max_pixels: int = 89_478_485  # Pillow's own bomb limit; larger images are refused
     gpu_decode: bool = True  # on CUDA, decode JPEGs on the GPU (ingest/gpu_decode.py)
-    gpu_decoders: tuple[str, ...] = ("torchvision",)  # GPU JPEG decoders, a thread each (ingest/gpu_jpeg.py)
+    # GPU JPEG decoders, a thread each (ingest/gpu_jpeg.py); (): nvImageCodec's hardware decoder
+    # for folders of large photos where it is installed, else torchvision (gpu_decode.gpu_decoders_for)
+    gpu_decoders: tuple[str, ...] = ()
     # of large JPEGs on the GPU path, the share reader processes decode with Pillow beside the GPU
-    # decoders; None: from the rates measured on an H100 host (ingest/gpu_decode.auto_cpu_share)
+    # decoders; None: from the rates measured on H100/H200 hosts (ingest/gpu_decode.auto_cpu_share)
     gpu_pillow_share: float | None = None
     compile: bool = False  # torch.compile the image tower (Encoder.compile_image_tower)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq

@@ -35,7 +35,7 @@ from PIL.ExifTags import Base as ExifTag
 from ..errors import ImageTooLargeError
 from ..images import check_pixels, content_hash, load_codecs
 from ..store import NewImage
-from .gpu_jpeg import JpegDecoder, jpeg_decoder
+from .gpu_jpeg import JpegDecoder, installed, jpeg_decoder
 from .prepare import decode_for_model, die_with_parent
 from .read_slots import ReadSlots
 from .walk import FileStat
@@ -51,7 +51,10 @@ READ_BATCH_BYTES = 128 << 20
 # The readers hash with BLAKE3 since 2026-11-26 (269-353 files/s a core); the share these rates give, 22% with
 # 14 readers, stays: 10%, 15% and 30% measured slower (docs/benchmarks.md).
 LARGE_JPEG_BYTES = 1_500_000
-NVJPEG_LARGE_RATE, DRAFT_LARGE_RATE, READ_LARGE_RATE = 600.0, 15.0, 230.0
+# 12 MP JPEGs a second on lent H100/H200 hosts: a GPU decoder's (calls of one reader batch),
+# a core's draft decodes and a core's reads (docs/benchmarks.md), for auto_cpu_share
+GPU_LARGE_RATES = {"torchvision": 600.0, "nvimgcodec-hw": 800.0}
+DRAFT_LARGE_RATE, READ_LARGE_RATE = 15.0, 230.0
 
 
 @dataclass
@@ -125,23 +128,42 @@ def for_pillow(files: Sequence[FileStat], share: float) -> set[str]:
     return {path for k, path in enumerate(large) if int((k + 1) * share) > int(k * share)}
 
 
-def auto_cpu_share(readers: int) -> float:
-    """The share of large JPEGs that `readers` processes should decode so that nvJPEG stays busy
-    and the readers' time left after reading nvJPEG's files goes to draft decoding (at the rates
-    measured on an H100 host): 23% with 14 readers, none with 4 (they are busy reading)."""
-    spare = readers - NVJPEG_LARGE_RATE / READ_LARGE_RATE
+def auto_cpu_share(readers: int, decoders: Sequence[str] = ("torchvision",)) -> float:
+    """The share of large JPEGs that `readers` processes should decode so that the GPU decoder
+    stays busy and the readers' time left after reading its files goes to draft decoding (at the
+    rates measured on H100/H200 hosts): 22% with 14 readers beside torchvision, 16% beside
+    nvImageCodec's faster hardware decoder, none with 4 (they are busy reading)."""
+    gpu = max(
+        GPU_LARGE_RATES.get(name.partition(":")[0], GPU_LARGE_RATES["torchvision"]) for name in decoders
+    )
+    spare = readers - gpu / READ_LARGE_RATE
     cpu = max(0.0, spare) * DRAFT_LARGE_RATE
-    return cpu / (NVJPEG_LARGE_RATE + cpu)
+    return cpu / (gpu + cpu)
+
+
+def mostly_large(files: Sequence[FileStat]) -> bool:
+    """Whether the median file is a phone-size photo or larger."""
+    sizes = sorted(f.size for f in files)
+    return bool(sizes) and sizes[len(sizes) // 2] >= LARGE_JPEG_BYTES
 
 
 def gpu_readers(files: Sequence[FileStat], workers: int) -> int:
     """Reader processes for the GPU path: `workers`, or for a folder of mostly large photos every
     core but two (one for the main process, one for its threads), which then also decode a share
     of them (small files: 8 or 14 readers were slower than 4, docs/benchmarks.md)."""
-    sizes = sorted(f.size for f in files)
-    if sizes and sizes[len(sizes) // 2] >= LARGE_JPEG_BYTES:
-        return max(workers, (os.cpu_count() or 2) - 2)
-    return workers
+    return max(workers, (os.cpu_count() or 2) - 2) if mostly_large(files) else workers
+
+
+def gpu_decoders_for(files: Sequence[FileStat], configured: Sequence[str] = ()) -> tuple[str, ...]:
+    """The GPU JPEG decoders (gpu_jpeg.py) for `files`: `configured` if any; else for a folder of
+    mostly large photos nvImageCodec's hardware decoder where it is installed (12 MP JPEGs: 601
+    against torchvision's 415 images/s in calls of 32 on a lent H200; docs/benchmarks.md), and
+    torchvision otherwise (on small files nvImageCodec was the slower)."""
+    if configured:
+        return tuple(configured)
+    if mostly_large(files) and installed("nvimgcodec-hw"):
+        return ("nvimgcodec-hw",)
+    return ("torchvision",)
 
 
 def byte_bounded(files: Sequence[FileStat], batch_size: int, max_bytes: int = READ_BATCH_BYTES) -> list:
@@ -467,7 +489,7 @@ def gpu_batches(
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
-    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers)`)."""
+    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers, decoders)`)."""
     import torch
 
     load_codecs()  # before the readers are forked (in the decoder thread)
@@ -477,7 +499,7 @@ def gpu_batches(
         batch_size,
         max_pixels,
         fallback,
-        auto_cpu_share(workers) if cpu_share is None else cpu_share,
+        auto_cpu_share(workers, decoders) if cpu_share is None else cpu_share,
         plain_first=workers,
     )
     prefetch = 2 if workers else None

@@ -23,10 +23,12 @@ read its source by the time the call that queues it returns."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Callable
 
 DECODERS = ("torchvision", "torchcodec", "nvimgcodec", "nvimgcodec-hw")
+_MODULES = {"torchvision": "torchvision", "torchcodec": "torchcodec"}  # else nvImageCodec's
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,15 @@ def jpeg_decoder(spec: str, device: str) -> JpegDecoder:
             f"unknown GPU JPEG decoder {name!r} (setting gpu_decoders): use one of {', '.join(DECODERS)}"
         )
     return _nvimgcodec(name, device, int(threads or 0))
+
+
+def installed(spec: str) -> bool:
+    """Whether the library of decoder `spec` is installed (without importing it)."""
+    module = _MODULES.get(spec.partition(":")[0], "nvidia.nvimgcodec")
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing too
+        return False
 
 
 def _torchvision(device: str) -> JpegDecoder:

@@ -269,7 +269,8 @@ class InOrderWriter:
 class EmbedOptions:
     """How to decode and embed: `max_pixels` bounds each image; `workers` decode processes;
     `checkpoint_seconds` between vector-index writes; `on_error` gets a line per bad file;
-    on a CUDA device JPEGs are decoded there by `gpu_decoders` unless gpu_decode=False."""
+    on a CUDA device JPEGs are decoded there (by `gpu_decoders`, or () for those that suit the
+    files: gpu_decode.gpu_decoders_for) unless gpu_decode=False."""
 
     max_pixels: int
     batch_size: int = 32
@@ -278,7 +279,7 @@ class EmbedOptions:
     progress: bool = True
     on_error: Callable[[str], None] | None = None
     gpu_decode: bool = True
-    gpu_decoders: Sequence[str] = ("torchvision",)
+    gpu_decoders: Sequence[str] = ()
     gpu_pillow_share: float | None = None  # None: gpu_decode.auto_cpu_share
 
 
@@ -300,7 +301,7 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
     if options.gpu_decode and encoder.device == "cuda" and mean is not None:
         from PIL import Image
 
-        from .gpu_decode import gpu_batches, gpu_readers
+        from .gpu_decode import gpu_batches, gpu_decoders_for, gpu_readers
 
         side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
         loader = gpu_batches(
@@ -313,7 +314,7 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
             max_pixels=options.max_pixels,
             fallback=transform,
             workers=gpu_readers(files, options.workers),
-            decoders=options.gpu_decoders,
+            decoders=gpu_decoders_for(files, options.gpu_decoders),
             cpu_share=options.gpu_pillow_share,
         )
         return loader, None, None  # the GPU batches arrive normalised
