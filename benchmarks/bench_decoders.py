@@ -26,12 +26,12 @@ from pathlib import Path
 from common import make_jpegs, print_table, random_mini, random_vit_b_32
 
 
-def _decoder(spec: str, high_priority: bool):
-    """(decoder function, its CUDA stream) for "name" or "name:threads"."""
+def _decoder(spec: str, high_priority: bool, number: int):
+    """(decoder function, CUDA stream `number`) for "name" or "name:threads"."""
     from viewfinder.ingest.gpu_decode import side_stream
     from viewfinder.ingest.gpu_jpeg import jpeg_decoder
 
-    return jpeg_decoder(spec, "cuda"), side_stream("cuda", high_priority)
+    return jpeg_decoder(spec, "cuda"), side_stream("cuda", high_priority, number)
 
 
 def graphed(enc, batch: int = 256):
@@ -81,7 +81,7 @@ def rate(
     images/s meanwhile (None without a model)."""
     import torch
 
-    decoders = [_decoder(s, high_priority) for s in specs]
+    decoders = [_decoder(s, high_priority, i) for i, s in enumerate(specs)]
     chunks = [data[i : i + batch] for i in range(0, len(data), batch)]
     for fn, stream in decoders:  # start-up
         with torch.cuda.stream(stream):

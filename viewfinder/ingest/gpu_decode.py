@@ -356,11 +356,15 @@ def device_setup(device: str, mean, std):
     )
 
 
-def side_stream(device: str, high_priority: bool = True):
-    """A CUDA stream for the decode and resize work, by default at high priority, so that the GPU
-    schedules its kernels ahead of the model's as SMs come free. With the model running, decoding
-    alone went 7,793 -> 8,560 images/s that way on an H100; in the whole pipeline the difference
-    was within noise (6,553 -> 6,612; benchmarks/bench_decoders.py, bench_gpu.py)."""
+@functools.lru_cache(maxsize=None)
+def side_stream(device: str, high_priority: bool = True, number: int = 0):
+    """CUDA stream `number` for the decode and resize work, by default at high priority, so that
+    the GPU schedules its kernels ahead of the model's as SMs come free. With the model running,
+    decoding alone went 7,793 -> 8,560 images/s that way on an H100; in the whole pipeline the
+    difference was within noise (6,553 -> 6,612; benchmarks/bench_decoders.py, bench_gpu.py).
+    The same stream every run of a process: PyTorch caches freed GPU memory by stream, so a new
+    stream a run kept the last run's decoded photos cached out of reach, 8 GiB more a run of 12 MP
+    photos, until nvImageCodec's own allocations failed (benchmarks/gpu_memory_runs.py)."""
     import torch
 
     return torch.cuda.Stream(device, priority=-1 if high_priority else 0)
@@ -543,7 +547,7 @@ def gpu_batches(
     received = in_background(loader, "reader-batches")
     work = {}
     for i, name in enumerate(decoders):
-        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device))
+        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device, number=i))
         # a clock entry per thread: two threads adding to one entry could lose each other's time
         step = f"decoder thread {i}: {name} call"
         work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
