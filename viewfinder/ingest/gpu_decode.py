@@ -48,8 +48,10 @@ READ_BATCH_BYTES = 128 << 20
 # reader processes decode a share of them in Pillow's draft mode (DCT-domain downscaling). Rates
 # for 12 MP photos on an H100 host with 16 cores: nvJPEG 583-628 images/s, draft decode 14.1-16.7
 # a core, read + header + SHA-256 227-235 files/s a core (benchmarks/results/gpu_12mp_h100_*.txt).
-# The readers hash with BLAKE3 since 2026-11-26 (269-353 files/s a core); the share these rates give, 22% with
-# 14 readers, stays: 10%, 15% and 30% measured slower (docs/benchmarks.md).
+# The readers hash with BLAKE3 since 2026-11-26 (269-353 files/s a core); the share these rates
+# give beside torchvision, 22% with 14 readers, stays: 10%, 15% and 30% measured slower. Beside
+# nvImageCodec's faster hardware decoder (2026-11-27) 22% left it waiting for the readers and
+# 15% was faster: its rate gives 16.5% (docs/benchmarks.md).
 LARGE_JPEG_BYTES = 1_500_000
 # 12 MP JPEGs a second on lent H100/H200 hosts: a GPU decoder's (calls of one reader batch),
 # a core's draft decodes and a core's reads (docs/benchmarks.md), for auto_cpu_share
