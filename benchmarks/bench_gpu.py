@@ -184,13 +184,13 @@ def viewfinder_gpu_path(
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
     same JPEGs), with `decoders` (() : those Engine.index picks). Returns the rate after the first
     batch (the steady state) and a note with the whole run's rate and the start-up time."""
-    from viewfinder.ingest.gpu_decode import gpu_batches, gpu_decoders_for
+    from viewfinder.ingest.gpu_decode import gpu_batches, gpu_decoders_for, mostly_large
     from viewfinder.ingest.walk import FileStat
 
     batches = batches or gpu_batches
     transform, mean, std = enc.uint8_transform()
     stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files] * repeat
-    decoders = gpu_decoders_for(stats, decoders)
+    decoders = gpu_decoders_for(mostly_large(stats), decoders)
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()

@@ -15,6 +15,7 @@ from viewfinder.ingest.gpu_decode import (
     for_pillow,
     gpu_decoders_for,
     gpu_readers,
+    mostly_large,
     resize_crop,
 )
 from viewfinder.ingest.pipeline import cpu_batches
@@ -129,8 +130,8 @@ def test_a_share_of_large_jpegs_goes_to_pillow():
 def test_large_photos_get_more_readers():
     large = [_stat(f"{i}.jpg", 4_000_000) for i in range(10)]
     small = [_stat(f"{i}.jpg", 200_000) for i in range(10)]
-    assert gpu_readers(small, 4) == 4
-    assert gpu_readers(large, 4) >= 4
+    assert gpu_readers(mostly_large(small), 4) == 4
+    assert gpu_readers(mostly_large(large), 4) >= 4
 
 
 def test_large_photos_go_to_nvimagecodec_where_it_is_installed(monkeypatch):
@@ -140,6 +141,6 @@ def test_large_photos_go_to_nvimagecodec_where_it_is_installed(monkeypatch):
     small = [_stat(f"{i}.jpg", 200_000) for i in range(10)]
     for present in (True, False):
         monkeypatch.setattr(gpu_decode, "installed", lambda spec, present=present: present)
-        assert gpu_decoders_for(large) == (("nvimgcodec-hw",) if present else ("torchvision",))
-        assert gpu_decoders_for(small) == ("torchvision",)
-        assert gpu_decoders_for(large, ["torchcodec"]) == ("torchcodec",)  # the setting wins
+        assert gpu_decoders_for(mostly_large(large)) == (("nvimgcodec-hw",) if present else ("torchvision",))
+        assert gpu_decoders_for(mostly_large(small)) == ("torchvision",)
+        assert gpu_decoders_for(mostly_large(large), ["torchcodec"]) == ("torchcodec",)  # the setting wins

@@ -144,26 +144,26 @@ def auto_cpu_share(readers: int, decoders: Sequence[str] = ("torchvision",)) -> 
 
 
 def mostly_large(files: Sequence[FileStat]) -> bool:
-    """Whether the median file is a phone-size photo or larger."""
+    """Whether the median file is a phone-size photo or larger (gpu_readers, gpu_decoders_for)."""
     sizes = sorted(f.size for f in files)
     return bool(sizes) and sizes[len(sizes) // 2] >= LARGE_JPEG_BYTES
 
 
-def gpu_readers(files: Sequence[FileStat], workers: int) -> int:
-    """Reader processes for the GPU path: `workers`, or for a folder of mostly large photos every
-    core but two (one for the main process, one for its threads), which then also decode a share
-    of them (small files: 8 or 14 readers were slower than 4, docs/benchmarks.md)."""
-    return max(workers, (os.cpu_count() or 2) - 2) if mostly_large(files) else workers
+def gpu_readers(large: bool, workers: int) -> int:
+    """Reader processes for the GPU path: `workers`, or for a folder of mostly `large` photos
+    every core but two (one for the main process, one for its threads), which then also decode a
+    share of them (small files: 8 or 14 readers were slower than 4, docs/benchmarks.md)."""
+    return max(workers, (os.cpu_count() or 2) - 2) if large else workers
 
 
-def gpu_decoders_for(files: Sequence[FileStat], configured: Sequence[str] = ()) -> tuple[str, ...]:
-    """The GPU JPEG decoders (gpu_jpeg.py) for `files`: `configured` if any; else for a folder of
-    mostly large photos nvImageCodec's hardware decoder where it is installed (12 MP JPEGs: 601
+def gpu_decoders_for(large: bool, configured: Sequence[str] = ()) -> tuple[str, ...]:
+    """The GPU JPEG decoders (gpu_jpeg.py) for a folder: `configured` if any; else for a folder of
+    mostly `large` photos nvImageCodec's hardware decoder where it is installed (12 MP JPEGs: 601
     against torchvision's 415 images/s in calls of 32 on a lent H200; docs/benchmarks.md), and
     torchvision otherwise (on small files nvImageCodec was the slower)."""
     if configured:
         return tuple(configured)
-    if mostly_large(files) and installed("nvimgcodec-hw"):
+    if large and installed("nvimgcodec-hw"):
         return ("nvimgcodec-hw",)
     return ("torchvision",)
 
@@ -234,13 +234,13 @@ def read_batch(
     import torch
 
     started = time.perf_counter()
-    pillow = for_pillow(files, cpu_share)
-    nbytes = jpeg_bytes(files, pillow)
+    drafted = for_pillow(files, cpu_share)
+    nbytes = jpeg_bytes(files, drafted)
     # in shared memory from the start, so the bytes are written once (by the read) and never
     # copied on their way to the main process
     slot = slots.take() if slots is not None and nbytes <= slots.size else None
     buf = slots.view(slot, nbytes) if slot is not None else shared_bytes(nbytes)
-    buf, spans, jpeg_records, orientations, others, failed = read_jpegs(files, max_pixels, buf, pillow)
+    buf, spans, jpeg_records, orientations, others, failed = read_jpegs(files, max_pixels, buf, drafted)
     pillow = [decode_for_model(f, transform, max_pixels) for f in others]
     failed += [r for r, t in pillow if t is None]
     position = {f.path: i for i, f in enumerate(files)}

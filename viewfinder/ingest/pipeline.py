@@ -301,9 +301,10 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
     if options.gpu_decode and encoder.device == "cuda" and mean is not None:
         from PIL import Image
 
-        from .gpu_decode import gpu_batches, gpu_decoders_for, gpu_readers
+        from .gpu_decode import gpu_batches, gpu_decoders_for, gpu_readers, mostly_large
 
         side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
+        large = mostly_large(files)
         loader = gpu_batches(
             files,
             batch_size=options.batch_size,
@@ -313,8 +314,8 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
             std=std,
             max_pixels=options.max_pixels,
             fallback=transform,
-            workers=gpu_readers(files, options.workers),
-            decoders=gpu_decoders_for(files, options.gpu_decoders),
+            workers=gpu_readers(large, options.workers),
+            decoders=gpu_decoders_for(large, options.gpu_decoders),
             cpu_share=options.gpu_pillow_share,
         )
         return loader, None, None  # the GPU batches arrive normalised
