@@ -31,6 +31,7 @@ from viewfinder.ingest.gpu_decode import READ_BATCH_BYTES, resize_crop
 
 from common import (
     GpuUtilisation,
+    file_stats,
     hard_linked,
     make_jpegs,
     print_table,
@@ -64,9 +65,8 @@ def end_to_end_cpu_decode(
 ) -> tuple[float, str]:
     """viewfinder's ingest stages without the catalogue writes (measured separately on the CPU)."""
     from viewfinder.ingest.pipeline import cpu_batches
-    from viewfinder.ingest.walk import FileStat
 
-    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+    stats = file_stats(files)
     split = enc.uint8_transform() if uint8 else None
     transform, mean, std = split if split is not None else (enc.image_transform(), None, None)
     rates = []
@@ -185,11 +185,10 @@ def viewfinder_gpu_path(
     same JPEGs), with `decoders` (() : those Engine.index picks). Returns the rate after the first
     batch (the steady state) and a note with the whole run's rate and the start-up time."""
     from viewfinder.ingest.gpu_decode import gpu_batches, gpu_decoders_for, mostly_large
-    from viewfinder.ingest.walk import FileStat
 
     batches = batches or gpu_batches
     transform, mean, std = enc.uint8_transform()
-    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files] * repeat
+    stats = file_stats(files) * repeat
     decoders = gpu_decoders_for(mostly_large(stats), decoders)
     n, clock = 0, {}
     with GpuUtilisation() as util:
@@ -315,11 +314,10 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     from viewfinder.ingest.gpu_decode import _as_is, _Batches, jpeg_bytes, read_batch, resize_crop
     from viewfinder.ingest.gpu_jpeg import jpeg_decoder
     from viewfinder.ingest.read_slots import ReadSlots
-    from viewfinder.ingest.walk import FileStat
 
     rows = []
     transform = enc.uint8_transform()[0]
-    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+    stats = file_stats(files)
     # into a read slot used again and again, as the pipeline's readers read
     slot = ReadSlots(1, max(jpeg_bytes(stats[i : i + batch]) for i in range(0, 5 * batch, batch)))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.utils.data as tud
 
-from common import make_jpegs, random_vit_b_32
+from common import file_stats, make_jpegs, random_vit_b_32
 
 
 class _Numbers(tud.Dataset):
@@ -44,7 +44,6 @@ def main() -> None:
     from torchvision.io import decode_jpeg
 
     from viewfinder.ingest.gpu_decode import gpu_batches
-    from viewfinder.ingest.walk import FileStat
 
     folder = Path(tempfile.mkdtemp(prefix="vf-start-"))
     files = make_jpegs(folder, 448, [(4032, 3024)])
@@ -59,7 +58,7 @@ def main() -> None:
         f"{_start_readers()}, {_start_readers()}, {_start_readers()}"
     )
     transform, mean, std = enc.uint8_transform()
-    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+    stats = file_stats(files)
     for share in [None, 0.0] * 3:
         clock: dict[str, float] = {}
         t, n = time.perf_counter(), 0

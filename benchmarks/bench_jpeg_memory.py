@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.utils.data as tud
 
-from common import _one_photo, make_jpegs, print_table
+from common import _one_photo, file_stats, make_jpegs, print_table
 
 CALL = 25  # JPEGs a decode call gets from one reader batch of phone photos (128 MB less the Pillow share)
 WORKS = (
@@ -100,11 +100,9 @@ def _as_is(x):
 def nvjpeg_rows(folder: Path) -> list[tuple[str, str, str]]:
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from viewfinder.ingest.walk import FileStat
-
     torch.multiprocessing.set_sharing_strategy("file_system")  # as the pipeline (gpu_decode.device_setup)
     files = make_jpegs(folder, 16 * CALL, [(4032, 3024)])
-    stats = [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+    stats = file_stats(files)
     groups = [stats[i : i + CALL] for i in range(0, len(stats), CALL)]
 
     def decode(jpegs: list):

@@ -103,6 +103,13 @@ def make_jpegs(
         return pool.map(_one_photo, jobs, chunksize=chunk)
 
 
+def file_stats(files: list[Path]) -> list:
+    """The ingest pipeline's FileStat records of `files`, in their order."""
+    from viewfinder.ingest.walk import FileStat
+
+    return [FileStat(str(f), f.stat().st_size, f.stat().st_mtime) for f in files]
+
+
 def hard_linked(folder: Path, copies: int) -> Path:
     """A new folder with `copies` hard links of each file in `folder`: more files to index from
     the same bytes (and page cache) than the machine has time to generate."""
