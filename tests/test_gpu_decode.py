@@ -269,6 +269,7 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
         exif[0x0112] = (1, 6, 8, 3, 1, 1, 2, 5, 7, 4)[i]
         im.resize((500, 375) if i % 2 else (640, 480)).save(tmp_path / f"p{i}.jpg", exif=exif)
     Image.fromarray(np.uint8(x)).save(tmp_path / "gray.png")
+    Image.fromarray(np.uint8(y)).save(tmp_path / "gray.jpg")  # one channel, decoded to three
     transform, mean, std = load_encoder(tiny_spec, device="cpu").uint8_transform()
     runs = {}
     for device, names in (("cpu", ("torchvision",)), ("cuda", decoders)):
@@ -282,7 +283,7 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
                     pixels[i].cpu() if not r.error else None,
                 )
         runs[device] = rows
-    assert runs["cpu"].keys() == runs["cuda"].keys() and len(runs["cpu"]) == 11
+    assert runs["cpu"].keys() == runs["cuda"].keys() and len(runs["cpu"]) == 12
     for path, (record, px) in runs["cuda"].items():
         assert record == runs["cpu"][path][0]
         assert float((px - runs["cpu"][path][1]).abs().mean()) < 0.05, path

@@ -113,21 +113,21 @@ def _nvimgcodec(name: str, device: str, cpu_threads: int) -> JpegDecoder:
         max_num_cpu_threads=cpu_threads,
         backends=[nvimgcodec.Backend(k) for k in kinds] or None,
     )
+    planar = nvimgcodec.SampleFormat.P_RGB  # (3,H,W), the layout the resize takes
     params = nvimgcodec.DecodeParams(
-        apply_exif_orientation=False,
-        color_spec=nvimgcodec.ColorSpec.SRGB,
-        sample_format=nvimgcodec.SampleFormat.I_RGB,
+        apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB, sample_format=planar
     )
 
     def decode(jpegs: list) -> list:
         stream = torch.cuda.current_stream(device)
-        images = decoder.decode(
-            [nvimgcodec.CodeStream(j.numpy()) for j in jpegs], params=params, cuda_stream=stream.cuda_stream
-        )
+        codes = [nvimgcodec.CodeStream(j.numpy()) for j in jpegs]
+        # Decoded straight into tensors from torch's caching allocator, queued on the same stream:
+        # no buffers of nvImageCodec's own to allocate and free each call, and no copy out of them
+        out = [torch.empty((3, c.height, c.width), dtype=torch.uint8, device=device) for c in codes]
+        into = nvimgcodec.as_images(out, cuda_stream=stream.cuda_stream, sample_format=planar)
+        images = decoder.decode(codes, params=params, cuda_stream=stream.cuda_stream, images=into)
         if any(im is None for im in images):
             raise RuntimeError(f"nvImageCodec ({name}) could not decode a JPEG of this batch")
-        # copies in torch's memory, queued on the same stream after the decode: nvImageCodec's
-        # own buffers go when its Image objects do
-        return [torch.as_tensor(im, device=device).permute(2, 0, 1).clone() for im in images]
+        return out
 
     return JpegDecoder(decode)
