@@ -1,7 +1,8 @@
 """GPU memory across CUDA path runs in one process, as in a server that indexes again and again
 (or a benchmark that compares paths): free device memory, what PyTorch holds, and the decoder
 objects still alive after each run, before and after a garbage collection. A decoder whose
-memory outlives its run shows as free memory falling run after run.
+memory outlives its run shows as free memory falling run after run. Since 2026-11-27 each run's
+decoders are kept for the next (gpu_jpeg.reused_decoder): their count stays at one run's.
 
     DECODERS=nvimgcodec-hw RUNS=6 N=200 REP=20 python benchmarks/gpu_memory_runs.py
 

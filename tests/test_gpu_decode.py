@@ -77,6 +77,20 @@ def test_jpeg_decoders_by_name(tmp_path):
             jpeg_decoder(bad, "cpu")
 
 
+def test_decoders_are_kept_for_the_next_run_not_shared_by_two_at_once():
+    """A new nvImageCodec decoder spends about 0.4 s in its first call: a run takes the one an
+    earlier run left, and a run going on at the same time gets its own."""
+    from viewfinder.ingest.gpu_jpeg import reused_decoder
+
+    with reused_decoder("torchvision", "cpu:reuse-test") as first:
+        with reused_decoder("torchvision", "cpu:reuse-test") as beside:
+            assert beside is not first
+    with reused_decoder("torchvision", "cpu:reuse-test") as later:
+        assert later in (first, beside)
+        with reused_decoder("torchvision", "cpu:reuse-test") as other:
+            assert {later, other} == {first, beside}
+
+
 def test_torchcodec_decodes_as_torchvision_does(tmp_path, photos):
     """The same libjpeg-turbo on a CPU: the same pixels (on a GPU both use nvJPEG; the CUDA test
     below compares them there)."""

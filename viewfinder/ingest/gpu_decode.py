@@ -35,7 +35,7 @@ from PIL.ExifTags import Base as ExifTag
 from ..errors import ImageTooLargeError
 from ..images import check_pixels, content_hash, load_codecs
 from ..store import NewImage
-from .gpu_jpeg import JpegDecoder, installed, jpeg_decoder
+from .gpu_jpeg import JpegDecoder, installed, reused_decoder
 from .prepare import decode_for_model, die_with_parent
 from .read_slots import ReadSlots
 from .walk import FileStat
@@ -547,18 +547,24 @@ def gpu_batches(
     # memory is not reused) before the resize kernels run; others have streams of their own,
     # which the resize stream waits for.
     received = in_background(loader, "reader-batches")
-    work = {}
-    for i, name in enumerate(decoders):
-        fn, on = jpeg_decoder(name, device), (stream if i == 0 or not cuda else side_stream(device, number=i))
-        # a clock entry per thread: two threads adding to one entry could lose each other's time
-        step = f"decoder thread {i}: {name} call"
-        work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(raw, fn, step, on)
-    decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
-    for pixels, records, done in in_background((stages.resize(*item) for item in decoded), "resize"):
-        if done is not None and pixels is not None:
-            torch.cuda.current_stream(device).wait_event(done)
-            pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
-        yield pixels, records
+    with contextlib.ExitStack() as held:  # closed in reverse: the threads end, then decoders go back
+        work = {}
+        for i, name in enumerate(decoders):
+            fn = held.enter_context(reused_decoder(name, device))
+            on = stream if i == 0 or not cuda else side_stream(device, number=i)
+            # a clock entry per thread: two threads adding to one entry could lose each other's time
+            step = f"decoder thread {i}: {name} call"
+            work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(
+                raw, fn, step, on
+            )
+        decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
+        held.enter_context(contextlib.closing(decoded))
+        resized = in_background((stages.resize(*item) for item in decoded), "resize")
+        for pixels, records, done in held.enter_context(contextlib.closing(resized)):
+            if done is not None and pixels is not None:
+                torch.cuda.current_stream(device).wait_event(done)
+                pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
+            yield pixels, records
 
 
 class _Raised:
