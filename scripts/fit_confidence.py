@@ -219,17 +219,20 @@ def split_hits(
     """set -> direction -> hits, over the split alone, the split plus training images and the
     split dealt into collections of SMALL; the photo variants also over their originals alone (a
     small library without copies)."""
-    rng = np.random.default_rng(seed)
     out = {}
-    for name in SETS + (VARIANTS,):
+    for k, name in enumerate(SETS + (VARIANTS,)):
         rows = sets[name][split]
+        # a generator of its own for each split and set, and a seed of its own for each collection
+        # (seeds counted up from the split's overlapped those of the other split's collections)
+        rng = np.random.default_rng([seed, k])
+        seeds = iter(rng.integers(2**32, size=3 + len(rows) // SMALL).tolist())
         # the photo variants among gcompris' training photos: a small photo library
         train = sets["gcompris" if name == VARIANTS else name]["train"]
         extra = [train[i] for i in rng.permutation(len(train))[:EXTRA_TRAIN]]
         directions = ("image->image",) if name == VARIANTS else DIRECTIONS
         parts = [
-            collection_hits(emb, rows, [], seed, strict, image_relevance, directions),
-            collection_hits(emb, rows, extra, seed + 1, strict, image_relevance, directions),
+            collection_hits(emb, rows, [], next(seeds), strict, image_relevance, directions),
+            collection_hits(emb, rows, extra, next(seeds), strict, image_relevance, directions),
         ]
         sizes = [len(rows), len(rows) + len(extra)]
         if small and len(rows) > 2 * SMALL:
@@ -237,14 +240,15 @@ def split_hits(
             for start in range(0, len(rows) - SMALL + 1, SMALL):
                 chunk = [rows[i] for i in order[start : start + SMALL]]
                 parts.append(
-                    collection_hits(emb, chunk, [], seed + 3 + start, strict, image_relevance, directions)
+                    collection_hits(emb, chunk, [], next(seeds), strict, image_relevance, directions)
                 )
             sizes.append(f"{len(rows) // SMALL} x {SMALL}")
         if name == VARIANTS:
             # where other shots of a scene come first after the query's own picture, as in a
             # folder of originals (the copies' and re-encodings' files are named "{stem}__{how}")
             originals = [r for r in rows if "__" not in Path(r[0]).stem]
-            parts.append(collection_hits(emb, originals, [], seed + 2, strict, image_relevance, directions))
+            alone = collection_hits(emb, originals, [], next(seeds), strict, image_relevance, directions)
+            parts.append(alone)
             sizes.append(len(originals))
         out[name] = {
             d: functools.reduce(LabelledHits.extend, (part[d] for part in parts)) for d in directions
