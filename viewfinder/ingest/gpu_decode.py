@@ -547,10 +547,10 @@ def gpu_batches(
     # memory is not reused) before the resize kernels run; others have streams of their own,
     # which the resize stream waits for.
     received = in_background(loader, "reader-batches")
-    with contextlib.ExitStack() as held:  # closed in reverse: the threads end, then decoders go back
+    with contextlib.ExitStack() as run:  # closed in reverse: the threads end, then decoders go back
         work = {}
         for i, name in enumerate(decoders):
-            fn = held.enter_context(reused_decoder(name, device))
+            fn = run.enter_context(reused_decoder(name, device))
             on = stream if i == 0 or not cuda else side_stream(device, number=i)
             # a clock entry per thread: two threads adding to one entry could lose each other's time
             step = f"decoder thread {i}: {name} call"
@@ -558,9 +558,9 @@ def gpu_batches(
                 raw, fn, step, on
             )
         decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
-        held.enter_context(contextlib.closing(decoded))
+        run.enter_context(contextlib.closing(decoded))
         resized = in_background((stages.resize(*item) for item in decoded), "resize")
-        for pixels, records, done in held.enter_context(contextlib.closing(resized)):
+        for pixels, records, done in run.enter_context(contextlib.closing(resized)):
             if done is not None and pixels is not None:
                 torch.cuda.current_stream(device).wait_event(done)
                 pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
