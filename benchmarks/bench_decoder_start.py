@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import make_jpegs
+from common import file_tensor, make_jpegs
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     from viewfinder.ingest.gpu_jpeg import jpeg_decoder, reused_decoder
 
     files = sorted(make_jpegs(Path(tempfile.mkdtemp()), 28, [(4032, 3024)]))
-    datas = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
+    datas = [file_tensor(f) for f in files]
     torch.zeros(1, device="cuda")  # the CUDA context, before any timing
     for how in ("new", "new", "reused", "reused", "reused"):
         with torch.cuda.stream(side_stream("cuda")):

@@ -32,6 +32,7 @@ from viewfinder.ingest.gpu_decode import READ_BATCH_BYTES, resize_crop
 from common import (
     GpuUtilisation,
     file_stats,
+    file_tensor,
     hard_linked,
     make_jpegs,
     print_table,
@@ -150,16 +151,15 @@ def end_to_end_gpu_decode_threaded(
 
     m = torch.tensor(mean, device=enc.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=enc.device).view(1, 3, 1, 1)
-    read = lambda f: torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8)  # noqa: E731
     batches = [files[i : i + batch] for i in range(0, len(files), batch)]
     n = 0
     with ThreadPoolExecutor(threads) as pool, GpuUtilisation() as util:
         t = time.perf_counter()
-        pending = pool.map(read, batches[0])
+        pending = pool.map(file_tensor, batches[0])
         for i in range(len(batches)):
             raw = list(pending)
             if i + 1 < len(batches):
-                pending = pool.map(read, batches[i + 1])
+                pending = pool.map(file_tensor, batches[i + 1])
             images = decode_jpeg(raw, device=enc.device)
             pixels = (resize_crop(images, 224, mode="bilinear") / 255.0 - m) / s
             enc.encode_image_tensors(pixels)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.utils.data as tud
 
-from common import file_stats, make_jpegs, random_vit_b_32
+from common import file_stats, file_tensor, make_jpegs, random_vit_b_32
 
 
 class _Numbers(tud.Dataset):
@@ -51,7 +51,7 @@ def main() -> None:
     print(f"resident {_resident_gb():.2f} GB; readers started, first item (s): {starts}")
     enc = random_vit_b_32("cuda")
     enc.encode_image_tensors(torch.randn(32, 3, 224, 224, device="cuda"))
-    decode_jpeg([torch.frombuffer(bytearray(files[0].read_bytes()), dtype=torch.uint8)], device="cuda")
+    decode_jpeg([file_tensor(files[0])], device="cuda")
     torch.cuda.synchronize()
     print(
         f"with the model on the GPU, resident {_resident_gb():.2f} GB; readers started, first item (s): "

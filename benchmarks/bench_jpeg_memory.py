@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.utils.data as tud
 
-from common import _one_photo, file_stats, make_jpegs, print_table
+from common import _one_photo, file_stats, file_tensor, make_jpegs, print_table
 
 CALL = 25  # JPEGs a decode call gets from one reader batch of phone photos (128 MB less the Pillow share)
 WORKS = (
@@ -108,7 +108,7 @@ def nvjpeg_rows(folder: Path) -> list[tuple[str, str, str]]:
     def decode(jpegs: list):
         return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device="cuda", apply_exif_orientation=False)
 
-    decode([torch.frombuffer(bytearray(files[0].read_bytes()), dtype=torch.uint8)])
+    decode([file_tensor(files[0])])
     torch.cuda.synchronize()
     rows = []
 
@@ -131,10 +131,7 @@ def nvjpeg_rows(folder: Path) -> list[tuple[str, str, str]]:
         return list(tud.DataLoader(_Read(groups, slots), batch_size=None, collate_fn=_as_is, num_workers=4))
 
     for rep in ("", " (again)"):
-        ordinary = [
-            [torch.frombuffer(bytearray(Path(f.path).read_bytes()), dtype=torch.uint8) for f in g]
-            for g in groups
-        ]
+        ordinary = [[file_tensor(f.path) for f in g] for g in groups]
         timed(ordinary, f"ordinary memory{rep}")
         timed([[t.pin_memory() for t in g] for g in ordinary], f"page-locked memory{rep}")
         got = from_readers()

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import make_jpegs
+from common import file_tensor, make_jpegs
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     dev, n = "cuda", int(os.environ.get("N", 448))
     folder = Path(tempfile.mkdtemp())
     files = sorted(make_jpegs(folder, 64, [(4032, 3024)]))
-    datas = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
+    datas = [file_tensor(f) for f in files]
     datas = (datas * (n // len(datas) + 1))[:n]
     stream = torch.cuda.Stream(dev, priority=-1)
     hw = (nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY)

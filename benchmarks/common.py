@@ -103,6 +103,13 @@ def make_jpegs(
         return pool.map(_one_photo, jobs, chunksize=chunk)
 
 
+def file_tensor(path: Path):
+    """A file's bytes as a uint8 CPU tensor in ordinary memory, as the GPU JPEG decoders take them."""
+    import torch
+
+    return torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+
+
 def file_stats(files: list[Path]) -> list:
     """The ingest pipeline's FileStat records of `files`, in their order."""
     from viewfinder.ingest.walk import FileStat
