@@ -78,7 +78,7 @@ def test_jpeg_decoders_by_name(tmp_path):
 
 
 def test_decoders_are_kept_for_the_next_run_not_shared_by_two_at_once():
-    """A new nvImageCodec decoder spends about 0.4 s in its first call: a run takes the one an
+    """A new nvImageCodec decoder spent 0.4-0.8 s in its first call: a run takes the one an
     earlier run left, and a run going on at the same time gets its own."""
     from viewfinder.ingest.gpu_jpeg import reused_decoder
 
