@@ -91,6 +91,37 @@ def test_decoders_are_kept_for_the_next_run_not_shared_by_two_at_once():
             assert {later, other} == {first, beside}
 
 
+def test_a_new_decoder_with_a_slow_start_is_warmed_up_once_on_the_first_batch(tmp_path, photos, monkeypatch):
+    """A new nvImageCodec decoder spends its slow first call on a warm-up while the readers read
+    (the first JPEG of the first batch, once for each JPEG of it); a decoder kept from an earlier
+    run is not warmed again, and a warm-up that fails costs nothing."""
+    from viewfinder.ingest import gpu_decode, gpu_jpeg
+
+    calls = []
+
+    def decode(jpegs: list) -> list:
+        calls.append(jpegs)
+        if len(jpegs) == 1:
+            raise RuntimeError("cannot decode")
+        return jpegs
+
+    monkeypatch.setattr(
+        gpu_jpeg, "jpeg_decoder", lambda spec, device: gpu_jpeg.JpegDecoder(decode, slow_start=True)
+    )
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "chelsea.png"])
+    batches = gpu_decode._Batches(scan(folder), 2, MAX_PIXELS, transform=None)
+    jpegs = [f.path for f in batches.batches[0] if f.path.endswith(".jpg")]
+    first = batches.warm_up()
+    assert len(first) == len(jpegs) == 1 and bytes(first[0].numpy()) == Path(jpegs[0]).read_bytes()
+    with gpu_jpeg.reused_decoder("nvimgcodec-hw", "cpu:warm-test", batches.warm_up):
+        assert len(calls) == 1  # the warm-up failed: the run goes on
+    with gpu_jpeg.reused_decoder("nvimgcodec-hw", "cpu:warm-test", batches.warm_up):
+        assert len(calls) == 1  # kept from the run before: warm already
+    both = gpu_decode._Batches(scan(folder), 3, MAX_PIXELS, transform=None)
+    with gpu_jpeg.reused_decoder("nvimgcodec-hw", "cpu:warm-test-2", both.warm_up):
+        assert [len(c) for c in calls] == [1, 2]
+
+
 def test_torchcodec_decodes_as_torchvision_does(tmp_path, photos):
     """The same libjpeg-turbo on a CPU: the same pixels (on a GPU both use nvJPEG; the CUDA test
     below compares them there)."""
