@@ -122,41 +122,6 @@ def test_a_new_decoder_with_a_slow_start_is_warmed_up_once_on_the_first_batch(tm
         assert [len(c) for c in calls] == [1, 2]
 
 
-def test_the_callers_start_runs_in_its_thread_while_the_decoders_are_made_in_another(
-    tmp_path, photos, tiny_spec, monkeypatch
-):
-    import threading
-
-    from viewfinder.ingest import gpu_jpeg
-
-    made_in = []
-    real = gpu_jpeg.jpeg_decoder
-
-    def jpeg_decoder(spec, device):
-        made_in.append(threading.current_thread().name)
-        return real(spec, device)
-
-    monkeypatch.setattr(gpu_jpeg, "jpeg_decoder", jpeg_decoder)
-    monkeypatch.setattr(gpu_jpeg, "_idle", {})  # none kept from other tests
-    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg"])
-    enc = load_encoder(tiny_spec, device="cpu")
-    transform, mean, std = enc.uint8_transform()
-    ran_in = []
-    out = list(
-        batches_of(
-            scan(folder),
-            transform,
-            mean,
-            std,
-            batch_size=4,
-            workers=1,
-            meanwhile=lambda: ran_in.append(threading.current_thread().name),
-        )
-    )
-    assert ran_in == [threading.current_thread().name] and made_in and ran_in[0] not in made_in
-    assert sorted(r.path for _, batch in out for r in batch) == sorted(str(p) for p in folder.iterdir())
-
-
 def test_torchcodec_decodes_as_torchvision_does(tmp_path, photos):
     """The same libjpeg-turbo on a CPU: the same pixels (on a GPU both use nvJPEG; the CUDA test
     below compares them there)."""

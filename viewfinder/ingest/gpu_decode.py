@@ -20,7 +20,6 @@ slower still, most likely because the GPU time-slices between processes: docs/be
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
 import os
@@ -503,16 +502,13 @@ def gpu_batches(
     decoders: Sequence[str] = ("torchvision",),
     timings: dict[str, float] | None = None,
     cpu_share: float | None = None,
-    meanwhile: Callable[[], object] | None = None,
 ) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
-    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers, decoders)`).
-    `meanwhile`: the caller's own start (its model's first forward pass), run in its thread while
-    the readers start and the decoders are made and warmed up in another."""
+    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers, decoders)`)."""
     import torch
 
     load_codecs()  # before the readers are forked (in the decoder thread)
@@ -563,25 +559,15 @@ def gpu_batches(
     # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
     # memory is not reused) before the resize kernels run; others have streams of their own,
     # which the resize stream waits for.
-    # The readers start (fork and read their first batches) while the decoders are made and
-    # warmed up, in a thread of their own, and the caller's `meanwhile` runs in this one: in a
-    # fresh process on an H100 host the first took 0.6-0.7 s, the second 1.7-1.8 s and the model's
-    # first forward pass 1.05 s (benchmarks/bench_first_run.py, bench_decoder_start.py)
+    # The readers start (fork and read their first batches) before the decoders are made and
+    # warmed up: the two took 0.6-0.7 s and up to 1.2 s one after the other
     received = in_background(iter(loader), "reader-batches")
     with contextlib.ExitStack() as run:  # closed in reverse: the threads end, then decoders go back
-
-        def made(i: int, name: str) -> tuple[JpegDecoder, object]:
+        work = {}
+        for i, name in enumerate(decoders):
             on = stream if i == 0 or not cuda else side_stream(device, number=i)
             with torch.cuda.stream(on) if cuda else contextlib.nullcontext():
-                return run.enter_context(reused_decoder(name, device, batches.warm_up)), on
-
-        with concurrent.futures.ThreadPoolExecutor(1, "decoder-start") as start:
-            ready = start.submit(lambda: [made(i, name) for i, name in enumerate(decoders)])
-            if meanwhile is not None:
-                meanwhile()
-            prepared = ready.result()  # `run` is this thread's again from here
-        work = {}
-        for i, (name, (fn, on)) in enumerate(zip(decoders, prepared)):
+                fn = run.enter_context(reused_decoder(name, device, batches.warm_up))
             # a clock entry per thread: two threads adding to one entry could lose each other's time
             step = f"decoder thread {i}: {name} call"
             work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(

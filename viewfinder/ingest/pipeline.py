@@ -317,20 +317,10 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
             workers=gpu_readers(large, options.workers),
             decoders=gpu_decoders_for(large, options.gpu_decoders),
             cpu_share=options.gpu_pillow_share,
-            meanwhile=functools.partial(warm_up, encoder, min(options.batch_size, len(files)), side),
         )
         return loader, None, None  # the GPU batches arrive normalised
     loader = cpu_batches(files, transform, options.batch_size, options.workers, options.max_pixels)
     return loader, mean, std
-
-
-def warm_up(encoder, batch_size: int, side: int) -> None:
-    """One forward pass of the model on a batch of zeros: in a fresh process the first one (CUDA
-    kernels loaded, cuBLAS set up) took 1.05 s on an H100 host (benchmarks/bench_first_run.py),
-    which the GPU path hides while its readers start (gpu_batches' `meanwhile`)."""
-    import torch
-
-    encoder.encode_image_tensors(torch.zeros((batch_size, 3, side, side), device=encoder.device))
 
 
 def embed_files(plan: IndexPlan, report: IndexReport, store: Store, encoder, options: EmbedOptions) -> None:
