@@ -560,7 +560,8 @@ def gpu_batches(
     # memory is not reused) before the resize kernels run; others have streams of their own,
     # which the resize stream waits for.
     # The readers start (fork and read their first batches) before the decoders are made and
-    # warmed up: the two took 0.6-0.7 s and up to 1.2 s one after the other
+    # warmed up: a reader's first batch takes 0.6-0.7 s, a new nvImageCodec decoder up to 1.1 s
+    # to make and 0.7-1.0 s to warm up (benchmarks/bench_decoder_start.py), one after the other
     received = in_background(iter(loader), "reader-batches")
     with contextlib.ExitStack() as run:  # closed in reverse: the threads end, then decoders go back
         work = {}
