@@ -1,8 +1,8 @@
 """What a run pays to get its GPU JPEG decoder ready: nvImageCodec's hardware decoder made new,
 with one of several warm-up calls first, or through gpu_jpeg.reused_decoder (a new one warmed up on
-the run's first JPEG repeated as often as its first batch has JPEGs, as gpu_batches does while
-the readers start; later runs take it warm); then its first three calls on one reader batch of
-phone photos (28 different JPEGs of 4032x3024).
+the first photo 28 times, as gpu_batches warms one up on a batch of phone photos while the readers
+start; later runs take it warm); then its first three calls on one reader batch of phone photos
+(28 different JPEGs of 4032x3024).
 
     python benchmarks/bench_decoder_start.py"""
 

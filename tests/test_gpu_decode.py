@@ -117,9 +117,14 @@ def test_a_new_decoder_with_a_slow_start_is_warmed_up_once_on_the_first_batch(tm
         assert len(calls) == 1  # the warm-up failed: the run goes on
     with gpu_jpeg.reused_decoder("nvimgcodec-hw", "cpu:warm-test", batches.warm_up):
         assert len(calls) == 1  # kept from the run before: warm already
-    both = gpu_decode._Batches(scan(folder), 3, MAX_PIXELS, transform=None)
-    with gpu_jpeg.reused_decoder("nvimgcodec-hw", "cpu:warm-test-2", both.warm_up):
-        assert [len(c) for c in calls] == [1, 2]
+    small = gpu_decode._Batches(
+        scan(copy_photos(photos, tmp_path / "small", ["apple.jpg", "fruits.jpg"])), 2, MAX_PIXELS, None
+    )
+    with gpu_jpeg.reused_decoder("nvimgcodec-hw", "cpu:warm-test-2", small.warm_up):
+        assert [len(c) for c in calls] == [1, 2]  # apple.jpg twice: the two files hold it twice
+    # a large first photo beside a small one is decoded once, not once for each JPEG of the batch
+    mixed = copy_photos(photos, tmp_path / "mixed", ["Blinds.jpg", "FreshFlower.jpg"])
+    assert len(gpu_decode._Batches(scan(mixed), 2, MAX_PIXELS, None).warm_up()) == 1
 
 
 def test_torchcodec_decodes_as_torchvision_does(tmp_path, photos):

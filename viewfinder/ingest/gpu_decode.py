@@ -293,8 +293,9 @@ class _Batches:
         return 0.0 if i < self.plain_first else self.cpu_share
 
     def warm_up(self) -> list:
-        """The first batch's JPEGs for a decoder's warm-up, as many as it has, all the bytes of its
-        first one (one file read: the readers read the rest meanwhile)."""
+        """JPEGs like the first batch's for a decoder's warm-up: its first JPEG (one file read; the
+        readers read the rest meanwhile) as often as its JPEGs' bytes hold that file, at most once
+        for each of them, so the warm-up decodes about the pixels the first batch will."""
         import torch
 
         first = self.batches[0] if self.batches else []
@@ -303,7 +304,8 @@ class _Batches:
             return []
         with open(jpegs[0].path, "rb") as fh:
             data = torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8)
-        return [data] * len(jpegs)
+        copies = sum(f.size for f in jpegs) // max(1, len(data))
+        return [data] * max(1, min(len(jpegs), copies))
 
     def slot_size(self) -> int:
         """Bytes of a read slot that takes the JPEGs of every batch within READ_BATCH_BYTES (a

@@ -40,7 +40,8 @@ class JpegDecoder:
     decode: Callable[[list], list]  # JPEG files as uint8 CPU tensors -> (3,H,W) uint8 on the device
     upright: bool = False  # it applies the EXIF orientation itself
     # its first call costs far more than later ones (on one reader batch of 28 phone photos a new
-    # nvImageCodec decoder took 0.4-0.8 s, then 37-42 ms; torchvision 48 ms from the first)
+    # nvImageCodec decoder took 0.4-0.8 s on H200 and H100 hosts, then 37-42 ms; torchvision 48 ms
+    # from the first)
     slow_start: bool = False
 
     def __call__(self, jpegs: list) -> list:
