@@ -125,6 +125,10 @@ def test_a_new_decoder_with_a_slow_start_is_warmed_up_once_on_the_first_batch(tm
     # a large first photo beside a small one is decoded once, not once for each JPEG of the batch
     mixed = copy_photos(photos, tmp_path / "mixed", ["Blinds.jpg", "FreshFlower.jpg"])
     assert len(gpu_decode._Batches(scan(mixed), 2, MAX_PIXELS, None).warm_up()) == 1
+    # no warm-up on a first JPEG the readers would not give the GPU: a bomb, or not a JPEG at all
+    assert gpu_decode._Batches(scan(mixed), 2, 10_000, None).warm_up() == []
+    (mixed / "A-broken.jpg").write_bytes(b"not a jpeg at all")
+    assert gpu_decode._Batches(scan(mixed), 2, MAX_PIXELS, None).warm_up() == []
 
 
 def test_torchcodec_decodes_as_torchvision_does(tmp_path, photos):

@@ -295,16 +295,20 @@ class _Batches:
     def warm_up(self) -> list:
         """JPEGs like the first batch's for a decoder's warm-up: its first JPEG (one file read; the
         readers read the rest meanwhile) as often as its JPEGs' bytes hold that file, at most once
-        for each of them, so the warm-up decodes about the pixels the first batch will."""
+        for each of them, so the warm-up decodes about the pixels the first batch will. Nothing when
+        that file is not one the readers would hand to the GPU (not a plain JPEG, or over the
+        pixel limit: a bomb is refused before any decoding, here too)."""
         import torch
 
         first = self.batches[0] if self.batches else []
         jpegs = [f for f in first if f.path.lower().endswith(JPEG_SUFFIXES)]
         if not jpegs:
             return []
-        with open(jpegs[0].path, "rb") as fh:
-            data = torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8)
-        copies = sum(f.size for f in jpegs) // max(1, len(data))
+        data = torch.empty(jpegs[0].size, dtype=torch.uint8)
+        read = _read_jpeg(jpegs[0], memoryview(data.numpy()), self.max_pixels)
+        if read is None or read[0].error is not None:
+            return []
+        copies = sum(f.size for f in jpegs) // max(1, jpegs[0].size)
         return [data] * max(1, min(len(jpegs), copies))
 
     def slot_size(self) -> int:
