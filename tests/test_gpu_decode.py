@@ -93,8 +93,9 @@ def test_decoders_are_kept_for_the_next_run_not_shared_by_two_at_once():
 
 def test_a_new_decoder_with_a_slow_start_is_warmed_up_once_on_the_first_batch(tmp_path, photos, monkeypatch):
     """A new nvImageCodec decoder spends its slow first call on a warm-up while the readers read
-    (the first JPEG of the first batch, once for each JPEG of it); a decoder kept from an earlier
-    run is not warmed again, and a warm-up that fails costs nothing."""
+    (the first JPEG of the first batch, as often as the batch's JPEG bytes hold it and at most once
+    for each of its JPEGs); a decoder kept from an earlier run is not warmed again, and a warm-up
+    that fails costs nothing."""
     from viewfinder.ingest import gpu_decode, gpu_jpeg
 
     calls = []

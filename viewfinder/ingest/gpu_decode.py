@@ -308,8 +308,8 @@ class _Batches:
         read = _read_jpeg(jpegs[0], memoryview(data.numpy()), self.max_pixels)
         if read is None or read[0].error is not None:
             return []
-        copies = sum(f.size for f in jpegs) // max(1, jpegs[0].size)
-        return [data] * max(1, min(len(jpegs), copies))
+        # at least once: the sum counts the file itself (which was read, so it is not empty)
+        return [data] * min(len(jpegs), sum(f.size for f in jpegs) // jpegs[0].size)
 
     def slot_size(self) -> int:
         """Bytes of a read slot that takes the JPEGs of every batch within READ_BATCH_BYTES (a
