@@ -11,9 +11,11 @@ tree picks):
     EARLIER=_old_gpu_decode N=400 REP=20 python benchmarks/compare_gpu_paths.py
 
 VARIANTS names settings for this tree's path (semicolon-separated), each GPU decoders joined by
-'+' (gpu_decoders), optionally followed by '/' and a Pillow share (gpu_pillow_share):
+'+' (gpu_decoders), optionally followed by '/' and a Pillow share (gpu_pillow_share), and by '/'
+and a count of reader processes (instead of gpu_decode.gpu_readers' choice):
 
-    VARIANTS="torchvision;nvimgcodec-hw/0.15" N=400 REP=20 python benchmarks/compare_gpu_paths.py
+    VARIANTS="torchvision;nvimgcodec-hw/0.15;nvimgcodec-hw/0/6" N=400 REP=20 \
+        python benchmarks/compare_gpu_paths.py
 
 N JPEGs of 4032x3024 are made, each gone over REP times (Engine.index: REP hard links)."""
 
@@ -25,29 +27,33 @@ from pathlib import Path
 
 from bench_gpu import stage_rates, viewfinder_gpu_path, viewfinder_index
 
+from viewfinder.config import Config
+
 from common import make_jpegs, print_table, random_vit_b_32
 
-READERS = 14  # gpu_decode.gpu_readers on a 16-core host
+READERS = 14  # gpu_decode.gpu_readers of earlier commits on a 16-core host, for EARLIER's paths
 
 
 def paths_to_compare() -> dict[str, tuple]:
-    """label -> (gpu_batches function, decoders, Pillow share): EARLIER's, VARIANTS', this tree's."""
+    """label -> (gpu_batches function, decoders, Pillow share, readers): EARLIER's, VARIANTS', this
+    tree's (None: this tree's choice)."""
     import importlib
 
     from viewfinder.ingest import gpu_decode
 
     paths = {
-        name: (importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches, (), None)
+        name: (importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches, (), None, READERS)
         for name in filter(None, os.environ.get("EARLIER", "").split(","))
     }
     for variant in filter(None, os.environ.get("VARIANTS", "").split(";")):
-        decoders, _, share = variant.partition("/")
+        decoders, share, readers = (variant.split("/") + ["", ""])[:3]
         paths[f"this tree, {variant}"] = (
             gpu_decode.gpu_batches,
             tuple(decoders.split("+")),
             float(share) if share else None,
+            int(readers) if readers else None,
         )
-    paths["this tree"] = (gpu_decode.gpu_batches, (), None)
+    paths["this tree"] = (gpu_decode.gpu_batches, (), None, None)
     return paths
 
 
@@ -60,25 +66,33 @@ def main() -> None:
     make_jpegs(folder, n, [(4032, 3024)])
     files = sorted(folder.iterdir())
     enc = random_vit_b_32(device)
-    shown = ("stage: read + header check + BLAKE3", "stage: nvJPEG", "decode limit")
+    shown = ("stage: read + header check + BLAKE3", "stage: nvJPEG", "stage: fastest GPU", "decode limit")
     rows = [row for row in stage_rates(enc, files, 256) if row[0].startswith(shown)]
+    print(*rows, sep="\n", flush=True)
     paths = paths_to_compare()
     rounds = int(os.environ.get("ROUNDS", 2))
     for name in list(paths) * rounds:
-        fn, decoders, share = paths[name]
-        rate, note = viewfinder_gpu_path(
-            enc, files, 256, READERS, repeat=rep, batches=fn, decoders=decoders, cpu_share=share
+        fn, decoders, share, readers = paths[name]
+        readers = readers or gpu_decode.gpu_readers(
+            True, Config().workers, gpu_decode.gpu_decoders_for(True, decoders), share
         )
-        rows.append((f"CUDA path, {name}, after the first batch", f"{rate:,.0f}", note))
-    shipped = gpu_decode.gpu_batches
+        rate, note = viewfinder_gpu_path(
+            enc, files, 256, readers, repeat=rep, batches=fn, decoders=decoders, cpu_share=share
+        )
+        rows.append((f"CUDA path, {name}, after the first batch, {readers} readers", f"{rate:,.0f}", note))
+        print(*rows[-1], sep=" | ", flush=True)  # so that a run cut short still shows its rows
+    shipped = gpu_decode.gpu_batches, gpu_decode.gpu_readers
     for name in list(paths) * rounds:
-        fn, decoders, share = paths[name]
-        gpu_decode.gpu_batches = fn  # what ingest.pipeline calls when it indexes
+        fn, decoders, share, readers = paths[name]
+        # what ingest.pipeline calls when it indexes
+        gpu_decode.gpu_batches = fn
+        gpu_decode.gpu_readers = (lambda *_, n=readers: n) if readers else shipped[1]
         rate, note = viewfinder_index(enc, folder, decoders, copies=rep, pillow_share=share)
         rows.append((f"Engine.index, {name}", f"{rate:,.0f}", note))
-    gpu_decode.gpu_batches = shipped
+        print(*rows[-1], sep=" | ", flush=True)
+    gpu_decode.gpu_batches, gpu_decode.gpu_readers = shipped
     print_table(
-        f"{n} JPEGs of 4032x3024 x {rep}, {READERS} readers, random-init ViT-B/32 on {device}",
+        f"{n} JPEGs of 4032x3024 x {rep}, random-init ViT-B/32 on {device}",
         ("what", "images/s", ""),
         rows,
     )

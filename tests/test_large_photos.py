@@ -3,6 +3,8 @@ reduction before the antialiased resize, and the share of large JPEGs the reader
 the reference path's embeddings, and the batching keeps every worker busy and every record in
 order."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -123,15 +125,23 @@ def test_a_share_of_large_jpegs_goes_to_pillow():
     assert len(picked) == 10 and "/photos/small.jpg" not in picked and "/photos/big.png" not in picked
     assert for_pillow(files, 0.0) == set()
     assert 0.0 <= auto_cpu_share(4) < auto_cpu_share(14) < 0.5 and auto_cpu_share(2) == 0.0
-    # a faster GPU decoder leaves less to Pillow; an unknown one counts as torchvision
-    assert auto_cpu_share(14, ["nvimgcodec-hw:4"]) < auto_cpu_share(14) == auto_cpu_share(14, ["torchcodec"])
+    # an unknown decoder counts as torchvision; beside nvImageCodec the readers draft nothing
+    assert auto_cpu_share(14, ["torchcodec"]) == auto_cpu_share(14)
+    assert auto_cpu_share(14, ["nvimgcodec-hw:4"]) == 0.0 == auto_cpu_share(14, ["torchvision", "nvimgcodec"])
 
 
-def test_large_photos_get_more_readers():
+def test_large_photos_get_more_readers(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
     large = [_stat(f"{i}.jpg", 4_000_000) for i in range(10)]
     small = [_stat(f"{i}.jpg", 200_000) for i in range(10)]
     assert gpu_readers(mostly_large(small), 4) == 4
-    assert gpu_readers(mostly_large(large), 4) >= 4
+    # drafting readers: every core but two
+    assert gpu_readers(mostly_large(large), 4) == 14 == gpu_readers(True, 4, ["nvimgcodec-hw"], 0.2)
+    # readers that only read: twice what reading at the decoder's rate takes (800 / 230 a core)
+    assert gpu_readers(True, 4, ["nvimgcodec-hw"]) == 7 == gpu_readers(True, 2, ["nvimgcodec-hw"], 0.0)
+    assert gpu_readers(True, 10, ["nvimgcodec-hw"]) == 10  # never fewer than configured
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert gpu_readers(True, 1, ["nvimgcodec-hw"]) == 2  # never more than the cores but two
 
 
 def test_large_photos_go_to_nvimagecodec_where_it_is_installed(monkeypatch):

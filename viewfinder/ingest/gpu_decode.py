@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import queue
 import threading
@@ -50,13 +51,18 @@ READ_BATCH_BYTES = 128 << 20
 # a core, read + header + SHA-256 227-235 files/s a core (benchmarks/results/gpu_12mp_h100_*.txt).
 # The readers hash with BLAKE3 since 2026-11-26 (269-353 files/s a core); the share these rates
 # give beside torchvision, 22% with 14 readers, stays: 10%, 15% and 30% measured slower. Beside
-# nvImageCodec's faster hardware decoder (2026-11-27) 22% left it waiting for the readers and
-# 15% was faster: its rate gives 16.5% (docs/benchmarks.md).
+# nvImageCodec's faster hardware decoder (2026-11-27) 22% left it waiting for the readers; its
+# rate gave 16.5%, and later none measured as fast (READ_ONLY_BESIDE, docs/benchmarks.md).
 LARGE_JPEG_BYTES = 1_500_000
 # 12 MP JPEGs a second on lent H100/H200 hosts: a GPU decoder's (calls of one reader batch),
 # a core's draft decodes and a core's reads (docs/benchmarks.md), for auto_cpu_share
 GPU_LARGE_RATES = {"torchvision": 600.0, "nvimgcodec-hw": 800.0}
 DRAFT_LARGE_RATE, READ_LARGE_RATE = 15.0, 230.0
+# GPU decoders whose host side the readers' draft decodes slow down by about as much as they add:
+# beside nvImageCodec, a Pillow share of 0 indexed as fast as the rate formula's 16.5% on H100
+# and H200 hosts, and 6-7 readers that only read and hash as fast as 14 drafting ones
+# (benchmarks/results/gpu_12mp_h100_pillow_shares_nvimgcodec.txt, gpu_12mp_h200_readers_share.txt)
+READ_ONLY_BESIDE = ("nvimgcodec", "nvimgcodec-hw")
 
 
 @dataclass
@@ -130,14 +136,26 @@ def for_pillow(files: Sequence[FileStat], share: float) -> set[str]:
     return {path for k, path in enumerate(large) if int((k + 1) * share) > int(k * share)}
 
 
+def _gpu_large_rate(decoders: Sequence[str]) -> float:
+    """The fastest of `decoders` on 12 MP JPEGs (GPU_LARGE_RATES; an unknown one as torchvision)."""
+    return max(
+        GPU_LARGE_RATES.get(name.partition(":")[0], GPU_LARGE_RATES["torchvision"]) for name in decoders
+    )
+
+
+def _drafts_add(decoders: Sequence[str]) -> bool:
+    """Whether the readers' draft decodes add to what `decoders` decode (READ_ONLY_BESIDE)."""
+    return not any(name.partition(":")[0] in READ_ONLY_BESIDE for name in decoders)
+
+
 def auto_cpu_share(readers: int, decoders: Sequence[str] = ("torchvision",)) -> float:
     """The share of large JPEGs that `readers` processes should decode so that the GPU decoder
     stays busy and the readers' time left after reading its files goes to draft decoding (at the
-    rates measured on H100/H200 hosts): 22% with 14 readers beside torchvision, 16% beside
-    nvImageCodec's faster hardware decoder, none with 4 (they are busy reading)."""
-    gpu = max(
-        GPU_LARGE_RATES.get(name.partition(":")[0], GPU_LARGE_RATES["torchvision"]) for name in decoders
-    )
+    rates measured on H100/H200 hosts): 22% with 14 readers beside torchvision, none with 4 (they
+    are busy reading), and none beside nvImageCodec (READ_ONLY_BESIDE)."""
+    if not _drafts_add(decoders):
+        return 0.0
+    gpu = _gpu_large_rate(decoders)
     spare = readers - gpu / READ_LARGE_RATE
     cpu = max(0.0, spare) * DRAFT_LARGE_RATE
     return cpu / (gpu + cpu)
@@ -149,11 +167,21 @@ def mostly_large(files: Sequence[FileStat]) -> bool:
     return bool(sizes) and sizes[len(sizes) // 2] >= LARGE_JPEG_BYTES
 
 
-def gpu_readers(large: bool, workers: int) -> int:
-    """Reader processes for the GPU path: `workers`, or for a folder of mostly `large` photos
-    every core but two (one for the main process, one for its threads), which then also decode a
-    share of them (small files: 8 or 14 readers were slower than 4, docs/benchmarks.md)."""
-    return max(workers, (os.cpu_count() or 2) - 2) if large else workers
+def gpu_readers(
+    large: bool, workers: int, decoders: Sequence[str] = ("torchvision",), share: float | None = None
+) -> int:
+    """Reader processes for the GPU path: `workers` (small files: 8 or 14 readers were slower than
+    4, docs/benchmarks.md), or for a folder of mostly `large` photos every core but two (one for
+    the main process, one for its threads), which then also decode a share of them; where they
+    decode none (Pillow `share` 0, or None beside a READ_ONLY_BESIDE decoder) twice the cores
+    that reading and hashing at the decoders' rate takes, 7 beside nvImageCodec: the other cores
+    stay free for the rest of the machine."""
+    if not large:
+        return workers
+    cores = max(1, (os.cpu_count() or 2) - 2)
+    if share == 0.0 or (share is None and not _drafts_add(decoders)):
+        return max(workers, min(cores, math.ceil(2 * _gpu_large_rate(decoders) / READ_LARGE_RATE)))
+    return max(workers, cores)
 
 
 def gpu_decoders_for(large: bool, configured: Sequence[str] = ()) -> tuple[str, ...]:

@@ -305,6 +305,7 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
 
         side = int(transform(Image.new("RGB", (256, 256))).shape[-1])
         large = mostly_large(files)
+        decoders = gpu_decoders_for(large, options.gpu_decoders)
         loader = gpu_batches(
             files,
             batch_size=options.batch_size,
@@ -314,8 +315,8 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
             std=std,
             max_pixels=options.max_pixels,
             fallback=transform,
-            workers=gpu_readers(large, options.workers),
-            decoders=gpu_decoders_for(large, options.gpu_decoders),
+            workers=gpu_readers(large, options.workers, decoders, options.gpu_pillow_share),
+            decoders=decoders,
             cpu_share=options.gpu_pillow_share,
         )
         return loader, None, None  # the GPU batches arrive normalised
