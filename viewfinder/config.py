@@ -44,7 +44,8 @@ class Config:
     # for folders of large photos where it is installed, else torchvision (gpu_decode.gpu_decoders_for)
     gpu_decoders: tuple[str, ...] = ()
     # of large JPEGs on the GPU path, the share reader processes decode with Pillow beside the GPU
-    # decoders; None: from the rates measured on H100/H200 hosts (ingest/gpu_decode.auto_cpu_share)
+    # decoders; None: from the rates measured on H100/H200 hosts, none beside nvImageCodec
+    # (ingest/gpu_decode.auto_cpu_share)
     gpu_pillow_share: float | None = None
     compile: bool = False  # torch.compile the image tower (Encoder.compile_image_tower)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
