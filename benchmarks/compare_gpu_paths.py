@@ -5,7 +5,7 @@ then `Engine.index`, ROUNDS times each (default 2). Lent GPU hosts differ by 10-
 so a change is judged only against the other paths measured in the same run.
 
 EARLIER names earlier modules put beside the new one (comma-separated; they get the decoders this
-tree picks):
+tree picks, and 14 readers unless the name is followed by '/' and a count):
 
     git show COMMIT:viewfinder/ingest/gpu_decode.py > viewfinder/ingest/_old_gpu_decode.py
     EARLIER=_old_gpu_decode N=400 REP=20 python benchmarks/compare_gpu_paths.py
@@ -17,7 +17,8 @@ and a count of reader processes (instead of gpu_decode.gpu_readers' choice):
     VARIANTS="torchvision;nvimgcodec-hw/0.15;nvimgcodec-hw/0/6" N=400 REP=20 \
         python benchmarks/compare_gpu_paths.py
 
-N JPEGs of 4032x3024 are made, each gone over REP times (Engine.index: REP hard links)."""
+N JPEGs of 4032x3024 are made, each gone over REP times (Engine.index: REP hard links); LIMIT=0
+leaves out the decode limit."""
 
 from __future__ import annotations
 
@@ -41,10 +42,15 @@ def paths_to_compare() -> dict[str, tuple]:
 
     from viewfinder.ingest import gpu_decode
 
-    paths = {
-        name: (importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches, (), None, READERS)
-        for name in filter(None, os.environ.get("EARLIER", "").split(","))
-    }
+    paths = {}
+    for earlier in filter(None, os.environ.get("EARLIER", "").split(",")):
+        name, _, readers = earlier.partition("/")
+        paths[earlier] = (
+            importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches,
+            (),
+            None,
+            int(readers or READERS),
+        )
     for variant in filter(None, os.environ.get("VARIANTS", "").split(";")):
         decoders, share, readers = (variant.split("/") + ["", ""])[:3]
         paths[f"this tree, {variant}"] = (
@@ -67,7 +73,9 @@ def main() -> None:
     files = sorted(folder.iterdir())
     enc = random_vit_b_32(device)
     shown = ("stage: read + header check + BLAKE3", "stage: nvJPEG", "stage: fastest GPU", "decode limit")
-    rows = [row for row in stage_rates(enc, files, 256) if row[0].startswith(shown)]
+    # LIMIT=0: the paths alone, without the decode limit (a minute and a half less)
+    limit = os.environ.get("LIMIT", "1") != "0"
+    rows = [row for row in stage_rates(enc, files, 256) if row[0].startswith(shown)] if limit else []
     print(*rows, sep="\n", flush=True)
     paths = paths_to_compare()
     rounds = int(os.environ.get("ROUNDS", 2))
