@@ -173,7 +173,7 @@ def viewfinder_gpu_path(
     enc,
     files: list[Path],
     batch: int,
-    readers: int,
+    readers: int | None,
     model: bool = True,
     repeat: int = 1,
     batches: Callable | None = None,
@@ -182,14 +182,16 @@ def viewfinder_gpu_path(
 ) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
-    same JPEGs), with `decoders` (() : those Engine.index picks). Returns the rate after the first
-    batch (the steady state) and a note with the whole run's rate and the start-up time."""
-    from viewfinder.ingest.gpu_decode import gpu_batches, gpu_decoders_for, mostly_large
+    same JPEGs), with `decoders` (() : those Engine.index picks) and `readers` reader processes
+    (None: as many as Engine.index starts). Returns the rate after the first batch (the steady
+    state) and a note with the readers, the whole run's rate and the start-up time."""
+    from viewfinder.ingest.gpu_decode import gpu_batches, gpu_decoders_for, gpu_readers, mostly_large
 
     batches = batches or gpu_batches
     transform, mean, std = enc.uint8_transform()
     stats = file_stats(files) * repeat
     decoders = gpu_decoders_for(mostly_large(stats), decoders)
+    readers = readers or gpu_readers(mostly_large(stats), Config().workers, decoders, cpu_share)
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()
@@ -219,7 +221,8 @@ def viewfinder_gpu_path(
     split = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in clock.items())
     return (
         steady,
-        f"{util.mean} ({n} images, decoders {'+'.join(decoders)}; whole run {n / elapsed:,.0f}/s, "
+        f"{util.mean} ({n} images, {readers} readers, decoders {'+'.join(decoders)}; "
+        f"whole run {n / elapsed:,.0f}/s, "
         f"first batch after {first:.1f} s; {split})",
     )
 
@@ -522,7 +525,7 @@ def main() -> None:
         "--readers",
         type=int,
         nargs="*",
-        help="reader process counts to try on the CUDA path (default: Config().workers)",
+        help="reader process counts to try on the CUDA path (default: as many as Engine.index starts)",
     )
     ap.add_argument("--models", nargs="*", help="of ViT-B/32, mini v1 and mini (default all)")
     ap.add_argument(
@@ -629,7 +632,7 @@ def main() -> None:
                         + ("" if hashed == "blake3" else f", hashing {HASHES[hashed]}")
                         + ("" if read_mb == READ_BATCH_MB else f", reader batches <= {read_mb} MB")
                     )
-                    for readers in (args.readers or [READERS]) if jpeg else []:
+                    for readers in (args.readers or [None]) if jpeg else []:
                         vf, vutil = viewfinder_gpu_path(
                             enc,
                             files,
@@ -642,7 +645,7 @@ def main() -> None:
                         rows.append(
                             (
                                 name,
-                                f"viewfinder CUDA path: {readers} reader processes{by}, "
+                                f"viewfinder CUDA path: {readers or 'default'} reader processes{by}, "
                                 "after the first batch",
                                 f"{vf:,.0f}",
                                 f"{vf / ceiling:.2f}",
@@ -650,7 +653,7 @@ def main() -> None:
                             )
                         )
                     if args.pipeline_only and jpeg and cpu_share is None:
-                        readers = (args.readers or [READERS])[-1]  # as the row above (before 2026-11-26: 4)
+                        readers = (args.readers or [None])[-1]  # as the row above
                         vf, vutil = viewfinder_gpu_path(
                             enc,
                             files,
@@ -663,7 +666,8 @@ def main() -> None:
                         rows.append(
                             (
                                 name,
-                                f"the same, no model (decode + resize only), {readers} readers{by}",
+                                f"the same, no model (decode + resize only), {readers or 'default'} "
+                                f"readers{by}",
                                 f"{vf:,.0f}",
                                 "",
                                 vutil,
