@@ -190,8 +190,9 @@ def viewfinder_gpu_path(
     batches = batches or gpu_batches
     transform, mean, std = enc.uint8_transform()
     stats = file_stats(files) * repeat
-    decoders = gpu_decoders_for(mostly_large(stats), decoders)
-    readers = readers or gpu_readers(mostly_large(stats), Config().workers, decoders, cpu_share)
+    large = mostly_large(stats)
+    decoders = gpu_decoders_for(large, decoders)
+    readers = readers or gpu_readers(large, Config().workers, decoders, cpu_share)
     n, clock = 0, {}
     with GpuUtilisation() as util:
         t = time.perf_counter()
@@ -425,9 +426,10 @@ def stage_rates(enc, files: list[Path], batch: int) -> list[tuple[str, str, str]
     return rows
 
 
-def _draft_until(files: list, transform: Callable, go, stop, done) -> None:
-    """A draft-decoding process of decoding_together: decodes `files` round and round from `go`
-    until `stop`, then puts its rate into `done`."""
+def _draft_until(files: list, transform: Callable, start, stop, done) -> None:
+    """A draft-decoding process of decoding_together: decodes `files` round and round from the
+    moment every process has passed the barrier `start` until `stop`, then puts its rate into
+    `done`."""
     import torch
 
     from viewfinder.images import DRAFT_SIZE
@@ -436,7 +438,7 @@ def _draft_until(files: list, transform: Callable, go, stop, done) -> None:
     torch.set_num_threads(1)
     mine = itertools.cycle(files)
     decode_for_model(next(mine), transform, 10**9, DRAFT_SIZE)  # imports and caches, not timed
-    go.wait()
+    start.wait()
     n, t = 0, time.perf_counter()
     while not stop.is_set():
         decode_for_model(next(mine), transform, 10**9, DRAFT_SIZE)
@@ -458,15 +460,15 @@ def decoding_together(
     fork = multiprocessing.get_context("fork")  # the children draft-decode only: no CUDA in them
     rows, best = [], (0.0, 0)
     for k in sorted({0, 2, 4, spare // 2, 3 * spare // 4, spare}):
-        go, stop, done = fork.Event(), fork.Event(), fork.Queue()
+        # all start timing together, each child after its first, untimed draft decode
+        start, stop, done = fork.Barrier(k + 1), fork.Event(), fork.Queue()
         procs = [
-            fork.Process(target=_draft_until, args=(stats[i::k], transform, go, stop, done), daemon=True)
+            fork.Process(target=_draft_until, args=(stats[i::k], transform, start, stop, done), daemon=True)
             for i in range(k)
         ]
         for p in procs:
             p.start()
-        time.sleep(2.0 if k else 0.0)  # each child's first, untimed draft decode
-        go.set()
+        start.wait()
         n, t = 0, time.perf_counter()
         while time.perf_counter() - t < 4.0:
             for i in range(0, len(data), batch):

@@ -26,6 +26,8 @@ def main() -> None:
     import torch
     from nvidia import nvimgcodec
 
+    from viewfinder.ingest.gpu_jpeg import jpeg_decoder
+
     dev, n = "cuda", int(os.environ.get("N", 448))
     folder = Path(tempfile.mkdtemp())
     files = sorted(make_jpegs(folder, 64, [(4032, 3024)]))
@@ -34,14 +36,16 @@ def main() -> None:
     stream = torch.cuda.Stream(dev, priority=-1)
     hw = (nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY)
     dec = nvimgcodec.Decoder(device_id=0, max_num_cpu_threads=0, backends=[nvimgcodec.Backend(k) for k in hw])
-    planar_format = nvimgcodec.SampleFormat.P_RGB
 
     def params(fmt):
         return nvimgcodec.DecodeParams(
             apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB, sample_format=fmt
         )
 
-    interleaved_params, planar_params = params(nvimgcodec.SampleFormat.I_RGB), params(planar_format)
+    interleaved_params, planar_params = (
+        params(nvimgcodec.SampleFormat.I_RGB),
+        params(nvimgcodec.SampleFormat.P_RGB),
+    )
     pool: list = []
 
     def code_streams(jpegs):
@@ -71,14 +75,10 @@ def main() -> None:
             for im in decoded(jpegs, planar_params, images=pool[: len(jpegs)])
         ]
 
+    shipped = jpeg_decoder("nvimgcodec-hw", dev)  # on the current stream: `stream` below
+
     def into_torch(jpegs):
-        css = code_streams(jpegs)
-        outs = [torch.empty((3, cs.height, cs.width), dtype=torch.uint8, device=dev) for cs in css]
-        wrapped = nvimgcodec.as_images(outs, cuda_stream=stream.cuda_stream, sample_format=planar_format)
-        ims = dec.decode(css, params=planar_params, cuda_stream=stream.cuda_stream, images=wrapped)
-        if any(im is None for im in ims):
-            raise RuntimeError("nvImageCodec could not decode into the given tensors")
-        return outs
+        return shipped(jpegs)
 
     ways = {f.__name__: f for f in (interleaved, planar, planar_no_clone, reused, into_torch)}
     with torch.cuda.stream(stream):
