@@ -58,7 +58,7 @@ def main() -> None:
     make_jpegs(folder, n, [(4032, 3024)])
     files = sorted(folder.iterdir())
     enc = random_vit_b_32(os.environ.get("DEV", "cuda"))
-    viewfinder_gpu_path(enc, files[:64], 256, 14)  # warm: CUDA context, kernels, nvJPEG
+    viewfinder_gpu_path(enc, files[:64], 256, None)  # warm: CUDA context, kernels, nvJPEG
     out = {"idle": folder / "idle.txt", "gil": folder / "gil.txt"}
 
     def profile() -> None:
@@ -68,7 +68,7 @@ def main() -> None:
 
     spy = threading.Thread(target=profile, name="py-spy")
     spy.start()
-    rate, note = viewfinder_gpu_path(enc, files, 256, 14, repeat=rep)
+    rate, note = viewfinder_gpu_path(enc, files, 256, None, repeat=rep)
     spy.join()
     print(f"CUDA path, {n} JPEGs of 4032x3024 x {rep}: {rate:,.0f}/s after the first batch; {note}")
     for what, title in (("idle", "every thread, waiting or not"), ("gil", "the thread holding the GIL")):

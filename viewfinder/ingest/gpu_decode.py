@@ -1,17 +1,20 @@
 """JPEG decoding on the GPU for the indexing pipeline: by default torchvision's nvJPEG, which on
 A100/H100-class GPUs runs on their hardware JPEG engines (gpu_jpeg.py has the other decoders).
 
-Five stages run at once (measured on an H100, docs/benchmarks.md):
+Six stages run at once (measured on an H100, docs/benchmarks.md):
 - worker processes read a whole batch of files, check headers against the pixel limit, note the
   EXIF orientation and hash them, their JPEG bytes into a read slot of memory shared with the
   main process (read_slots.py: a batch passes as its slot number, not one pickle per file); other
   formats and a share of large JPEGs are decoded there by Pillow;
 - a thread receives those batches from the workers;
+- a prepare thread (one per configured decoder) does the host-side work of the decoder's next
+  call (nvImageCodec: parse headers, allocate outputs);
 - a decoder thread (one per configured decoder) decodes batch after batch and only turns the
   images upright besides: torchvision runs one decode at a time per process and returns only
   when it is done, so other work in this thread would leave the hardware decoder idle (with it
   here: 56% of the time in nvJPEG; without: 76-92%, and 4,773 -> 5,667 images/s on the same
-  6,000 files);
+  6,000 files; nvImageCodec's call 81% -> 95% of the thread's samples with its host-side work
+  in the prepare thread);
 - a thread resizes, crops and normalises each decoded batch, on the same high-priority stream;
 - the caller runs the model on batch n on the default stream while the next ones are prepared.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
@@ -382,10 +385,22 @@ def resize_crop(images, side: int, mode: str = "bicubic", group: int = 64):
             if k >= 2:
                 x = F.avg_pool2d(x, k)  # drops the last h % k rows and w % k columns: under 0.5%
             x = F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
-            out[torch.tensor(chunk, device=out.device)] = x[..., top : top + side, left : left + side].clamp(
-                0, 255
-            )
+            out[_to_device(torch.tensor(chunk), out.device)] = x[
+                ..., top : top + side, left : left + side
+            ].clamp(0, 255)
     return out
+
+
+def _to_device(tensor, device):
+    """A CPU tensor on `device`, on CUDA copied from page-locked memory without waiting: a plain
+    copy from ordinary memory (`.to(device)`, `torch.tensor(..., device=)`) first waits for every
+    kernel queued on the stream, the decoder's too on the resize stream (twice a batch of phone
+    photos for the resize's row index)."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def device_setup(device: str, mean, std):
@@ -435,30 +450,56 @@ class _GpuStages:
     clock: dict[str, float]
     slots: ReadSlots | None
 
-    def decode(self, raw: RawBatch, decoder: JpegDecoder, step: str, on) -> tuple[RawBatch, list, object]:
-        """`decoder` on the batch's JPEGs, queued on CUDA stream `on` -> (batch, upright images in
-        jpeg_records' order, an event the resize stream must wait for or None); a batch it refuses
-        goes to Pillow, so one odd file costs its batch speed, not its embeddings. The batch's
-        read slot is free again when this returns (every decoder has read its input by then:
-        gpu_jpeg.py)."""
-        if raw.slot is not None:
+    def prepare(self, raw: RawBatch, decoder: JpegDecoder, step: str, on) -> tuple[RawBatch, object]:
+        """The host-side work of `decoder`'s call on the batch's JPEGs (JpegDecoder.prepare), for
+        CUDA stream `on` -> (batch, what the call takes, or the RuntimeError that sends the batch
+        to Pillow). Run a batch ahead of the call, in a thread of its own: in the decoder thread
+        it kept the hardware decoder idle 11% of the time on phone photos
+        (benchmarks/results/gpu_12mp_h100_profile_nvimgcodec.txt)."""
+        import torch
+
+        if raw.slot is not None:  # taken until decode() returns
             raw.jpeg_bytes = self.slots.view(raw.slot, self.slots.size)
+        if not raw.jpeg_records:
+            return raw, None
+        t = time.perf_counter()
+        with torch.cuda.stream(on) if self.cuda else contextlib.nullcontext():
+            try:
+                return raw, decoder.prepare(raw.jpegs())
+            except RuntimeError as exc:  # a JPEG the decoder refuses
+                return raw, exc
+            finally:
+                _tick(self.clock, step, t)
+
+    def decode(
+        self, prepared: tuple[RawBatch, object], decoder: JpegDecoder, step: str, on
+    ) -> tuple[RawBatch, list, object]:
+        """`decoder` on a batch `prepare` made ready, queued on CUDA stream `on` -> (batch, upright
+        images in jpeg_records' order, an event the resize stream must wait for or None); a batch
+        it refuses goes to Pillow, so one odd file costs its batch speed, not its embeddings. The
+        batch's read slot is free again when this returns (every decoder has read its input by
+        then: gpu_jpeg.py)."""
+        raw, ready = prepared
         try:
-            return self._decode(raw, decoder, step, on)
+            return self._decode(raw, ready, decoder, step, on)
         finally:
             if raw.slot is not None:
                 self.slots.give_back(raw.slot)
                 raw.slot, raw.jpeg_bytes = None, None
 
-    def _decode(self, raw: RawBatch, decoder: JpegDecoder, step: str, on) -> tuple[RawBatch, list, object]:
+    def _decode(
+        self, raw: RawBatch, prepared: object, decoder: JpegDecoder, step: str, on
+    ) -> tuple[RawBatch, list, object]:
         import torch
 
         if not raw.jpeg_records:
             return raw, [], None
         with torch.cuda.stream(on) if self.cuda else contextlib.nullcontext():
             try:
+                if isinstance(prepared, RuntimeError):
+                    raise prepared
                 t = time.perf_counter()
-                images = decoder(raw.jpegs())
+                images = decoder.decode(prepared)
                 _tick(self.clock, step, t)
                 if not decoder.upright:
                     images = [upright(im, o) for im, o in zip(images, raw.jpeg_orientations)]
@@ -501,7 +542,7 @@ class _GpuStages:
                     im.record_stream(self.stream)
             tensors = [resize_crop(images, self.side)] if images else []
             if raw.pillow_pixels is not None:
-                tensors.append(raw.pillow_pixels.to(self.device).float())
+                tensors.append(_to_device(raw.pillow_pixels, self.device).float())
             pixels = (torch.cat(tensors) / 255.0 - self.mean) / self.std if tensors else None
             done = torch.cuda.Event() if self.cuda else None
             if done is not None:
@@ -509,16 +550,17 @@ class _GpuStages:
         _tick(self.clock, "resize thread: launches", t)
         return pixels, raw.jpeg_records + raw.pillow_records + raw.failed, done
 
-    def timed(self, batches: Iterator, step: str) -> Iterator:
-        """The readers' batches, with the time spent waiting for them and the readers' own time
-        added up (here, where one thread at a time takes a batch, not in the decoder threads)."""
+    def timed(self, items: Iterator, step: str, readers: bool = False) -> Iterator:
+        """`items`, with the time spent waiting for them added up under `step`, and for the
+        `readers`' batches their own time too (where one thread at a time takes a batch)."""
         t = time.perf_counter()
-        for raw in batches:
+        for item in items:
             _tick(self.clock, step, t)
-            self.clock["readers' own time, summed"] = (
-                self.clock.get("readers' own time, summed", 0.0) + raw.seconds
-            )
-            yield raw
+            if readers:
+                self.clock["readers' own time, summed"] = (
+                    self.clock.get("readers' own time, summed", 0.0) + item.seconds
+                )
+            yield item
             t = time.perf_counter()
 
 
@@ -557,11 +599,11 @@ def gpu_batches(
     )
     prefetch = 2 if workers else None
     # A slot for every batch that can be between a reader's read and the end of its decode: the
-    # DataLoader's (prefetch per reader), the receiving thread's (one in hand, two queued) and
-    # one in each decoder thread, and one to spare; with fewer, a reader waiting for a slot could
-    # hold up the batch the DataLoader must hand over next while later ones hold every slot. No
-    # more than batches.
-    held = workers * (prefetch or 0) + 3 + len(decoders) + 1
+    # DataLoader's (prefetch per reader), the receiving thread's (one in hand, two queued), for
+    # each decoder its prepare thread's (one in hand, one queued) and one in its decoder thread,
+    # and one to spare; with fewer, a reader waiting for a slot could hold up the batch the
+    # DataLoader must hand over next while later ones hold every slot. No more than batches.
+    held = workers * (prefetch or 0) + 3 + 3 * len(decoders) + 1
     try:
         batches.slots = ReadSlots(min(held, len(batches)), batches.slot_size())
     except OSError:  # no room for the mapping (strict overcommit): a fresh buffer a batch, slower
@@ -588,30 +630,39 @@ def gpu_batches(
         # the readers inherit the read slots' mapping: forked, whatever the platform's default
         multiprocessing_context="fork" if workers else None,
     )
-    # Threads: one receives batches from the reader processes, one per decoder decodes them, one
-    # resizes them, and the caller's runs the model; each hands over through a short queue. The
-    # first decoder shares the resize thread's CUDA stream, so its images are ready (and their
-    # memory is not reused) before the resize kernels run; others have streams of their own,
-    # which the resize stream waits for.
+    # Threads: one receives batches from the reader processes, two per decoder prepare and decode
+    # them, one resizes them, and the caller's runs the model; each hands over through a short
+    # queue. The first decoder shares the resize thread's CUDA stream, so its images are ready
+    # (and their memory is not reused) before the resize kernels run; others have streams of
+    # their own, which the resize stream waits for.
     # The readers start (fork and read their first batches) before the decoders are made and
     # warmed up: a reader's first batch takes 0.6-0.7 s, a new nvImageCodec decoder up to 1.1 s
     # to make and 0.7-1.0 s to warm up (benchmarks/bench_decoder_start.py), one after the other
     received = in_background(iter(loader), "reader-batches")
     with contextlib.ExitStack() as run:  # closed in reverse: the threads end, then decoders go back
-        work = {}
+        source = run.enter_context(
+            contextlib.closing(stages.timed(received, "decoder threads: wait for the readers", readers=True))
+        )
+        shared, lanes = Shared(source), {}  # each decoder's prepare thread takes the next batch
         for i, name in enumerate(decoders):
             on = stream if i == 0 or not cuda else side_stream(device, number=i)
             with torch.cuda.stream(on) if cuda else contextlib.nullcontext():
                 fn = run.enter_context(reused_decoder(name, device, batches.warm_up))
             # a clock entry per thread: two threads adding to one entry could lose each other's time
-            step = f"decoder thread {i}: {name} call"
-            work[f"{name}-decoder-{i}"] = lambda raw, fn=fn, on=on, step=step: stages.decode(
-                raw, fn, step, on
+            prepare = functools.partial(stages.prepare, decoder=fn, step=f"prepare thread {i}: {name}", on=on)
+            ahead = in_background(map(prepare, shared), f"{name}-prepare-{i}", depth=1)
+            run.enter_context(contextlib.closing(ahead))
+            decode = functools.partial(
+                stages.decode, decoder=fn, step=f"decoder thread {i}: {name} call", on=on
             )
-        decoded = in_threads(stages.timed(received, "decoder threads: wait for the readers"), work)
-        run.enter_context(contextlib.closing(decoded))
+            lanes[f"{name}-decoder-{i}"] = map(
+                decode, stages.timed(ahead, f"decoder thread {i}: wait to prepare")
+            )
+        decoded = run.enter_context(contextlib.closing(merged(lanes)))
+        decoded = stages.timed(decoded, "resize thread: wait for the decoders")
         resized = in_background((stages.resize(*item) for item in decoded), "resize")
-        for pixels, records, done in run.enter_context(contextlib.closing(resized)):
+        run.enter_context(contextlib.closing(resized))
+        for pixels, records, done in stages.timed(resized, "model thread: wait for the resize"):
             if done is not None and pixels is not None:
                 torch.cuda.current_stream(device).wait_event(done)
                 pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
@@ -626,18 +677,30 @@ class _Raised:
 def in_background(items: Iterable, name: str, depth: int = 2) -> Iterator:
     """Iterate `items` in a thread of its own, up to `depth` items ahead of the caller. An error
     there is raised here; closing the returned generator stops the thread (and closes `items`)."""
-    return in_threads(items, {name: lambda item: item}, depth)
+    return merged({name: iter(items)}, depth, items)
 
 
-def in_threads(items: Iterable, workers: dict[str, Callable], depth: int = 2) -> Iterator:
-    """Apply a function to each of `items` in threads of their own, one per entry of `workers`
-    (thread name -> function), each taking the next item when it is free; results come in the
-    order they are done, up to `depth` ahead of the caller. An error in any thread is raised
-    here; closing the returned generator stops the threads (and closes `items`)."""
+class Shared:
+    """An iterator that several threads take items from, one at a time."""
+
+    def __init__(self, items: Iterable) -> None:
+        self._items = iter(items)
+        self._take = threading.Lock()
+
+    def __iter__(self) -> Shared:
+        return self
+
+    def __next__(self):
+        with self._take:
+            return next(self._items)
+
+
+def merged(sources: dict[str, Iterator], depth: int = 2, items: object = None) -> Iterator:
+    """The items of `sources` (thread name -> iterator), each iterated in a thread of its own,
+    in the order they come, up to `depth` ahead of the caller. An error in any thread is raised
+    here; closing the returned generator stops the threads (and then closes `items`)."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    take = threading.Lock()
-    source = iter(items)
     end = object()
 
     def offer(item: object) -> bool:
@@ -649,19 +712,18 @@ def in_threads(items: Iterable, workers: dict[str, Callable], depth: int = 2) ->
                 continue
         return False
 
-    def run(fn: Callable) -> None:
+    def run(source: Iterator) -> None:
         try:
-            while not stop.is_set():
-                with take:
-                    item = next(source, end)
-                if item is end or not offer(fn(item)):
-                    break
+            for item in source:
+                if stop.is_set() or not offer(item):
+                    return
             offer(end)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
             offer(_Raised(exc))
 
     threads = [
-        threading.Thread(target=run, args=(fn,), name=name, daemon=True) for name, fn in workers.items()
+        threading.Thread(target=run, args=(source,), name=name, daemon=True)
+        for name, source in sources.items()
     ]
     for thread in threads:
         thread.start()

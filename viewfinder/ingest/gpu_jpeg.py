@@ -17,9 +17,10 @@ on an H100, none of the mixes beat torchvision alone in the pipeline: docs/bench
 Each decoder takes a batch of JPEG files as uint8 CPU tensors and returns them decoded, as uint8
 (3,H,W) tensors on the device in the same order, queued on the caller's current CUDA stream, not
 turned by their EXIF orientation (the caller does that for every decoder alike) unless the
-decoder says it turns them itself (`JpegDecoder.upright`: TorchCodec always does). It raises
-RuntimeError when it cannot decode one of them. The caller reuses the input's memory (a read
-slot) as soon as a decoder returns: torchvision's call returns when the GPU is done with the
+decoder says it turns them itself (`JpegDecoder.upright`: TorchCodec always does), in two steps
+that may run in two threads: `prepare` (host-side work) and `decode` (the call that decodes). It
+raises RuntimeError when it cannot decode one of them. The caller reuses the input's memory (a
+read slot) as soon as `decode` returns: torchvision's call returns when the GPU is done with the
 bytes, and a copy from pageable (not page-locked) memory to the GPU, which any of them makes, has
 read its source by the time the call that queues it returns."""
 
@@ -35,9 +36,18 @@ DECODERS = ("torchvision", "torchcodec", "nvimgcodec", "nvimgcodec-hw")
 _MODULES = {"torchvision": "torchvision", "torchcodec": "torchcodec"}  # else nvImageCodec's
 
 
+def _as_given(jpegs: list) -> list:
+    return jpegs
+
+
 @dataclass(frozen=True)
 class JpegDecoder:
-    decode: Callable[[list], list]  # JPEG files as uint8 CPU tensors -> (3,H,W) uint8 on the device
+    decode: Callable[[object], list]  # prepare's output -> (3,H,W) uint8 images on the device
+    # JPEG files as uint8 CPU tensors -> what decode takes: the host-side work before a decode
+    # (parsing headers, allocating outputs on the caller's current stream), which the pipeline
+    # runs in a thread of its own ahead of the decode call so that the call follows the last
+    # one without a gap
+    prepare: Callable[[list], object] = _as_given
     upright: bool = False  # it applies the EXIF orientation itself
     # its first call costs far more than later ones (on one reader batch of 28 phone photos a new
     # nvImageCodec decoder took 0.4-0.8 s on H200 and H100 hosts, then 37-42 ms; torchvision 48 ms
@@ -45,7 +55,7 @@ class JpegDecoder:
     slow_start: bool = False
 
     def __call__(self, jpegs: list) -> list:
-        return self.decode(jpegs)
+        return self.decode(self.prepare(jpegs))
 
 
 def jpeg_decoder(spec: str, device: str) -> JpegDecoder:
@@ -154,16 +164,20 @@ def _nvimgcodec(name: str, device: str, cpu_threads: int) -> JpegDecoder:
         apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB, sample_format=planar
     )
 
-    def decode(jpegs: list) -> list:
-        stream = torch.cuda.current_stream(device)
+    def prepare(jpegs: list) -> tuple:
+        # (the CodeStreams read the JPEGs' memory, which the caller keeps until decode returns)
+        stream = torch.cuda.current_stream(device).cuda_stream
         codes = [nvimgcodec.CodeStream(j.numpy()) for j in jpegs]
         # Decoded straight into tensors from torch's caching allocator, queued on the same stream:
         # no buffers of nvImageCodec's own to allocate and free each call, and no copy out of them
         out = [torch.empty((3, c.height, c.width), dtype=torch.uint8, device=device) for c in codes]
-        into = nvimgcodec.as_images(out, cuda_stream=stream.cuda_stream, sample_format=planar)
-        images = decoder.decode(codes, params=params, cuda_stream=stream.cuda_stream, images=into)
+        return stream, codes, out, nvimgcodec.as_images(out, cuda_stream=stream, sample_format=planar)
+
+    def decode(prepared: tuple) -> list:
+        stream, codes, out, into = prepared
+        images = decoder.decode(codes, params=params, cuda_stream=stream, images=into)
         if any(im is None for im in images):
             raise RuntimeError(f"nvImageCodec ({name}) could not decode a JPEG of this batch")
         return out
 
-    return JpegDecoder(decode, slow_start=True)
+    return JpegDecoder(decode, prepare, slow_start=True)
