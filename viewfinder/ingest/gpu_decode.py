@@ -13,8 +13,8 @@ Six stages run at once (measured on an H100, docs/benchmarks.md):
   images upright besides: torchvision runs one decode at a time per process and returns only
   when it is done, so other work in this thread would leave the hardware decoder idle (with it
   here: 56% of the time in nvJPEG; without: 76-92%, and 4,773 -> 5,667 images/s on the same
-  6,000 files; nvImageCodec's call 81% -> 95% of the thread's samples with its host-side work
-  in the prepare thread);
+  6,000 files; nvImageCodec's call took 95% of the thread's samples with its host-side work in
+  the prepare thread, 81% with it in this thread, where that work took 11%);
 - a thread resizes, crops and normalises each decoded batch, on the same high-priority stream;
 - the caller runs the model on batch n on the default stream while the next ones are prepared.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
@@ -454,7 +454,7 @@ class _GpuStages:
         """The host-side work of `decoder`'s call on the batch's JPEGs (JpegDecoder.prepare), for
         CUDA stream `on` -> (batch, what the call takes, or the RuntimeError that sends the batch
         to Pillow). Run a batch ahead of the call, in a thread of its own: in the decoder thread
-        it kept the hardware decoder idle 11% of the time on phone photos
+        it took 11% of that thread's samples on phone photos, while the hardware decoder waited
         (benchmarks/results/gpu_12mp_h100_profile_nvimgcodec.txt)."""
         import torch
 
