@@ -356,7 +356,12 @@ def test_exif_rotated_photos_come_out_upright(tmp_path, photos, tiny_spec, decod
 )
 def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, decoders):
     """The GPU decoders, the threads and the streams on a real GPU: same records, same pixels (up
-    to the decoders' rounding) as the CPU run that CI checks against Pillow."""
+    to the decoders' rounding) as the CPU run that CI checks against Pillow; the caller runs on
+    the model's stream while it takes batches, and on its own stream again after."""
+    import torch
+
+    from viewfinder.ingest.gpu_decode import model_stream
+
     for name in decoders:
         if not installed(name):
             pytest.skip(f"the library of GPU decoder {name} is not installed (pip install 'viewfinder[gpu]')")
@@ -375,12 +380,15 @@ def test_cuda_path_matches_the_cpu_run_of_the_same_code(tmp_path, tiny_spec, dec
         for pixels, records in batches_of(
             scan(tmp_path), transform, mean, std, batch_size=4, workers=2, device=device, decoders=names
         ):
+            if device == "cuda":
+                assert torch.cuda.current_stream() == model_stream(device)
             for i, r in enumerate(records):
                 rows[r.path] = (
                     (r.content_hash, r.width, r.height, r.error),
                     pixels[i].cpu() if not r.error else None,
                 )
         runs[device] = rows
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
     assert runs["cpu"].keys() == runs["cuda"].keys() and len(runs["cpu"]) == 12
     for path, (record, px) in runs["cuda"].items():
         assert record == runs["cpu"][path][0]

@@ -16,7 +16,8 @@ Six stages run at once (measured on an H100, docs/benchmarks.md):
   6,000 files; nvImageCodec's call took 95% of the thread's samples with its host-side work in
   the prepare thread, 81% with it in this thread, where that work took 11%);
 - a thread resizes, crops and normalises each decoded batch, on the same high-priority stream;
-- the caller runs the model on batch n on the default stream while the next ones are prepared.
+- the caller runs the model on batch n, on a stream of its own (model_stream), while the next
+  ones are prepared.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
 per-file Python work serialises on the GIL. Decode worker processes with an nvJPEG each measured
 slower still, most likely because the GPU time-slices between processes: docs/benchmarks.md.)"""
@@ -434,6 +435,17 @@ def side_stream(device: str, high_priority: bool = True, number: int = 0):
     return torch.cuda.Stream(device, priority=-1 if high_priority else 0)
 
 
+def model_stream(device: str):
+    """The CUDA stream the caller of `gpu_batches` runs the model on while it takes batches: one
+    of its own at normal priority (cached like side_stream's), not the legacy default stream,
+    which waits for (and holds up) work on every blocking stream of the process; other
+    libraries' streams, such as nvImageCodec's, may be such. With the model on the default stream
+    it waited for the resize 15-26% of the run; on this one 47-54%, and `Engine.index` on phone
+    photos went 746-748 -> 797-803 images/s on a lent H200 host
+    (benchmarks/results/gpu_12mp_h200_model_stream.txt)."""
+    return side_stream(device, high_priority=False, number=-1)
+
+
 @dataclass
 class _GpuStages:
     """The decode and resize stages of `gpu_batches`, each run by a thread of its own, and the
@@ -640,6 +652,8 @@ def gpu_batches(
     # to make and 0.7-1.0 s to warm up (benchmarks/bench_decoder_start.py), one after the other
     received = in_background(iter(loader), "reader-batches")
     with contextlib.ExitStack() as run:  # closed in reverse: the threads end, then decoders go back
+        if cuda:  # the caller's thread, between batches too: it runs the model on model_stream
+            run.enter_context(torch.cuda.stream(model_stream(device)))
         source = run.enter_context(
             contextlib.closing(stages.timed(received, "decoder threads: wait for the readers", readers=True))
         )
