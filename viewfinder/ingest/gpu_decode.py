@@ -441,8 +441,8 @@ def model_stream(device: str):
     which waits for (and holds up) work on every blocking stream of the process; other
     libraries' streams, such as nvImageCodec's, may be such. With the model on the default stream
     it waited for the resize 15-26% of the run; on this one 47-54%, and `Engine.index` on phone
-    photos went 746-748 -> 797-803 images/s on a lent H200 host
-    (benchmarks/results/gpu_12mp_h200_model_stream.txt)."""
+    photos went 746-748 -> 797-803 images/s on a lent H200 host and 732-737 -> 786-793 on another
+    (benchmarks/results/gpu_12mp_h200_model_stream*.txt)."""
     return side_stream(device, high_priority=False, number=-1)
 
 
