@@ -440,9 +440,9 @@ def model_stream(device: str):
     of its own at normal priority (cached like side_stream's), not the legacy default stream,
     which waits for (and holds up) work on every blocking stream of the process; other
     libraries' streams, such as nvImageCodec's, may be such. With the model on the default stream
-    it waited for the resize 15-26% of the run; on this one 47-54%, and `Engine.index` on phone
-    photos went 746-748 -> 797-803 images/s on a lent H200 host and 732-737 -> 786-793 on another
-    (benchmarks/results/gpu_12mp_h200_model_stream*.txt)."""
+    it waited for the resize 2-26% of the run on two lent H200 hosts, on this one 47-54%, and
+    `Engine.index` on phone photos went 746-748 -> 797-803 images/s on one, 732-737 -> 786-793 on
+    the other (benchmarks/results/gpu_12mp_h200_model_stream*.txt)."""
     return side_stream(device, high_priority=False, number=-1)
 
 
@@ -596,7 +596,9 @@ def gpu_batches(
     tensor` is the model's own Pillow transform, for what the GPU does not take. `decoders`: the
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
-    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers, decoders)`)."""
+    large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers, decoders)`).
+    On CUDA the caller's thread is on `model_stream(device)` from the first batch until the
+    generator is closed or done, so that the model it runs between batches goes there."""
     import torch
 
     load_codecs()  # before the readers are forked (in the decoder thread)
