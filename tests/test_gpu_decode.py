@@ -204,6 +204,30 @@ def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
     assert not left_running(before)
 
 
+def test_an_error_stops_every_stage_while_its_traceback_is_kept(tmp_path, photos, tiny_spec, monkeypatch):
+    """A bug in a stage (here the decoder) reaches the caller, and the receiving thread and the
+    readers stop then, not when the error's traceback, which keeps gpu_batches' frame, goes."""
+    import shutil
+    import threading
+
+    from viewfinder.ingest import gpu_jpeg
+
+    def broken(jpegs: list) -> list:
+        raise ValueError("a bug in the decoder")
+
+    monkeypatch.setattr(gpu_jpeg, "jpeg_decoder", lambda spec, device: gpu_jpeg.JpegDecoder(broken))
+    monkeypatch.setattr(gpu_jpeg, "_idle", {})
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "aloeL.jpg"])
+    for i, f in enumerate(sorted(folder.iterdir()) * 6):  # more one-file batches than the stages hold
+        shutil.copy(f, folder / f"{i:02d}-{f.name}")
+    transform, mean, std = load_encoder(tiny_spec, device="cpu").uint8_transform()
+    before = set(threading.enumerate())
+    with pytest.raises(ValueError, match="a bug in the decoder") as caught:
+        list(batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2))
+    assert caught.value.__traceback__ is not None  # held here, with every frame it names
+    assert not left_running(before)
+
+
 def test_a_jpeg_the_decoder_refuses_sends_its_batch_to_pillow(tmp_path, photos, tiny_spec):
     folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "aloeL.jpg"])
     data = (folder / "aloeL.jpg").read_bytes()

@@ -652,8 +652,10 @@ def gpu_batches(
     # The readers start (fork and read their first batches) before the decoders are made and
     # warmed up: a reader's first batch takes 0.6-0.7 s, a new nvImageCodec decoder up to 1.1 s
     # to make and 0.7-1.0 s to warm up (benchmarks/bench_decoder_start.py), one after the other
-    received = in_background(iter(loader), "reader-batches")
     with contextlib.ExitStack() as run:  # closed in reverse: the threads end, then decoders go back
+        # closed here, not when this frame goes: a traceback that keeps the frame after an error
+        # would keep the receiving thread and the readers running
+        received = run.enter_context(contextlib.closing(in_background(iter(loader), "reader-batches")))
         if cuda:  # the caller's thread, between batches too: it runs the model on model_stream
             run.enter_context(torch.cuda.stream(model_stream(device)))
         source = run.enter_context(
