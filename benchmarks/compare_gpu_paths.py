@@ -11,10 +11,11 @@ tree picks, and 14 readers unless the name is followed by '/' and a count):
     EARLIER=_old_gpu_decode N=400 REP=20 python benchmarks/compare_gpu_paths.py
 
 VARIANTS names settings for this tree's path (semicolon-separated), each GPU decoders joined by
-'+' (gpu_decoders), optionally followed by '/' and a Pillow share (gpu_pillow_share), and by '/'
-and a count of reader processes (instead of gpu_decode.gpu_readers' choice):
+'+' (gpu_decoders), optionally followed by '/' and a Pillow share (gpu_pillow_share), by '/'
+and a count of reader processes (instead of gpu_decode.gpu_readers' choice), and by '/' and a
+count of draft processes (gpu_batches' `drafters`):
 
-    VARIANTS="torchvision;nvimgcodec-hw/0.15;nvimgcodec-hw/0/6" N=400 REP=20 \
+    VARIANTS="torchvision;nvimgcodec-hw/0.15;nvimgcodec-hw/0/6;nvimgcodec-hw//7/7" N=400 REP=20 \
         python benchmarks/compare_gpu_paths.py
 
 N JPEGs of 4032x3024 are made, each gone over REP times (Engine.index: REP hard links); LIMIT=0
@@ -22,6 +23,7 @@ leaves out the decode limit."""
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -50,9 +52,9 @@ def paths_to_compare() -> dict[str, tuple]:
             int(readers or READERS),
         )
     for variant in filter(None, os.environ.get("VARIANTS", "").split(";")):
-        decoders, share, readers = (variant.split("/") + ["", ""])[:3]
+        decoders, share, readers, drafters = (variant.split("/") + ["", "", ""])[:4]
         paths[f"this tree, {variant}"] = (
-            gpu_decode.gpu_batches,
+            functools.partial(gpu_decode.gpu_batches, drafters=int(drafters or 0)),
             tuple(decoders.split("+")),
             float(share) if share else None,
             int(readers) if readers else None,

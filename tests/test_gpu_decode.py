@@ -185,7 +185,45 @@ def test_resize_groups_by_size_and_keeps_the_order():
         torch.testing.assert_close(together[i], alone[0], atol=1e-3, rtol=0)
 
 
-def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
+def test_draft_processes_take_batches_from_the_back_and_every_file_comes_once(tmp_path, photos, tiny_spec):
+    """With draft processes beside the readers every file comes out once, the drafts' being the
+    run's last batches (a suffix: the two sides meet once), their pixels as Pillow's path gives
+    them."""
+    import shutil
+
+    import torch
+
+    from viewfinder.ingest.prepare import decode_for_model
+
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg", "chelsea.png"])
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    for i, f in enumerate(sorted(folder.iterdir()) * 5):
+        shutil.copy(f, folder / f"{i:02d}-{f.name}")
+    enc = load_encoder(tiny_spec, device="cpu")
+    transform, mean, std = enc.uint8_transform()
+    files = scan(folder)
+    clock = {}
+    out = list(batches_of(files, transform, mean, std, batch_size=2, workers=1, drafters=2, timings=clock))
+    records = [r for _, batch in out for r in batch]
+    assert sorted(r.path for r in records) == sorted(f.path for f in files)
+    assert sum(1 for r in records if r.error) == 6  # broken.jpg and its five copies, once each
+    assert clock["draft processes' own time, summed"] > 0
+    # a JPEG's row equals Pillow's path exactly only if a draft process decoded it (the readers'
+    # go to the GPU decoder and resize)
+    m, s = (torch.tensor(v).view(1, 3, 1, 1) for v in (mean, std))
+    stats = {f.path: f for f in files}
+    drafted = {}
+    for pixels, batch in out:
+        for row, r in zip(pixels if pixels is not None else [], batch):
+            if r.path.endswith(".jpg"):
+                ref = decode_for_model(stats[r.path], transform, MAX_PIXELS)[1]
+                drafted[r.path] = torch.equal(row[None], (ref[None].float() / 255.0 - m) / s)
+    in_order = [drafted[f.path] for f in files if f.path in drafted]
+    assert in_order[-1] and in_order == sorted(in_order)  # the last file drafted; readers' first
+
+
+@pytest.mark.parametrize("drafters", [0, 1])
+def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec, drafters):
     import shutil
     import threading
 
@@ -195,7 +233,7 @@ def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
     enc = load_encoder(tiny_spec, device="cpu")
     transform, mean, std = enc.uint8_transform()
     before = set(threading.enumerate())
-    batches = batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2)
+    batches = batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2, drafters=drafters)
     next(batches)
     assert {"torchvision-prepare-0", "torchvision-decoder-0", "resize", "reader-batches"} <= {
         t.name for t in threading.enumerate()
@@ -204,7 +242,10 @@ def test_stopping_early_releases_the_producer(tmp_path, photos, tiny_spec):
     assert not left_running(before)
 
 
-def test_an_error_stops_every_stage_while_its_traceback_is_kept(tmp_path, photos, tiny_spec, monkeypatch):
+@pytest.mark.parametrize("drafters", [0, 1])
+def test_an_error_stops_every_stage_while_its_traceback_is_kept(
+    tmp_path, photos, tiny_spec, monkeypatch, drafters
+):
     """A bug in a stage (here the decoder) reaches the caller, and the receiving thread and the
     readers stop then, not when the error's traceback, which keeps gpu_batches' frame, goes."""
     import shutil
@@ -223,7 +264,7 @@ def test_an_error_stops_every_stage_while_its_traceback_is_kept(tmp_path, photos
     transform, mean, std = load_encoder(tiny_spec, device="cpu").uint8_transform()
     before = set(threading.enumerate())
     with pytest.raises(ValueError, match="a bug in the decoder") as caught:
-        list(batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2))
+        list(batches_of(scan(folder), transform, mean, std, batch_size=1, workers=2, drafters=drafters))
     assert caught.value.__traceback__ is not None  # held here, with every frame it names
     assert not left_running(before)
 

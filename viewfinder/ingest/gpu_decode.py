@@ -67,6 +67,11 @@ DRAFT_LARGE_RATE, READ_LARGE_RATE = 15.0, 230.0
 # and H200 hosts, and 6-7 readers that only read and hash as fast as 14 drafting ones
 # (benchmarks/results/gpu_12mp_h100_pillow_shares_nvimgcodec.txt, gpu_12mp_h200_readers_share.txt)
 READ_ONLY_BESIDE = ("nvimgcodec", "nvimgcodec-hw")
+# Draft processes (gpu_batches' `drafters`) decode whole batches from the back of the run, in
+# chunks of this many files, so that where they meet the readers' batches from the front a chunk
+# or two, not a batch, is left to wait for; the model gets their photos in batches of at least
+# DRAFT_GATHER.
+DRAFT_CHUNK, DRAFT_GATHER = 2, 32
 
 
 @dataclass
@@ -263,7 +268,6 @@ def read_batch(
     """One batch, in a worker: JPEG bytes into a free slot of `slots` if they fit one, else into
     one tensor of fresh shared memory (the DataLoader then passes a handle, not a copy); other
     formats, refused JPEGs and `cpu_share` of the large JPEGs decoded by Pillow (draft mode)."""
-    import torch
 
     started = time.perf_counter()
     drafted = for_pillow(files, cpu_share)
@@ -273,22 +277,121 @@ def read_batch(
     slot = slots.take() if slots is not None and nbytes <= slots.size else None
     buf = slots.view(slot, nbytes) if slot is not None else shared_bytes(nbytes)
     buf, spans, jpeg_records, orientations, others, failed = read_jpegs(files, max_pixels, buf, drafted)
-    pillow = [decode_for_model(f, transform, max_pixels) for f in others]
-    failed += [r for r, t in pillow if t is None]
+    pixels, pillow_records, refused = _by_pillow(others, transform, max_pixels)
+    failed += refused
     position = {f.path: i for i, f in enumerate(files)}
     failed.sort(key=lambda r: position[r.path])  # reported in the order of the files
-    pixels = [t for _, t in pillow if t is not None]
     return RawBatch(
         buf if slot is None else None,
         spans,
         jpeg_records,
         orientations,
-        torch.stack(pixels) if pixels else None,
-        [r for r, t in pillow if t is not None],
+        pixels,
+        pillow_records,
         failed,
         time.perf_counter() - started,
         slot,
     )
+
+
+def _by_pillow(files: Sequence[FileStat], transform: Callable, max_pixels: int) -> tuple:
+    """`files` decoded by Pillow (large JPEGs in draft mode) -> (uint8 (N,3,side,side) tensor or
+    None, their records, the records of those that failed)."""
+    import torch
+
+    decoded = [decode_for_model(f, transform, max_pixels) for f in files]
+    pixels = [t for _, t in decoded if t is not None]
+    return (
+        torch.stack(pixels) if pixels else None,
+        [r for r, t in decoded if t is not None],
+        [r for r, t in decoded if t is None],
+    )
+
+
+def draft_batch(files: Sequence[FileStat], max_pixels: int, transform: Callable) -> RawBatch:
+    """One chunk, in a draft process: every file decoded by Pillow."""
+    started = time.perf_counter()
+    pixels, records, failed = _by_pillow(files, transform, max_pixels)
+    return RawBatch(None, [], [], [], pixels, records, failed, time.perf_counter() - started)
+
+
+def joined(raws: Sequence[RawBatch]) -> RawBatch:
+    """Batches with no JPEG bytes (draft processes' chunks) as one."""
+    import torch
+
+    pixels = [r.pillow_pixels for r in raws if r.pillow_pixels is not None]
+    return RawBatch(
+        None,
+        [],
+        [],
+        [],
+        torch.cat(pixels) if pixels else None,
+        [rec for r in raws for rec in r.pillow_records],
+        [rec for r in raws for rec in r.failed],
+        sum(r.seconds for r in raws),
+    )
+
+
+class Claims:
+    """Which side takes each of a run's `n` batches: the readers from the front (for the GPU
+    decoders), the draft processes from the back, until they meet; each batch goes to one side."""
+
+    def __init__(self, n: int) -> None:
+        self._lock = threading.Lock()
+        self._front, self._back = 0, n
+
+    def take(self, back: bool = False) -> int | None:
+        """The next batch for that side, or None once every batch is taken."""
+        with self._lock:
+            if self._front >= self._back:
+                return None
+            if back:
+                self._back -= 1
+                return self._back
+            self._front += 1
+            return self._front - 1
+
+    def front(self) -> Iterator[int]:
+        """The readers' batches, taken as the DataLoader asks for them (its sampler)."""
+        while (i := self.take()) is not None:
+            yield i
+
+
+class _Drafts:
+    """A map-style dataset of chunks of DRAFT_CHUNK files of `batches`, item `b * PARTS + p`
+    being part p of batch b, decoded by Pillow in draft processes; `keys` is its sampler, which
+    takes batches from the back of `claims` one at a time, as the DataLoader asks for chunks."""
+
+    PARTS = 1 << 16  # more than the files of any batch
+
+    def __init__(
+        self, batches: Sequence[Sequence[FileStat]], claims: Claims, max_pixels: int, transform: Callable
+    ):
+        self.batches, self.claims = batches, claims
+        self.max_pixels, self.transform = max_pixels, transform
+
+    def __getitem__(self, key: int) -> RawBatch:
+        b, p = divmod(key, self.PARTS)
+        return draft_batch(
+            self.batches[b][p * DRAFT_CHUNK : (p + 1) * DRAFT_CHUNK], self.max_pixels, self.transform
+        )
+
+    def keys(self) -> Iterator[int]:
+        while (b := self.claims.take(back=True)) is not None:
+            yield from (b * self.PARTS + p for p in range(math.ceil(len(self.batches[b]) / DRAFT_CHUNK)))
+
+
+def gathered(chunks: Iterable[RawBatch], images: int) -> Iterator[RawBatch]:
+    """Draft chunks joined into batches of at least `images` images (the last one may be short):
+    the model and the catalogue take them in fewer, larger steps."""
+    waiting: list[RawBatch] = []
+    for raw in chunks:
+        waiting.append(raw)
+        if sum(len(r.pillow_records) + len(r.failed) for r in waiting) >= images:
+            yield joined(waiting)
+            waiting = []
+    if waiting:
+        yield joined(waiting)
 
 
 class _Batches:
@@ -562,16 +665,14 @@ class _GpuStages:
         _tick(self.clock, "resize thread: launches", t)
         return pixels, raw.jpeg_records + raw.pillow_records + raw.failed, done
 
-    def timed(self, items: Iterator, step: str, readers: bool = False) -> Iterator:
-        """`items`, with the time spent waiting for them added up under `step`, and for the
-        `readers`' batches their own time too (where one thread at a time takes a batch)."""
+    def timed(self, items: Iterator, step: str, own: str | None = None) -> Iterator:
+        """`items`, with the time spent waiting for them added up under `step`, and for batches
+        from worker processes their `own` time too (where one thread at a time takes a batch)."""
         t = time.perf_counter()
         for item in items:
             _tick(self.clock, step, t)
-            if readers:
-                self.clock["readers' own time, summed"] = (
-                    self.clock.get("readers' own time, summed", 0.0) + item.seconds
-                )
+            if own:
+                self.clock[own] = self.clock.get(own, 0.0) + item.seconds
             yield item
             t = time.perf_counter()
 
@@ -590,6 +691,7 @@ def gpu_batches(
     decoders: Sequence[str] = ("torchvision",),
     timings: dict[str, float] | None = None,
     cpu_share: float | None = None,
+    drafters: int = 0,
 ) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
@@ -597,6 +699,10 @@ def gpu_batches(
     GPU JPEG decoders (gpu_jpeg.jpeg_decoder), a thread each. `timings`, if given, collects the
     decoder and resize threads' seconds per step (where the time goes). `cpu_share`: of the
     large JPEGs, the share the readers decode with Pillow (None: `auto_cpu_share(workers, decoders)`).
+    `drafters`: processes that decode whole batches with Pillow (draft mode), taken from the back
+    of the run while the readers take them from the front, so that they add to the GPU decoders'
+    rate without holding up the batches the decoders wait for, as a Pillow share in the readers'
+    batches does.
     On CUDA the caller's thread is on `model_stream(device)` from the first batch until the
     generator is closed or done, so that the model it runs between batches goes there."""
     import torch
@@ -634,15 +740,32 @@ def gpu_batches(
         timings if timings is not None else {},
         batches.slots,
     )
+    claims = Claims(len(batches))
     loader = torch.utils.data.DataLoader(
         batches,
         batch_size=None,
+        sampler=claims.front(),
         collate_fn=_as_is,
         num_workers=workers,
         worker_init_fn=functools.partial(die_with_parent, os.getpid()),
         prefetch_factor=prefetch,
         # the readers inherit the read slots' mapping: forked, whatever the platform's default
         multiprocessing_context="fork" if workers else None,
+    )
+    drafts = _Drafts(batches.batches, claims, max_pixels, fallback)
+    draft_loader = (
+        torch.utils.data.DataLoader(
+            drafts,
+            batch_size=None,
+            sampler=drafts.keys(),
+            collate_fn=_as_is,
+            num_workers=drafters,
+            worker_init_fn=functools.partial(die_with_parent, os.getpid()),
+            prefetch_factor=1,  # few chunks queued: those are what is left to wait for at the end
+            multiprocessing_context="fork",
+        )
+        if drafters
+        else None
     )
     # Threads: one receives batches from the reader processes, two per decoder prepare and decode
     # them, one resizes them, and the caller's runs the model; each hands over through a short
@@ -655,11 +778,21 @@ def gpu_batches(
     with contextlib.ExitStack() as run:  # closed in reverse: the threads end, then decoders go back
         # closed here, not when this frame goes: a traceback that keeps the frame after an error
         # would keep the receiving thread and the readers running
-        received = run.enter_context(contextlib.closing(in_background(iter(loader), "reader-batches")))
+        # the draft processes are forked here too, before any thread of this run starts
+        read, drafted = iter(loader), iter(draft_loader) if draft_loader is not None else None
+        received = run.enter_context(contextlib.closing(in_background(read, "reader-batches")))
+        chunks = None if drafted is None else in_background(drafted, "draft-chunks")
+        if chunks is not None:
+            run.enter_context(contextlib.closing(chunks))
+        del read, drafted  # held by the threads only: an error's traceback keeps this frame
         if cuda:  # the caller's thread, between batches too: it runs the model on model_stream
             run.enter_context(torch.cuda.stream(model_stream(device)))
         source = run.enter_context(
-            contextlib.closing(stages.timed(received, "decoder threads: wait for the readers", readers=True))
+            contextlib.closing(
+                stages.timed(
+                    received, "decoder threads: wait for the readers", own="readers' own time, summed"
+                )
+            )
         )
         shared, lanes = Shared(source), {}  # each decoder's prepare thread takes the next batch
         for i, name in enumerate(decoders):
@@ -676,6 +809,10 @@ def gpu_batches(
             lanes[f"{name}-decoder-{i}"] = map(
                 decode, stages.timed(ahead, f"decoder thread {i}: wait to prepare")
             )
+        if chunks is not None:  # a lane of batches with no JPEGs for a GPU decoder
+            own = "draft processes' own time, summed"
+            waited = stages.timed(chunks, "draft lane: wait for the draft processes", own=own)
+            lanes["drafts"] = ((raw, [], None) for raw in gathered(waited, DRAFT_GATHER))
         decoded = run.enter_context(contextlib.closing(merged(lanes)))
         decoded = stages.timed(decoded, "resize thread: wait for the decoders")
         resized = in_background((stages.resize(*item) for item in decoded), "resize")
