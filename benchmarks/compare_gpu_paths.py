@@ -13,7 +13,7 @@ tree picks, and 14 readers unless the name is followed by '/' and a count):
 VARIANTS names settings for this tree's path (semicolon-separated), each GPU decoders joined by
 '+' (gpu_decoders), optionally followed by '/' and a Pillow share (gpu_pillow_share), by '/'
 and a count of reader processes (instead of gpu_decode.gpu_readers' choice), and by '/' and a
-count of draft processes (gpu_batches' `drafters`):
+count of draft processes (gpu_batches' `drafters`, instead of gpu_decode.gpu_drafters' choice):
 
     VARIANTS="torchvision;nvimgcodec-hw/0.15;nvimgcodec-hw/0/6;nvimgcodec-hw//7/7" N=400 REP=20 \
         python benchmarks/compare_gpu_paths.py
@@ -54,7 +54,7 @@ def paths_to_compare() -> dict[str, tuple]:
     for variant in filter(None, os.environ.get("VARIANTS", "").split(";")):
         decoders, share, readers, drafters = (variant.split("/") + ["", "", ""])[:4]
         paths[f"this tree, {variant}"] = (
-            functools.partial(gpu_decode.gpu_batches, drafters=int(drafters or 0)),
+            functools.partial(gpu_decode.gpu_batches, drafters=int(drafters) if drafters else None),
             tuple(decoders.split("+")),
             float(share) if share else None,
             int(readers) if readers else None,

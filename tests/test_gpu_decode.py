@@ -489,3 +489,24 @@ def test_gpu_pillow_share_setting_is_a_share(tmp_path):
     (tmp_path / "vf.toml").write_text("gpu_pillow_share = 15\n")
     with pytest.raises(ValueError, match="gpu_pillow_share"):
         load_config(tmp_path / "vf.toml")
+
+
+def test_gpu_draft_processes_setting_is_a_count(tmp_path):
+    from viewfinder.config import load_config
+
+    (tmp_path / "vf.toml").write_text("gpu_draft_processes = 3\n")
+    assert load_config(tmp_path / "vf.toml").gpu_draft_processes == 3
+    assert Config().gpu_draft_processes is None  # gpu_decode.gpu_drafters
+    for bad in ("-1", "2.5", '"many"'):
+        (tmp_path / "vf.toml").write_text(f"gpu_draft_processes = {bad}\n")
+        with pytest.raises(ValueError, match="gpu_draft_processes"):
+            load_config(tmp_path / "vf.toml")
+
+
+def test_draft_processes_only_for_large_photos_whose_readers_draft_none(monkeypatch):
+    from viewfinder.ingest import gpu_decode
+
+    monkeypatch.setattr(gpu_decode.os, "cpu_count", lambda: 16)
+    assert gpu_decode.gpu_drafters(large=True, share=0.0) == 8
+    assert gpu_decode.gpu_drafters(large=False, share=0.0) == 0  # small files: the GPU is faster
+    assert gpu_decode.gpu_drafters(large=True, share=0.22) == 0  # the readers draft already

@@ -47,6 +47,10 @@ class Config:
     # decoders; None: from the rates measured on H100/H200 hosts, none beside nvImageCodec
     # (ingest/gpu_decode.auto_cpu_share)
     gpu_pillow_share: float | None = None
+    # processes that decode whole batches of large JPEGs with Pillow from the back of the run
+    # beside the GPU decoders; None: half the cores where the readers decode none, else none
+    # (ingest/gpu_decode.gpu_drafters)
+    gpu_draft_processes: int | None = None
     compile: bool = False  # torch.compile the image tower (Encoder.compile_image_tower)
     index_kind: str = "auto"  # auto | flat | hnsw | ivfpq
     exact_limit: int = 100_000  # up to this many vectors "auto" searches exactly (docs/benchmarks.md)
@@ -82,6 +86,14 @@ class Config:
                     f"setting gpu_pillow_share: {share} is not a share; use 0 to 1, or leave it out"
                 )
             clean["gpu_pillow_share"] = share
+        if "gpu_draft_processes" in clean:
+            count = clean["gpu_draft_processes"]
+            if not str(count).isdigit():
+                raise ValueError(
+                    f"setting gpu_draft_processes: {count!r} is not a count of processes; "
+                    "use 0 or more, or leave it out"
+                )
+            clean["gpu_draft_processes"] = int(str(count))
         for name in ("allowed_roots", "gpu_decoders"):  # lists in TOML
             if name in clean:
                 clean[name] = tuple(str(r) for r in clean[name])  # type: ignore[union-attr]

@@ -228,6 +228,7 @@ class Engine:
             gpu_decode=cfg.gpu_decode,
             gpu_decoders=cfg.gpu_decoders,
             gpu_pillow_share=cfg.gpu_pillow_share,
+            gpu_draft_processes=cfg.gpu_draft_processes,
         )
 
     def index_distributed(

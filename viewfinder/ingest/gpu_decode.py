@@ -193,6 +193,17 @@ def gpu_readers(
     return max(workers, cores)
 
 
+def gpu_drafters(large: bool, share: float) -> int:
+    """Draft processes for the GPU path (gpu_batches' `drafters`): for a folder of mostly `large`
+    photos whose readers decode none of them (Pillow `share` 0, as beside nvImageCodec), half the
+    cores, 8 on a 16-core host, where they took the hardware decoder's 822-832 phone photos a
+    second to 892-899 and `Engine.index` from 791-799 to 843-862 (4 took it to 804-850; lent
+    H200, benchmarks/results/gpu_12mp_h200_draft_lane.txt); the readers (busy about 2 cores) and
+    the main process's threads (about 2.5) leave the rest. None otherwise: small files decode
+    faster on the GPU than these drafts, and readers that draft a share are busy already."""
+    return (os.cpu_count() or 2) // 2 if large and share == 0.0 else 0
+
+
 def gpu_decoders_for(large: bool, configured: Sequence[str] = ()) -> tuple[str, ...]:
     """The GPU JPEG decoders (gpu_jpeg.py) for a folder: `configured` if any; else for a folder of
     mostly `large` photos nvImageCodec's hardware decoder where it is installed (12 MP JPEGs: 601
@@ -691,7 +702,7 @@ def gpu_batches(
     decoders: Sequence[str] = ("torchvision",),
     timings: dict[str, float] | None = None,
     cpu_share: float | None = None,
-    drafters: int = 0,
+    drafters: int | None = None,
 ) -> Iterator[tuple[object, list[NewImage]]]:
     """Yield (normalised pixel batch on `device` or None, records), like the DataLoader path:
     records with vectors first, in the order of the pixel rows. `fallback(image) -> uint8 CHW
@@ -702,21 +713,16 @@ def gpu_batches(
     `drafters`: processes that decode whole batches with Pillow (draft mode), taken from the back
     of the run while the readers take them from the front, so that they add to the GPU decoders'
     rate without holding up the batches the decoders wait for, as a Pillow share in the readers'
-    batches does.
+    batches does (None: `gpu_drafters`).
     On CUDA the caller's thread is on `model_stream(device)` from the first batch until the
     generator is closed or done, so that the model it runs between batches goes there."""
     import torch
 
     load_codecs()  # before the readers are forked (in the decoder thread)
     m, s, cuda, stream = device_setup(device, mean, std)
-    batches = _Batches(
-        files,
-        batch_size,
-        max_pixels,
-        fallback,
-        auto_cpu_share(workers, decoders) if cpu_share is None else cpu_share,
-        plain_first=workers,
-    )
+    share = auto_cpu_share(workers, decoders) if cpu_share is None else cpu_share
+    batches = _Batches(files, batch_size, max_pixels, fallback, share, plain_first=workers)
+    drafters = gpu_drafters(mostly_large(files), share) if drafters is None else drafters
     prefetch = 2 if workers else None
     # A slot for every batch that can be between a reader's read and the end of its decode: the
     # DataLoader's (prefetch per reader), the receiving thread's (one in hand, two queued), for

@@ -281,6 +281,7 @@ class EmbedOptions:
     gpu_decode: bool = True
     gpu_decoders: Sequence[str] = ()
     gpu_pillow_share: float | None = None  # None: gpu_decode.auto_cpu_share
+    gpu_draft_processes: int | None = None  # None: gpu_decode.gpu_drafters
 
 
 def index_folder(folder: Path, store: Store, encoder, options: EmbedOptions) -> IndexReport:
@@ -318,6 +319,7 @@ def model_batches(files: Sequence[FileStat], encoder, options: EmbedOptions):
             workers=gpu_readers(large, options.workers, decoders, options.gpu_pillow_share),
             decoders=decoders,
             cpu_share=options.gpu_pillow_share,
+            drafters=options.gpu_draft_processes,
         )
         return loader, None, None  # the GPU batches arrive normalised
     loader = cpu_batches(files, transform, options.batch_size, options.workers, options.max_pixels)
