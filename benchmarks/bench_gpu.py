@@ -179,12 +179,15 @@ def viewfinder_gpu_path(
     batches: Callable | None = None,
     decoders: tuple[str, ...] = (),
     cpu_share: float | None = None,
+    drafters: int | None = None,
 ) -> tuple[float, str]:
     """viewfinder's own CUDA indexing path (ingest/gpu_decode.py, or `batches` with the same
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
     same JPEGs), with `decoders` (() : those Engine.index picks) and `readers` reader processes
-    (None: as many as Engine.index starts). Returns the rate after the first batch (the steady
-    state) and a note with the readers, the whole run's rate and the start-up time."""
+    (None: as many as Engine.index starts), `drafters` draft processes (None: as many as
+    Engine.index starts; not passed on, for `batches` of earlier commits). Returns the rate after
+    the first batch (the steady state) and a note with the readers, the whole run's rate and the
+    start-up time."""
     from viewfinder.ingest.gpu_decode import gpu_batches, gpu_decoders_for, gpu_readers, mostly_large
 
     batches = batches or gpu_batches
@@ -209,6 +212,7 @@ def viewfinder_gpu_path(
             decoders=decoders,
             timings=clock,
             cpu_share=cpu_share,
+            **({} if drafters is None else {"drafters": drafters}),
         ):
             if model:
                 enc.encode_image_tensors(pixels)
@@ -236,6 +240,7 @@ def viewfinder_index(
     workers: int | None = None,
     copies: int = 1,
     pillow_share: float | None = None,
+    drafters: int | None = None,
 ) -> tuple[float, str]:
     """`Engine.index` itself: the CUDA path (or, gpu_decode=False, Pillow in `workers` decode
     processes) plus the SQLite catalogue, the FAISS index and its checkpoint, default batch
@@ -255,6 +260,7 @@ def viewfinder_index(
                     gpu_decoders=decoders,
                     gpu_decode=gpu_decode,
                     gpu_pillow_share=pillow_share,
+                    gpu_draft_processes=drafters,
                     **({"workers": workers} if workers else {}),
                 ),
                 encoder=enc,

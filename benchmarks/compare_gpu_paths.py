@@ -23,7 +23,7 @@ leaves out the decode limit."""
 
 from __future__ import annotations
 
-import functools
+import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -36,8 +36,8 @@ READERS = 14  # gpu_decode.gpu_readers of earlier commits on a 16-core host, for
 
 
 def paths_to_compare() -> dict[str, tuple]:
-    """label -> (gpu_batches function, decoders, Pillow share, readers): EARLIER's, VARIANTS', this
-    tree's (None: this tree's choice)."""
+    """label -> (gpu_batches function, decoders, Pillow share, readers, draft processes):
+    EARLIER's, VARIANTS', this tree's (None: this tree's choice)."""
     import importlib
 
     from viewfinder.ingest import gpu_decode
@@ -45,22 +45,27 @@ def paths_to_compare() -> dict[str, tuple]:
     paths = {}
     for earlier in filter(None, os.environ.get("EARLIER", "").split(",")):
         name, _, readers = earlier.partition("/")
-        paths[earlier] = (
-            importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches,
-            (),
-            None,
-            int(readers or READERS),
-        )
+        fn = importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches
+        paths[earlier] = (without_drafters(fn), (), None, int(readers or READERS), None)
     for variant in filter(None, os.environ.get("VARIANTS", "").split(";")):
         decoders, share, readers, drafters = (variant.split("/") + ["", "", ""])[:4]
         paths[f"this tree, {variant}"] = (
-            functools.partial(gpu_decode.gpu_batches, drafters=int(drafters) if drafters else None),
+            gpu_decode.gpu_batches,
             tuple(decoders.split("+")),
             float(share) if share else None,
             int(readers) if readers else None,
+            int(drafters) if drafters else None,
         )
-    paths["this tree"] = (gpu_decode.gpu_batches, (), None, None)
+    paths["this tree"] = (gpu_decode.gpu_batches, (), None, None, None)
     return paths
+
+
+def without_drafters(fn):
+    """An earlier commit's gpu_batches, which had no draft processes, as ingest.pipeline now calls
+    it (with `drafters`)."""
+    if "drafters" in inspect.signature(fn).parameters:
+        return fn
+    return lambda *args, drafters=None, **kw: fn(*args, **kw)
 
 
 def main() -> None:
@@ -80,19 +85,29 @@ def main() -> None:
     paths = paths_to_compare()
     rounds = int(os.environ.get("ROUNDS", 2))
     for name in list(paths) * rounds:
-        fn, decoders, share, readers = paths[name]
+        fn, decoders, share, readers, drafters = paths[name]
         rate, note = viewfinder_gpu_path(
-            enc, files, 256, readers, repeat=rep, batches=fn, decoders=decoders, cpu_share=share
+            enc,
+            files,
+            256,
+            readers,
+            repeat=rep,
+            batches=fn,
+            decoders=decoders,
+            cpu_share=share,
+            drafters=drafters,
         )
         rows.append((f"CUDA path, {name}, after the first batch", f"{rate:,.0f}", note))
         print(*rows[-1], sep=" | ", flush=True)  # so that a run cut short still shows its rows
     shipped = gpu_decode.gpu_batches, gpu_decode.gpu_readers
     for name in list(paths) * rounds:
-        fn, decoders, share, readers = paths[name]
+        fn, decoders, share, readers, drafters = paths[name]
         # what ingest.pipeline calls when it indexes
         gpu_decode.gpu_batches = fn
         gpu_decode.gpu_readers = (lambda *_, n=readers: n) if readers else shipped[1]
-        rate, note = viewfinder_index(enc, folder, decoders, copies=rep, pillow_share=share)
+        rate, note = viewfinder_index(
+            enc, folder, decoders, copies=rep, pillow_share=share, drafters=drafters
+        )
         rows.append((f"Engine.index, {name}", f"{rate:,.0f}", note))
         print(*rows[-1], sep=" | ", flush=True)
     gpu_decode.gpu_batches, gpu_decode.gpu_readers = shipped
