@@ -1,7 +1,8 @@
 """JPEG decoding on the GPU for the indexing pipeline: by default torchvision's nvJPEG, which on
 A100/H100-class GPUs runs on their hardware JPEG engines (gpu_jpeg.py has the other decoders).
 
-Six stages run at once (measured on an H100, docs/benchmarks.md):
+Six stages run at once, and for folders of phone photos a seventh (measured on H100 and H200
+hosts, docs/benchmarks.md):
 - worker processes read a whole batch of files, check headers against the pixel limit, note the
   EXIF orientation and hash them, their JPEG bytes into a read slot of memory shared with the
   main process (read_slots.py: a batch passes as its slot number, not one pickle per file); other
@@ -17,7 +18,9 @@ Six stages run at once (measured on an H100, docs/benchmarks.md):
   the prepare thread, 81% with it in this thread, where that work took 11%);
 - a thread resizes, crops and normalises each decoded batch, on the same high-priority stream;
 - the caller runs the model on batch n, on a stream of its own (model_stream), while the next
-  ones are prepared.
+  ones are prepared;
+- draft processes decode whole batches with Pillow from the back of the run while the readers
+  take them from the front (Claims), and a thread hands their pixels to the resize thread.
 (Threads instead of worker processes measured 2,200-3,100 files/s for the read stage: the
 per-file Python work serialises on the GIL. Decode worker processes with an nvJPEG each measured
 slower still, most likely because the GPU time-slices between processes: docs/benchmarks.md.)"""
@@ -196,11 +199,12 @@ def gpu_readers(
 def gpu_drafters(large: bool, share: float) -> int:
     """Draft processes for the GPU path (gpu_batches' `drafters`): for a folder of mostly `large`
     photos whose readers decode none of them (Pillow `share` 0, as beside nvImageCodec), half the
-    cores, 8 on a 16-core host, where they took the hardware decoder's 822-832 phone photos a
-    second to 892-899 and `Engine.index` from 791-799 to 843-862 (4 took it to 804-850; lent
-    H200, benchmarks/results/gpu_12mp_h200_draft_lane.txt); the readers (busy about 2 cores) and
-    the main process's threads (about 2.5) leave the rest. None otherwise: small files decode
-    faster on the GPU than these drafts, and readers that draft a share are busy already."""
+    cores: 8 on a 16-core host, where they took `Engine.index` on 8,000 phone photos from 785-799
+    to 811-866 images/s on two lent H200 hosts and from 781-789 to 845-850 on a lent H100 host
+    (4 and 11 added less; benchmarks/results/gpu_12mp_h*_draft_lane*.txt); the readers (busy
+    about 2 cores) and the main process's threads (about 2.5) leave the rest. None otherwise:
+    small files decode faster on the GPU than these drafts, and readers that draft a share are
+    busy already."""
     return (os.cpu_count() or 2) // 2 if large and share == 0.0 else 0
 
 
