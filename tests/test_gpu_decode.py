@@ -503,6 +503,21 @@ def test_gpu_draft_processes_setting_is_a_count(tmp_path):
             load_config(tmp_path / "vf.toml")
 
 
+def test_no_draft_processes_where_the_readers_take_every_batch_as_they_start(tmp_path, photos, tiny_spec):
+    import threading
+
+    folder = copy_photos(photos, tmp_path / "pics", ["rocket.jpg", "fruits.jpg", "apple.jpg"])
+    transform, mean, std = load_encoder(tiny_spec, device="cpu").uint8_transform()
+    clock, before = {}, set(threading.enumerate())
+    batches = batches_of(
+        scan(folder), transform, mean, std, batch_size=1, workers=2, drafters=4, timings=clock
+    )
+    assert next(batches) and "draft-chunks" not in {t.name for t in threading.enumerate()}
+    assert len([r for _, batch in batches for r in batch]) == 2  # the other two files, from the readers
+    assert not any(step.startswith("draft") for step in clock)
+    assert not left_running(before)
+
+
 def test_draft_processes_only_for_large_photos_whose_readers_draft_none(monkeypatch):
     from viewfinder.ingest import gpu_decode
 

@@ -728,6 +728,9 @@ def gpu_batches(
     batches = _Batches(files, batch_size, max_pixels, fallback, share, plain_first=workers)
     drafters = gpu_drafters(mostly_large(files), share) if drafters is None else drafters
     prefetch = 2 if workers else None
+    # the readers' DataLoader takes its first workers x prefetch batches as it starts: in a run of
+    # no more (a few new photos in a watched folder) draft processes would be forked for nothing
+    drafters = drafters if len(batches) > workers * (prefetch or 0) else 0
     # A slot for every batch that can be between a reader's read and the end of its decode: the
     # DataLoader's (prefetch per reader), the receiving thread's (one in hand, two queued), for
     # each decoder its prepare thread's (one in hand, one queued) and one in its decoder thread,
