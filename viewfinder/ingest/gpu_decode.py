@@ -283,7 +283,6 @@ def read_batch(
     """One batch, in a worker: JPEG bytes into a free slot of `slots` if they fit one, else into
     one tensor of fresh shared memory (the DataLoader then passes a handle, not a copy); other
     formats, refused JPEGs and `cpu_share` of the large JPEGs decoded by Pillow (draft mode)."""
-
     started = time.perf_counter()
     drafted = for_pillow(files, cpu_share)
     nbytes = jpeg_bytes(files, drafted)
@@ -781,10 +780,11 @@ def gpu_batches(
         else None
     )
     # Threads: one receives batches from the reader processes, two per decoder prepare and decode
-    # them, one resizes them, and the caller's runs the model; each hands over through a short
-    # queue. The first decoder shares the resize thread's CUDA stream, so its images are ready
-    # (and their memory is not reused) before the resize kernels run; others have streams of
-    # their own, which the resize stream waits for.
+    # them, two receive and gather the draft processes' chunks (if any), one resizes them all,
+    # and the caller's runs the model; each hands over through a short queue. The first decoder
+    # shares the resize thread's CUDA stream, so its images are ready (and their memory is not
+    # reused) before the resize kernels run; others have streams of their own, which the resize
+    # stream waits for.
     # The readers start (fork and read their first batches) before the decoders are made and
     # warmed up: a reader's first batch takes 0.6-0.7 s, a new nvImageCodec decoder up to 1.1 s
     # to make and 0.7-1.0 s to warm up (benchmarks/bench_decoder_start.py), one after the other
