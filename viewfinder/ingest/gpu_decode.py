@@ -753,32 +753,10 @@ def gpu_batches(
         batches.slots,
     )
     claims = Claims(len(batches))
-    loader = torch.utils.data.DataLoader(
-        batches,
-        batch_size=None,
-        sampler=claims.front(),
-        collate_fn=_as_is,
-        num_workers=workers,
-        worker_init_fn=functools.partial(die_with_parent, os.getpid()),
-        prefetch_factor=prefetch,
-        # the readers inherit the read slots' mapping: forked, whatever the platform's default
-        multiprocessing_context="fork" if workers else None,
-    )
+    loader = _forked_loader(batches, claims.front(), workers, prefetch)
     drafts = _Drafts(batches.batches, claims, max_pixels, fallback)
-    draft_loader = (
-        torch.utils.data.DataLoader(
-            drafts,
-            batch_size=None,
-            sampler=drafts.keys(),
-            collate_fn=_as_is,
-            num_workers=drafters,
-            worker_init_fn=functools.partial(die_with_parent, os.getpid()),
-            prefetch_factor=1,  # few chunks queued: those are what is left to wait for at the end
-            multiprocessing_context="fork",
-        )
-        if drafters
-        else None
-    )
+    # few chunks queued per draft process: those are what is left to wait for at the end
+    draft_loader = _forked_loader(drafts, drafts.keys(), drafters, 1) if drafters else None
     # Threads: one receives batches from the reader processes, two per decoder prepare and decode
     # them, two receive and gather the draft processes' chunks (if any), one resizes them all,
     # and the caller's runs the model; each hands over through a short queue. The first decoder
@@ -835,6 +813,24 @@ def gpu_batches(
                 torch.cuda.current_stream(device).wait_event(done)
                 pixels.record_stream(torch.cuda.current_stream(device))  # made on the side stream
             yield pixels, records
+
+
+def _forked_loader(dataset, sampler: Iterable[int], workers: int, prefetch: int | None):
+    """A DataLoader of whole items of `dataset` (batches, chunks) in the order `sampler` gives
+    their keys, read by `workers` processes forked from this one (they inherit the read slots'
+    mapping, whatever the platform's default), each dying with it."""
+    import torch
+
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=sampler,
+        collate_fn=_as_is,
+        num_workers=workers,
+        worker_init_fn=functools.partial(die_with_parent, os.getpid()),
+        prefetch_factor=prefetch,
+        multiprocessing_context="fork" if workers else None,
+    )
 
 
 class _Raised:
