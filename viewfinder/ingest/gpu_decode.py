@@ -399,11 +399,13 @@ def gathered(chunks: Iterable[RawBatch], images: int) -> Iterator[RawBatch]:
     """Draft chunks joined into batches of at least `images` images (the last one may be short):
     the model and the catalogue take them in fewer, larger steps."""
     waiting: list[RawBatch] = []
+    held = 0
     for raw in chunks:
         waiting.append(raw)
-        if sum(len(r.pillow_records) + len(r.failed) for r in waiting) >= images:
+        held += len(raw.pillow_records) + len(raw.failed)
+        if held >= images:
             yield joined(waiting)
-            waiting = []
+            waiting, held = [], 0
     if waiting:
         yield joined(waiting)
 
@@ -644,19 +646,15 @@ class _GpuStages:
         """Decode the batch's JPEGs with Pillow instead (into its Pillow part, or failed)."""
         import torch
 
-        retry = [
-            decode_for_model(FileStat(r.path, r.size, r.mtime), self.fallback, self.max_pixels)
-            for r in raw.jpeg_records
-        ]
+        files = [FileStat(r.path, r.size, r.mtime) for r in raw.jpeg_records]
+        more, records, failed = _by_pillow(files, self.fallback, self.max_pixels)
         raw.jpeg_records = []
-        raw.pillow_records = raw.pillow_records + [r for r, t in retry if t is not None]
-        extra = [t for _, t in retry if t is not None]
-        if extra:
-            more = torch.stack(extra)
+        raw.pillow_records = raw.pillow_records + records
+        if more is not None:
             raw.pillow_pixels = (
                 torch.cat([raw.pillow_pixels, more]) if raw.pillow_pixels is not None else more
             )
-        raw.failed.extend(r for r, t in retry if t is None)
+        raw.failed.extend(failed)
 
     def resize(self, raw: RawBatch, images: list, ready) -> tuple[object, list[NewImage], object]:
         """(normalised pixel batch, its records in row order then the failed ones, an event the
