@@ -11,7 +11,6 @@ timed apart.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import hard_linked, make_jpegs, print_table, random_vit_b_32
+from common import earlier_gpu_batches, hard_linked, make_jpegs, print_table, random_vit_b_32
 
 
 def one_run(module: str, folder: Path) -> dict:
@@ -28,7 +27,7 @@ def one_run(module: str, folder: Path) -> dict:
     from viewfinder import Config, Engine
     from viewfinder.ingest import gpu_decode
 
-    gpu_decode.gpu_batches = importlib.import_module(f"viewfinder.ingest.{module}").gpu_batches
+    gpu_decode.gpu_batches = earlier_gpu_batches(module)
     enc = random_vit_b_32(os.environ.get("DEV", "cuda"))
     reports = []
     for _ in range(2):

@@ -185,9 +185,9 @@ def viewfinder_gpu_path(
     signature), without the catalogue writes, over the files `repeat` times (a longer run from the
     same JPEGs), with `decoders` (() : those Engine.index picks) and `readers` reader processes
     (None: as many as Engine.index starts), `drafters` draft processes (None: as many as
-    Engine.index starts; not passed on, for `batches` of earlier commits). Returns the rate after
-    the first batch (the steady state) and a note with the readers, the whole run's rate and the
-    start-up time."""
+    Engine.index starts; `batches` of earlier commits: common.earlier_gpu_batches). Returns the
+    rate after the first batch (the steady state) and a note with the readers, the whole run's
+    rate and the start-up time."""
     from viewfinder.ingest.gpu_decode import gpu_batches, gpu_decoders_for, gpu_readers, mostly_large
 
     batches = batches or gpu_batches
@@ -212,7 +212,7 @@ def viewfinder_gpu_path(
             decoders=decoders,
             timings=clock,
             cpu_share=cpu_share,
-            **({} if drafters is None else {"drafters": drafters}),
+            drafters=drafters,
         ):
             if model:
                 enc.encode_image_tensors(pixels)

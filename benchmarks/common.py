@@ -15,6 +15,19 @@ from pathlib import Path
 import numpy as np
 
 
+def earlier_gpu_batches(module: str):
+    """gpu_batches of viewfinder/ingest/MODULE.py, an earlier commit's gpu_decode.py put beside
+    this tree's (`git show COMMIT:viewfinder/ingest/gpu_decode.py > ...`), taking what
+    ingest.pipeline now passes: one from before the draft processes is called without `drafters`."""
+    import importlib
+    import inspect
+
+    fn = importlib.import_module(f"viewfinder.ingest.{module}").gpu_batches
+    if "drafters" in inspect.signature(fn).parameters:
+        return fn
+    return lambda *args, drafters=None, **kw: fn(*args, **kw)
+
+
 def random_vit_b_32(device: str = "auto"):
     """open_clip ViT-B-32, randomly initialised (no pretrained tag)."""
     from viewfinder.models.openclip import OpenClipEncoder

@@ -23,14 +23,13 @@ leaves out the decode limit."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import tempfile
 from pathlib import Path
 
 from bench_gpu import stage_rates, viewfinder_gpu_path, viewfinder_index
 
-from common import make_jpegs, print_table, random_vit_b_32
+from common import earlier_gpu_batches, make_jpegs, print_table, random_vit_b_32
 
 READERS = 14  # gpu_decode.gpu_readers of earlier commits on a 16-core host, for EARLIER's paths
 
@@ -38,15 +37,12 @@ READERS = 14  # gpu_decode.gpu_readers of earlier commits on a 16-core host, for
 def paths_to_compare() -> dict[str, tuple]:
     """label -> (gpu_batches function, decoders, Pillow share, readers, draft processes):
     EARLIER's, VARIANTS', this tree's (None: this tree's choice)."""
-    import importlib
-
     from viewfinder.ingest import gpu_decode
 
     paths = {}
     for earlier in filter(None, os.environ.get("EARLIER", "").split(",")):
         name, _, readers = earlier.partition("/")
-        fn = importlib.import_module(f"viewfinder.ingest.{name}").gpu_batches
-        paths[earlier] = (without_drafters(fn), (), None, int(readers or READERS), None)
+        paths[earlier] = (earlier_gpu_batches(name), (), None, int(readers or READERS), None)
     for variant in filter(None, os.environ.get("VARIANTS", "").split(";")):
         decoders, share, readers, drafters = (variant.split("/") + ["", "", ""])[:4]
         paths[f"this tree, {variant}"] = (
@@ -58,14 +54,6 @@ def paths_to_compare() -> dict[str, tuple]:
         )
     paths["this tree"] = (gpu_decode.gpu_batches, (), None, None, None)
     return paths
-
-
-def without_drafters(fn):
-    """An earlier commit's gpu_batches, which had no draft processes, as ingest.pipeline now calls
-    it (with `drafters`)."""
-    if "drafters" in inspect.signature(fn).parameters:
-        return fn
-    return lambda *args, drafters=None, **kw: fn(*args, **kw)
 
 
 def main() -> None:
